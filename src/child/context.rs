@@ -1,0 +1,224 @@
+//! What a running child sees.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{select, Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::error::{RecvError, RecvTimeoutError, StartError, Stopped};
+use crate::exit::ExitReason;
+use crate::pid::Pid;
+
+/// What a starting child tells whoever waits for it to be started.
+pub(crate) enum ReadyMsg {
+    Ready,
+    /// It exited before it was ready.
+    Exited(ExitReason),
+    /// A nested supervisor could not start its children.
+    Failed(StartError),
+}
+
+/// The stopping side of a process's stop signal, held by its supervisor.
+pub(crate) struct StopHandle {
+    flag: Arc<AtomicBool>,
+    tx: Option<Sender<()>>,
+}
+
+impl StopHandle {
+    pub(crate) fn new() -> (StopHandle, Arc<AtomicBool>, Receiver<()>) {
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        let flag = Arc::new(AtomicBool::new(false));
+        (
+            StopHandle {
+                flag: flag.clone(),
+                tx: Some(tx),
+            },
+            flag,
+            rx,
+        )
+    }
+
+    /// Raises the signal: sets the flag, then disconnects the channel so that every wait
+    /// on it wakes. Idempotent.
+    pub(crate) fn raise(&mut self) {
+        self.flag.store(true, Ordering::Release);
+        self.tx = None;
+    }
+}
+
+/// What a child sees of itself: its identity, its stop signal and its readiness.
+///
+/// A `Context` is handed by reference to the child's function for one incarnation.
+/// Stopping is cooperative: a long-running child should wait through the context
+/// ([`sleep`](Context::sleep), [`recv`](Context::recv), [`recv_timeout`](Context::recv_timeout))
+/// or check [`is_stopping`](Context::is_stopping), and return when asked.
+///
+/// # Examples
+///
+/// ```
+/// use crossbeam_channel::unbounded;
+/// use steadfast::{ChildSpec, Supervisor};
+///
+/// let (tx, rx) = unbounded::<u32>();
+/// let sup = Supervisor::builder()
+///     .child(ChildSpec::worker("echo", move |ctx| {
+///         // Wakes on a message or on the stop signal; `?` turns the latter into Shutdown.
+///         loop {
+///             let n = ctx.recv(&rx)?;
+///             println!("got {n}");
+///         }
+///     }))
+///     .start()
+///     .unwrap();
+/// tx.send(1).unwrap();
+/// sup.shutdown().unwrap();
+/// ```
+pub struct Context {
+    pid: Pid,
+    id: Arc<str>,
+    stopping: Arc<AtomicBool>,
+    stop_rx: Receiver<()>,
+    ready_tx: Mutex<Option<Sender<ReadyMsg>>>,
+}
+
+impl Context {
+    pub(crate) fn new(
+        pid: Pid,
+        id: Arc<str>,
+        stopping: Arc<AtomicBool>,
+        stop_rx: Receiver<()>,
+        ready_tx: Option<Sender<ReadyMsg>>,
+    ) -> Context {
+        Context {
+            pid,
+            id,
+            stopping,
+            stop_rx,
+            ready_tx: Mutex::new(ready_tx),
+        }
+    }
+
+    /// This incarnation's pid (a restarted child has a new one).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The child's id in its supervisor.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the supervisor has asked this child to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The stop signal as a channel, for `select!` alongside the child's own channels.
+    ///
+    /// No message is ever sent on it: it *disconnects* when the stop is raised, so a
+    /// `recv` on it returns `Err` at that moment (and at once afterwards).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use crossbeam_channel::{select, unbounded};
+    /// use steadfast::{ChildSpec, Supervisor};
+    ///
+    /// let (tx, jobs) = unbounded::<String>();
+    /// let sup = Supervisor::builder()
+    ///     .child(ChildSpec::worker("select", move |ctx| loop {
+    ///         select! {
+    ///             recv(jobs) -> job => println!("job {job:?}"),
+    ///             recv(ctx.stop_signal()) -> _ => return Ok(()),
+    ///         }
+    ///     }))
+    ///     .start()
+    ///     .unwrap();
+    /// tx.send("a".into()).unwrap();
+    /// drop(sup); // raises the stop signal and joins
+    /// ```
+    pub fn stop_signal(&self) -> &Receiver<()> {
+        &self.stop_rx
+    }
+
+    /// Sleeps for `d`, or until the stop signal, whichever comes first.
+    ///
+    /// # Errors
+    ///
+    /// [`Stopped`] if the stop signal was raised (before or during the sleep).
+    pub fn sleep(&self, d: Duration) -> Result<(), Stopped> {
+        if self.is_stopping() {
+            return Err(Stopped);
+        }
+        match self.stop_rx.recv_timeout(d) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(()),
+            _ => Err(Stopped),
+        }
+    }
+
+    /// Receives a message from `rx`, waking early if the stop signal is raised.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Stopped`] if the stop signal was raised, [`RecvError::Disconnected`]
+    /// if `rx` is empty and disconnected.
+    pub fn recv<T>(&self, rx: &Receiver<T>) -> Result<T, RecvError> {
+        if self.is_stopping() {
+            return Err(RecvError::Stopped);
+        }
+        select! {
+            recv(rx) -> msg => msg.map_err(|_| RecvError::Disconnected),
+            recv(self.stop_rx) -> _ => Err(RecvError::Stopped),
+        }
+    }
+
+    /// Receives a message from `rx` within `timeout`, waking early on the stop signal.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Stopped`] if the stop signal was raised,
+    /// [`RecvTimeoutError::Timeout`] if nothing arrived in time,
+    /// [`RecvTimeoutError::Disconnected`] if `rx` is empty and disconnected.
+    pub fn recv_timeout<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        if self.is_stopping() {
+            return Err(RecvTimeoutError::Stopped);
+        }
+        select! {
+            recv(rx) -> msg => msg.map_err(|_| RecvTimeoutError::Disconnected),
+            recv(self.stop_rx) -> _ => Err(RecvTimeoutError::Stopped),
+            default(timeout) => Err(RecvTimeoutError::Timeout),
+        }
+    }
+
+    /// Tells the supervisor that this child has finished starting.
+    ///
+    /// Only meaningful for a child whose spec has a
+    /// [`ready_timeout`](crate::ChildSpec::ready_timeout): its supervisor does not start
+    /// the next child (and `start()` does not return) until this is called. Calling it
+    /// again, or for a child that does not wait for readiness, does nothing.
+    pub fn ready(&self) {
+        self.send_ready(ReadyMsg::Ready);
+    }
+
+    /// Reports a start outcome once; later calls do nothing.
+    pub(crate) fn send_ready(&self, msg: ReadyMsg) {
+        // Take under the lock, send outside it.
+        let tx = self.ready_tx.lock().take();
+        if let Some(tx) = tx {
+            let _ = tx.send(msg);
+        }
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("pid", &self.pid)
+            .field("id", &self.id)
+            .field("stopping", &self.is_stopping())
+            .finish()
+    }
+}

@@ -1,0 +1,227 @@
+//! The one place that spawns a process thread, catches its panics and reports its exit.
+//!
+//! Exit ordering (DESIGN guarantee 2): the thread (a) builds the `ExitReason`, (b) ends its
+//! pid — registry entries removed, monitors fired — and only then (c) tells whoever waits:
+//! the readiness waiter, the `done` channel, and its supervisor's inbox.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use once_cell::sync::Lazy;
+
+use crate::child::context::{Context, ReadyMsg, StopHandle};
+use crate::child::spec::Body;
+use crate::error::SpawnError;
+use crate::exit::{panic_message, ExitReason};
+use crate::pid::{self, Pid};
+use crate::supervisor::server::Msg;
+
+/// A running process, as its supervisor holds it.
+pub(crate) struct Spawned {
+    pub(crate) pid: Pid,
+    pub(crate) stop: StopHandle,
+    /// Receives the exit reason once the process has exited (registry already clean).
+    pub(crate) done: Receiver<ExitReason>,
+    pub(crate) join: JoinHandle<()>,
+    /// Receives the start outcome, for a process that reports readiness.
+    pub(crate) ready: Option<Receiver<ReadyMsg>>,
+}
+
+/// What to spawn.
+pub(crate) struct SpawnArgs {
+    pub(crate) id: Arc<str>,
+    pub(crate) thread_name: String,
+    pub(crate) body: Body,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) wants_ready: bool,
+    /// The supervisor's inbox, told of the exit last.
+    pub(crate) notify: Option<Sender<Msg>>,
+}
+
+/// Spawns a process thread running `args.body` under `catch_unwind`.
+pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
+    let guard = LiveThread::acquire()?;
+    let pid = Pid::spawn();
+    let (stop, stopping, stop_rx) = StopHandle::new();
+    let (done_tx, done) = bounded(1);
+    let (ready_tx, ready) = if args.wants_ready {
+        let (tx, rx) = bounded(1);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let mut builder = thread::Builder::new().name(args.thread_name);
+    if let Some(size) = args.stack_size {
+        builder = builder.stack_size(size);
+    }
+    let SpawnArgs {
+        id, body, notify, ..
+    } = args;
+    let spawned = builder.spawn(move || {
+        let _guard = guard;
+        Pid::set_current(Some(pid));
+        SUPERVISED.with(|s| s.set(true));
+        let ctx = Context::new(pid, id.clone(), stopping, stop_rx, ready_tx);
+        let reason = run_body(&id, pid, &body, &ctx);
+        // Release the body (and what it captured) before reporting the exit.
+        drop(body);
+        pid::exit(pid, &reason);
+        Pid::set_current(None);
+        SUPERVISED.with(|s| s.set(false));
+        ctx.send_ready(ReadyMsg::Exited(reason.clone()));
+        drop(ctx);
+        let _ = done_tx.send(reason.clone());
+        if let Some(notify) = notify {
+            let _ = notify.send(Msg::Exit { pid, reason });
+        }
+    });
+    match spawned {
+        Ok(join) => Ok(Spawned {
+            pid,
+            stop,
+            done,
+            join,
+            ready,
+        }),
+        Err(e) => {
+            pid::exit(pid, &ExitReason::failed(&e));
+            Err(SpawnError::Os(e))
+        }
+    }
+}
+
+/// Runs the body, turning a panic into `Panicked` and logging it once.
+fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
+    match panic::catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+        Ok(reason) => {
+            if let ExitReason::Failed(msg) = &reason {
+                log::warn!("child {id:?} ({pid}) failed: {msg}");
+            }
+            reason
+        }
+        Err(payload) => {
+            let msg = panic_message(&*payload);
+            let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
+            match location {
+                Some(at) => log::error!("child {id:?} ({pid}) panicked at {at}: {msg}"),
+                None => log::error!("child {id:?} ({pid}) panicked: {msg}"),
+            }
+            // A payload whose own Drop panics must not unwind out of the runner.
+            if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(inner);
+            }
+            ExitReason::Panicked(msg.into())
+        }
+    }
+}
+
+// ---- the thread cap -------------------------------------------------------------------
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static MAX: Lazy<AtomicUsize> = Lazy::new(|| AtomicUsize::new(default_max_threads()));
+
+/// One live process thread, counted against the cap until dropped (at the thread's end).
+struct LiveThread;
+
+impl LiveThread {
+    fn acquire() -> Result<LiveThread, SpawnError> {
+        let limit = MAX.load(Ordering::Relaxed);
+        let prev = LIVE.fetch_add(1, Ordering::AcqRel);
+        if prev >= limit {
+            LIVE.fetch_sub(1, Ordering::AcqRel);
+            return Err(SpawnError::ThreadLimit { limit });
+        }
+        Ok(LiveThread)
+    }
+}
+
+impl Drop for LiveThread {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The default cap: an eighth of `vm.max_map_count` (each thread costs a few memory
+/// mappings, and std aborts when they run out) and half of `kernel.threads-max`, whichever
+/// is lower; 10,000 where neither can be read.
+fn default_max_threads() -> usize {
+    let read = |path: &str| -> Option<usize> {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    };
+    let by_maps = read("/proc/sys/vm/max_map_count").map(|n| n / 8);
+    let by_threads = read("/proc/sys/kernel/threads-max").map(|n| n / 2);
+    match (by_maps, by_threads) {
+        (Some(a), Some(b)) => a.min(b).max(64),
+        (Some(a), None) | (None, Some(a)) => a.max(64),
+        (None, None) => 10_000,
+    }
+}
+
+/// Sets the most process threads steadfast will have alive at once, across every
+/// supervisor in the program.
+///
+/// A start beyond the cap fails with [`SpawnError::ThreadLimit`] (inside
+/// [`StartError::Spawn`](crate::StartError::Spawn)) instead of spawning. The cap exists
+/// because on Linux a process that runs out of memory mappings (`vm.max_map_count`, about
+/// four per thread) aborts inside the standard library before `spawn` can return an error.
+/// The default is derived from the system: an eighth of `vm.max_map_count` and half of
+/// `kernel.threads-max`, whichever is lower (about 8,000 on a stock Linux).
+/// Abandoned threads count until they really end.
+pub fn set_max_threads(n: usize) {
+    MAX.store(n, Ordering::Relaxed);
+}
+
+/// The cap on live process threads (see [`set_max_threads`]).
+pub fn max_threads() -> usize {
+    MAX.load(Ordering::Relaxed)
+}
+
+/// How many process threads steadfast has alive now (abandoned ones included).
+pub fn live_threads() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+// ---- panic output ---------------------------------------------------------------------
+
+thread_local! {
+    static SUPERVISED: Cell<bool> = const { Cell::new(false) };
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Routes panics of supervised threads to `log` only, keeping them off stderr.
+///
+/// steadfast always logs each supervised panic once, at `error` level, with the child id
+/// and message. By default the standard panic hook *also* prints it to stderr (and, with
+/// `RUST_BACKTRACE=1`, captures a backtrace). After this call, panics on steadfast's
+/// process threads skip the previous hook — the log line gains the panic's source
+/// location instead — while panics on every other thread go to the previous hook as before.
+///
+/// It is off by default because the panic hook is process-global: a library should not
+/// silence a program's panics unless the program asks. Calling it more than once installs
+/// the hook once.
+///
+/// # Examples
+///
+/// ```
+/// steadfast::route_panics_to_log();
+/// ```
+pub fn route_panics_to_log() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if SUPERVISED.with(|s| s.get()) {
+                if let Some(loc) = info.location() {
+                    let at = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
+                    PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(at));
+                }
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}

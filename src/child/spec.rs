@@ -1,0 +1,216 @@
+//! Child specifications: what to run, and how to restart and stop it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::child::context::Context;
+use crate::error::{is_stop_error, ChildError};
+use crate::exit::ExitReason;
+
+/// When a child that exited is restarted. The decision table (OTP's `do_restart`):
+///
+/// | restart \ exit | `Normal` | `Shutdown` | `Failed` / `Panicked` / `Killed` |
+/// |----------------|----------|------------|----------------------------------|
+/// | `Permanent`    | restart  | restart    | restart                          |
+/// | `Transient`    | —        | —          | restart                          |
+/// | `Temporary`    | dropped  | dropped    | dropped                          |
+///
+/// A temporary child is never restarted, and its spec is removed from the supervisor when
+/// it exits. The strategy acts only when the dead child is to be restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Restart {
+    /// Always restarted (the default).
+    #[default]
+    Permanent,
+    /// Restarted only after an abnormal exit.
+    Transient,
+    /// Never restarted; removed once it exits.
+    Temporary,
+}
+
+/// How long a supervisor waits for a child to stop once its stop signal is raised.
+///
+/// Stopping is cooperative: a child that has not returned when the time is up is
+/// *abandoned* — its thread is detached, its exit is reported as [`ExitReason::Killed`],
+/// its names are released, and the supervisor carries on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shutdown {
+    /// Wait up to this long (workers default to 5 s).
+    Timeout(Duration),
+    /// Wait as long as it takes (supervisors' default).
+    Infinity,
+    /// Do not wait: raise the signal and abandon the child unless it has already exited.
+    Immediate,
+}
+
+/// Whether a child is a worker or a supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChildKind {
+    /// A child running a user function.
+    Worker,
+    /// A nested (static or dynamic) supervisor.
+    Supervisor,
+}
+
+/// What a process runs once started: its context in, its exit reason out. Panics are
+/// caught around it by the runner.
+pub(crate) type Body = Arc<dyn Fn(&Context) -> ExitReason + Send + Sync>;
+
+/// When `start` considers a child started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// As soon as its thread is running.
+    Spawned,
+    /// When it calls `ctx.ready()`, within this deadline.
+    Within(Duration),
+    /// When it calls `ctx.ready()`, however long that takes (nested supervisors).
+    Unbounded,
+}
+
+/// A description of one child: its id, what it runs, and how it is restarted and stopped.
+///
+/// Built with [`ChildSpec::worker`] or [`ChildSpec::supervisor`], then refined with the
+/// builder methods. A spec is cheap to clone (the function is shared).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::{ChildSpec, Restart, Shutdown};
+///
+/// let spec = ChildSpec::worker("ticker", |ctx| {
+///     while ctx.sleep(Duration::from_millis(10)).is_ok() {}
+///     Ok(())
+/// })
+/// .restart(Restart::Transient)
+/// .shutdown(Shutdown::Timeout(Duration::from_secs(1)));
+/// assert_eq!(spec.id(), "ticker");
+/// ```
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub(crate) id: Arc<str>,
+    pub(crate) kind: ChildKind,
+    pub(crate) body: Body,
+    pub(crate) restart: Restart,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) readiness: Readiness,
+    pub(crate) stack_size: Option<usize>,
+}
+
+/// The default shutdown timeout of a worker.
+pub(crate) const WORKER_SHUTDOWN: Duration = Duration::from_secs(5);
+
+impl ChildSpec {
+    /// A worker child running `f` on its own thread.
+    ///
+    /// `f` is called once per incarnation. It returns `Ok(())` to exit normally (or, after
+    /// its stop signal, with `Shutdown`), `Err(e)` to exit with [`ExitReason::Failed`].
+    /// Returning one of the context's stop errors ([`Stopped`](crate::Stopped),
+    /// [`RecvError::Stopped`](crate::RecvError::Stopped), ...) with `?` counts as `Shutdown`.
+    ///
+    /// Defaults: [`Restart::Permanent`], [`Shutdown::Timeout`] of 5 s, started as soon as its
+    /// thread runs.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` is caught on the child's thread and becomes
+    /// [`ExitReason::Panicked`]; it never reaches the supervisor.
+    pub fn worker<F>(id: impl Into<String>, f: F) -> ChildSpec
+    where
+        F: Fn(&Context) -> Result<(), ChildError> + Send + Sync + 'static,
+    {
+        let body: Body = Arc::new(move |ctx: &Context| match f(ctx) {
+            Ok(()) if ctx.is_stopping() => ExitReason::Shutdown,
+            Ok(()) => ExitReason::Normal,
+            Err(e) if is_stop_error(&e) => ExitReason::Shutdown,
+            Err(e) => ExitReason::failed(e),
+        });
+        ChildSpec {
+            id: Arc::from(id.into()),
+            kind: ChildKind::Worker,
+            body,
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(WORKER_SHUTDOWN),
+            readiness: Readiness::Spawned,
+            stack_size: None,
+        }
+    }
+
+    /// A child that runs a body of the crate's own (a nested supervisor).
+    pub(crate) fn nested(id: impl Into<String>, body: Body) -> ChildSpec {
+        ChildSpec {
+            id: Arc::from(id.into()),
+            kind: ChildKind::Supervisor,
+            body,
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Infinity,
+            readiness: Readiness::Unbounded,
+            stack_size: None,
+        }
+    }
+
+    /// Sets the restart type (default [`Restart::Permanent`]).
+    pub fn restart(mut self, restart: Restart) -> ChildSpec {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets how long the supervisor waits for this child to stop (default 5 s for workers,
+    /// [`Shutdown::Infinity`] for supervisors).
+    pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Makes starting this child wait until it calls [`Context::ready`], for at most
+    /// `timeout`.
+    ///
+    /// Use it for children that must finish their set-up (open a socket, register a name)
+    /// before the next child starts. A child that returns or panics before `ready()`, or
+    /// misses the deadline, fails to start.
+    pub fn ready_timeout(mut self, timeout: Duration) -> ChildSpec {
+        self.readiness = Readiness::Within(timeout);
+        self
+    }
+
+    /// Sets the stack size of the child's thread, in bytes (default: std's).
+    pub fn stack_size(mut self, bytes: usize) -> ChildSpec {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The child's id, unique within its supervisor.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether this child is a worker or a supervisor.
+    pub fn kind(&self) -> ChildKind {
+        self.kind
+    }
+
+    /// Checks what a supervisor checks before it starts the child.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.id.trim().is_empty() {
+            return Err("child id must not be empty".to_owned());
+        }
+        if self.stack_size == Some(0) {
+            return Err(format!("child {:?}: stack size must not be zero", self.id));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .field("readiness", &self.readiness)
+            .field("stack_size", &self.stack_size)
+            .finish_non_exhaustive()
+    }
+}

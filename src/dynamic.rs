@@ -1,0 +1,295 @@
+//! Dynamic supervisors: children started and stopped at run time (Elixir's
+//! `DynamicSupervisor`, on threads). They share the static supervisor's event loop.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::child::spec::ChildSpec;
+use crate::error::{StartError, SupervisorError};
+use crate::pid::Pid;
+use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
+use crate::supervisor::server::{ChildRef, Config, Request};
+use crate::supervisor::{start_top, Handle, Owned, SupervisorSpec, Strategy};
+
+/// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
+#[derive(Clone, Debug)]
+pub struct DynamicSupervisorBuilder {
+    name: Option<String>,
+    max_children: Option<usize>,
+    intensity: u32,
+    period: Duration,
+    sinks: Vec<Sender<Event>>,
+}
+
+impl Default for DynamicSupervisorBuilder {
+    fn default() -> Self {
+        DynamicSupervisorBuilder {
+            name: None,
+            max_children: None,
+            intensity: crate::supervisor::DEFAULT_INTENSITY,
+            period: crate::supervisor::DEFAULT_PERIOD,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl DynamicSupervisorBuilder {
+    /// Registers the supervisor's [`DynamicSupervisorRef`] under `name` in the global
+    /// [`registry`](crate::registry()) while it runs.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The most children it holds at once (default: no limit). Children waiting to be
+    /// restarted count.
+    pub fn max_children(mut self, n: usize) -> Self {
+        self.max_children = Some(n);
+        self
+    }
+
+    /// At most `restarts` restarts within any `period` (default 3 in 5 s).
+    pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
+        self.intensity = restarts;
+        self.period = period;
+        self
+    }
+
+    /// Sends every [`Event`] of this supervisor to `sink`.
+    pub fn event_sink(mut self, sink: Sender<Event>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    fn config(&self, label: &str) -> Result<Arc<Config>, StartError> {
+        if self.period.is_zero() {
+            return Err(StartError::InvalidSpec("period must not be zero".into()));
+        }
+        if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(StartError::InvalidSpec("name must not be empty".into()));
+        }
+        Ok(Arc::new(Config {
+            label: Arc::from(self.name.as_deref().unwrap_or(label)),
+            strategy: Strategy::OneForOne,
+            intensity: self.intensity,
+            period: self.period,
+            dynamic: Some(self.max_children),
+            children: Vec::new(),
+            sinks: self.sinks.clone(),
+        }))
+    }
+
+    /// Starts the supervisor (with no children).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::InvalidSpec`] (zero period, empty name), [`StartError::NameTaken`],
+    /// [`StartError::Spawn`].
+    pub fn start(self) -> Result<DynamicSupervisor, StartError> {
+        let cfg = self.config("dynamic")?;
+        let (handle, owned) = start_top(cfg, self.name)?;
+        Ok(DynamicSupervisor {
+            handle: DynamicSupervisorRef(handle),
+            owned,
+        })
+    }
+}
+
+impl From<DynamicSupervisorBuilder> for SupervisorSpec {
+    fn from(b: DynamicSupervisorBuilder) -> Self {
+        SupervisorSpec {
+            name: b.name.clone(),
+            make: Arc::new(move |label| b.config(label)),
+        }
+    }
+}
+
+/// A cloneable handle to a running dynamic supervisor.
+///
+/// From [`DynamicSupervisor::handle`], the global [`registry`](crate::registry()) by name,
+/// or [`DynamicSupervisorRef::from_pid`]. Dropping it does nothing.
+#[derive(Clone)]
+pub struct DynamicSupervisorRef(pub(crate) Handle);
+
+impl fmt::Debug for DynamicSupervisorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DynamicSupervisorRef")
+            .field(&self.0.pid)
+            .finish()
+    }
+}
+
+impl DynamicSupervisorRef {
+    /// The handle of the live dynamic supervisor running as `pid`, if any.
+    pub fn from_pid(pid: Pid) -> Option<DynamicSupervisorRef> {
+        Handle::lookup(pid, true).map(DynamicSupervisorRef)
+    }
+
+    /// The supervisor's pid.
+    pub fn pid(&self) -> Pid {
+        self.0.pid
+    }
+
+    /// Starts a child and returns its pid. Ids need not be unique here.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::MaxChildren`] when full, [`SupervisorError::InvalidSpec`],
+    /// [`SupervisorError::StartFailed`], [`SupervisorError::NoSupervisor`].
+    pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        self.0.call(|r| Request::StartChild(spec, r))?
+    }
+
+    /// Stops the child running as `pid` and forgets it.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NotFound`] for an unknown pid, or one that already exited or was
+    /// terminated; [`SupervisorError::NoSupervisor`].
+    pub fn terminate_child(&self, pid: Pid) -> Result<(), SupervisorError> {
+        self.0
+            .call(|r| Request::TerminateChild(ChildRef::Pid(pid), r))?
+    }
+
+    /// Every child, in start order.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        self.0.which_children()
+    }
+
+    /// Counts of children.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        self.0.count_children()
+    }
+
+    /// A stream of everything the supervisor does from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
+        self.0.events()
+    }
+}
+
+/// The owner of a running dynamic supervisor; from [`DynamicSupervisorBuilder::start`].
+///
+/// **Dropping it shuts it down and joins it.** At shutdown every child's stop signal is
+/// raised at once, then each is waited for within its own timeout (counted from that
+/// moment) and abandoned if late — so stopping 1,000 children takes about as long as the
+/// slowest one, not the sum.
+///
+/// # Examples
+///
+/// ```
+/// use steadfast::{ChildSpec, DynamicSupervisor, SupervisorError};
+///
+/// let sup = DynamicSupervisor::builder().max_children(1).start().unwrap();
+/// let idle = || ChildSpec::worker("idle", |ctx| { let _ = ctx.stop_signal().recv(); Ok(()) });
+/// let pid = sup.start_child(idle()).unwrap();
+/// assert!(matches!(sup.start_child(idle()), Err(SupervisorError::MaxChildren)));
+/// sup.terminate_child(pid).unwrap();
+/// assert!(matches!(sup.terminate_child(pid), Err(SupervisorError::NotFound)));
+/// ```
+pub struct DynamicSupervisor {
+    handle: DynamicSupervisorRef,
+    owned: Owned,
+}
+
+impl fmt::Debug for DynamicSupervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DynamicSupervisor")
+            .field(&self.handle.pid())
+            .finish()
+    }
+}
+
+impl DynamicSupervisor {
+    /// Settings for a new dynamic supervisor.
+    pub fn builder() -> DynamicSupervisorBuilder {
+        DynamicSupervisorBuilder::default()
+    }
+
+    /// A cloneable handle that does not own the supervisor.
+    pub fn handle(&self) -> DynamicSupervisorRef {
+        self.handle.clone()
+    }
+
+    /// The supervisor's pid.
+    pub fn pid(&self) -> Pid {
+        self.handle.pid()
+    }
+
+    /// Stops every child concurrently, then the supervisor, and joins its thread.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::IntensityExceeded`] if it had already given up on its own.
+    pub fn shutdown(mut self) -> Result<(), SupervisorError> {
+        self.owned.stop_and_join(true)
+    }
+
+    /// Blocks until the supervisor exits on its own (intensity exceeded) and joins it.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::IntensityExceeded`] when that is why it exited.
+    pub fn join(mut self) -> Result<(), SupervisorError> {
+        self.owned.stop_and_join(false)
+    }
+
+    /// See [`DynamicSupervisorRef::start_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`DynamicSupervisorRef::start_child`].
+    pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        self.handle.start_child(spec)
+    }
+
+    /// See [`DynamicSupervisorRef::terminate_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`DynamicSupervisorRef::terminate_child`].
+    pub fn terminate_child(&self, pid: Pid) -> Result<(), SupervisorError> {
+        self.handle.terminate_child(pid)
+    }
+
+    /// See [`DynamicSupervisorRef::which_children`].
+    ///
+    /// # Errors
+    ///
+    /// As [`DynamicSupervisorRef::which_children`].
+    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        self.handle.which_children()
+    }
+
+    /// See [`DynamicSupervisorRef::count_children`].
+    ///
+    /// # Errors
+    ///
+    /// As [`DynamicSupervisorRef::count_children`].
+    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        self.handle.count_children()
+    }
+
+    /// See [`DynamicSupervisorRef::events`].
+    ///
+    /// # Errors
+    ///
+    /// As [`DynamicSupervisorRef::events`].
+    pub fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
+        self.handle.events()
+    }
+}

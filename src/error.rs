@@ -1,0 +1,193 @@
+//! All public error types.
+
+use std::time::Duration;
+
+use crate::exit::ExitReason;
+use crate::pid::Pid;
+
+/// The error a child function may return: any error, so `?` works on all of them.
+pub type ChildError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a supervisor (or one of its children) could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The supervisor's settings or child specs are invalid (duplicate or empty ids, a zero
+    /// period, ...); nothing was started.
+    #[error("invalid supervisor spec: {0}")]
+    InvalidSpec(String),
+    /// The supervisor's name is held in the global registry by a live process.
+    #[error("supervisor name {name:?} is already registered to {holder}")]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+        /// The process that holds it.
+        holder: Pid,
+    },
+    /// A child returned or panicked before it was started (before `ctx.ready()`, for a
+    /// child that asks for readiness).
+    #[error("child {id:?} exited before it started: {reason}")]
+    ChildExited {
+        /// The child's id.
+        id: String,
+        /// How it ended.
+        reason: ExitReason,
+    },
+    /// A child did not call `ctx.ready()` within its `ready_timeout`; it was stopped.
+    #[error("child {id:?} was not ready within {timeout:?}")]
+    ReadyTimeout {
+        /// The child's id.
+        id: String,
+        /// Its readiness deadline.
+        timeout: Duration,
+    },
+    /// A nested supervisor could not start its own children.
+    #[error("supervisor child {id:?} failed to start")]
+    Nested {
+        /// The nested supervisor's id in its parent.
+        id: String,
+        /// Why it failed.
+        #[source]
+        source: Box<StartError>,
+    },
+    /// The operating system refused a thread, or the global thread cap
+    /// ([`set_max_threads`](crate::set_max_threads)) was reached.
+    #[error("could not spawn a thread for {id:?}: {source}")]
+    Spawn {
+        /// The child (or supervisor) id.
+        id: String,
+        /// What the spawn returned.
+        #[source]
+        source: SpawnError,
+    },
+}
+
+impl StartError {
+    /// The id of the child that failed, if the error is about one child.
+    pub fn child_id(&self) -> Option<&str> {
+        match self {
+            StartError::ChildExited { id, .. }
+            | StartError::ReadyTimeout { id, .. }
+            | StartError::Nested { id, .. }
+            | StartError::Spawn { id, .. } => Some(id),
+            StartError::InvalidSpec(_) | StartError::NameTaken { .. } => None,
+        }
+    }
+}
+
+/// Why a thread could not be spawned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// steadfast's global thread cap was reached (see [`set_max_threads`](crate::set_max_threads)).
+    #[error("the thread cap of {limit} live threads is reached")]
+    ThreadLimit {
+        /// The cap in force.
+        limit: usize,
+    },
+    /// The operating system refused the thread.
+    #[error("the operating system refused a thread: {0}")]
+    Os(#[from] std::io::Error),
+}
+
+/// Why a request to a supervisor failed. The variants mirror OTP's supervisor errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// No child with that id (or pid) exists.
+    #[error("no such child")]
+    NotFound,
+    /// A child with that id is already running, with this pid.
+    #[error("child is already started as {0}")]
+    AlreadyStarted(Pid),
+    /// A child spec with that id is present (not running); restart or delete it first.
+    #[error("a child spec with that id is already present")]
+    AlreadyPresent,
+    /// The child is running: terminate it first.
+    #[error("child is running")]
+    Running,
+    /// The child is waiting to be restarted after a failed restart.
+    #[error("child is restarting")]
+    Restarting,
+    /// The child could not be started.
+    #[error("child failed to start")]
+    StartFailed(#[source] StartError),
+    /// The supervisor has exited.
+    #[error("the supervisor has exited")]
+    NoSupervisor,
+    /// The child spec is invalid (empty id, ...).
+    #[error("invalid child spec: {0}")]
+    InvalidSpec(String),
+    /// A dynamic supervisor already has its `max_children`.
+    #[error("the supervisor has reached its maximum number of children")]
+    MaxChildren,
+    /// The supervisor gave up: more than `restarts` restarts happened within `period`.
+    #[error("restart intensity exceeded: more than {restarts} restarts in {period:?}")]
+    IntensityExceeded {
+        /// The configured intensity.
+        restarts: u32,
+        /// The configured period.
+        period: Duration,
+    },
+    /// The supervisor's own thread panicked (a bug in steadfast; reported, not hidden).
+    #[error("the supervisor thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// A [`Context`](crate::Context) wait ended because the process was asked to stop.
+///
+/// Returning it from a child (with `?`) ends the child with [`ExitReason::Shutdown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the process was asked to stop")]
+pub struct Stopped;
+
+/// Why [`Context::recv`](crate::Context::recv) returned without a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The process was asked to stop. Returned from a child with `?`, this ends it with
+    /// [`ExitReason::Shutdown`].
+    #[error("the process was asked to stop")]
+    Stopped,
+    /// The channel is empty and disconnected.
+    #[error("receiving on an empty and disconnected channel")]
+    Disconnected,
+}
+
+/// Why [`Context::recv_timeout`](crate::Context::recv_timeout) returned without a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvTimeoutError {
+    /// The process was asked to stop. Returned from a child with `?`, this ends it with
+    /// [`ExitReason::Shutdown`].
+    #[error("the process was asked to stop")]
+    Stopped,
+    /// No message arrived in time.
+    #[error("timed out waiting on channel")]
+    Timeout,
+    /// The channel is empty and disconnected.
+    #[error("receiving on an empty and disconnected channel")]
+    Disconnected,
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The key is held by this live process.
+    #[error("key is already registered to {0}")]
+    AlreadyRegistered(Pid),
+    /// The would-be owner has exited: a dead process cannot own a name.
+    #[error("process {0} is not alive")]
+    NotAlive(Pid),
+}
+
+/// Whether an error returned by a child means "I was stopped" (so the exit is `Shutdown`).
+pub(crate) fn is_stop_error(err: &ChildError) -> bool {
+    err.is::<Stopped>()
+        || matches!(err.downcast_ref::<RecvError>(), Some(RecvError::Stopped))
+        || matches!(
+            err.downcast_ref::<RecvTimeoutError>(),
+            Some(RecvTimeoutError::Stopped)
+        )
+}

@@ -1,0 +1,108 @@
+//! How a process ended.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a process ended: the outcome of its function, as its supervisor sees it.
+///
+/// | variant     | when                                                            | abnormal |
+/// |-------------|-----------------------------------------------------------------|----------|
+/// | `Normal`    | the function returned `Ok(())` without being asked to stop      | no       |
+/// | `Shutdown`  | the function returned after its stop signal was raised          | no       |
+/// | `Failed`    | the function returned `Err(..)` (not because it was stopped)    | yes      |
+/// | `Panicked`  | the function panicked; the message is the panic payload         | yes      |
+/// | `Killed`    | the process was abandoned: it did not stop within its shutdown  | yes      |
+/// | `NoProcess` | a monitor was set on a process that had already exited          | yes      |
+///
+/// The messages are shared (`Arc<str>`), so an `ExitReason` is cheap to clone and send to
+/// every monitor and event subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExitReason {
+    /// The function returned `Ok(())` without having been asked to stop.
+    Normal,
+    /// The function returned after its stop signal was raised (or a supervisor gave up
+    /// after exceeding its restart intensity, as OTP's `shutdown`).
+    Shutdown,
+    /// The function returned an error; the message is the error's `Display` text.
+    Failed(Arc<str>),
+    /// The function panicked; the message is the panic payload for `&str` and `String`
+    /// payloads, and a placeholder otherwise.
+    Panicked(Arc<str>),
+    /// The process did not stop within its shutdown timeout and was abandoned: its thread
+    /// was detached (threads cannot be killed) and its names were released.
+    Killed,
+    /// Reported by [`monitor`](crate::monitor) for a process that was already gone: its
+    /// real exit reason is no longer known.
+    NoProcess,
+}
+
+impl ExitReason {
+    /// Whether this exit counts as a crash: `Failed`, `Panicked`, `Killed` or `NoProcess`.
+    ///
+    /// A transient child is restarted only after an abnormal exit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::ExitReason;
+    /// assert!(!ExitReason::Normal.is_abnormal());
+    /// assert!(!ExitReason::Shutdown.is_abnormal());
+    /// assert!(ExitReason::Killed.is_abnormal());
+    /// ```
+    pub fn is_abnormal(&self) -> bool {
+        !matches!(self, ExitReason::Normal | ExitReason::Shutdown)
+    }
+
+    pub(crate) fn failed(msg: impl fmt::Display) -> ExitReason {
+        ExitReason::Failed(msg.to_string().into())
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Normal => f.write_str("normal"),
+            ExitReason::Shutdown => f.write_str("shutdown"),
+            ExitReason::Failed(m) => write!(f, "failed: {m}"),
+            ExitReason::Panicked(m) => write!(f, "panicked: {m}"),
+            ExitReason::Killed => f.write_str("killed (abandoned after its shutdown timeout)"),
+            ExitReason::NoProcess => f.write_str("no such process"),
+        }
+    }
+}
+
+/// The text of a panic payload: `&str` and `String` payloads as they are, anything else as
+/// a placeholder (its type cannot be named at run time).
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_message_reads_str_string_and_other() {
+        assert_eq!(panic_message(&"boom"), "boom");
+        assert_eq!(panic_message(&String::from("bang")), "bang");
+        assert_eq!(panic_message(&42u32), "<non-string panic payload>");
+    }
+
+    #[test]
+    fn abnormal_table() {
+        assert!(!ExitReason::Normal.is_abnormal());
+        assert!(!ExitReason::Shutdown.is_abnormal());
+        assert!(ExitReason::failed("x").is_abnormal());
+        assert!(ExitReason::Panicked("x".into()).is_abnormal());
+        assert!(ExitReason::Killed.is_abnormal());
+        assert!(ExitReason::NoProcess.is_abnormal());
+    }
+}

@@ -1,0 +1,208 @@
+//! Process identity and the process table: liveness, exit hooks and monitors.
+//!
+//! Every process (a supervised thread, or a plain thread that asked for its [`Pid`]) has one
+//! entry in a global, sharded table while it is alive. Exiting removes the entry first — so
+//! from that instant `is_alive` is false — then runs the exit hooks (registry clean-up), then
+//! fires the monitors. The child runner notifies the supervisor only after that, which is
+//! what makes DESIGN guarantee 2 (exit ordering) hold.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+
+use crate::exit::ExitReason;
+
+/// The identity of one process incarnation.
+///
+/// A `Pid` is a cheap `Copy` id, unique for the life of the program: a restarted child gets
+/// a new one. It prints as `<0.N>`, as Erlang's pids do.
+///
+/// # Examples
+///
+/// ```
+/// use steadfast::Pid;
+/// // A plain (unsupervised) thread gets a pid on demand; it stays alive with the thread.
+/// let me = Pid::current();
+/// assert_eq!(me, Pid::current());
+/// assert!(me.is_alive());
+/// ```
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid(NonZeroU64);
+
+static NEXT_PID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static CURRENT: Cell<Option<Pid>> = const { Cell::new(None) };
+}
+
+impl Pid {
+    /// A fresh pid, entered into the process table as alive.
+    pub(crate) fn spawn() -> Pid {
+        let n = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+        let pid = Pid(NonZeroU64::new(n).expect("pid counter overflowed"));
+        TABLE.insert(pid);
+        pid
+    }
+
+    /// The pid of the calling thread.
+    ///
+    /// Inside a supervised process this is the process's pid. A plain thread is given a pid
+    /// the first time it asks; that pid stays alive for as long as the program runs (a plain
+    /// thread has no supervisor to report its exit to), so names it registers stay until it
+    /// unregisters them.
+    pub fn current() -> Pid {
+        CURRENT.with(|c| match c.get() {
+            Some(pid) => pid,
+            None => {
+                let pid = Pid::spawn();
+                c.set(Some(pid));
+                pid
+            }
+        })
+    }
+
+    /// Marks the calling thread as running `pid` (the child runner does this).
+    pub(crate) fn set_current(pid: Option<Pid>) {
+        CURRENT.with(|c| c.set(pid));
+    }
+
+    /// Whether this process has not exited yet (an abandoned process counts as exited).
+    pub fn is_alive(self) -> bool {
+        TABLE.is_alive(self)
+    }
+
+    /// The number behind the pid, unique for the life of the program.
+    pub fn as_u64(self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<0.{}>", self.0)
+    }
+}
+
+impl fmt::Debug for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Something that must learn of every exit of the processes it tracks, synchronously, in
+/// the exiting thread (the registries).
+pub(crate) trait ExitHook: Send + Sync {
+    fn on_exit(&self, pid: Pid);
+}
+
+#[derive(Default)]
+struct Entry {
+    monitors: Vec<Sender<ExitReason>>,
+    /// Each hook once, keyed by the address of its shared state.
+    hooks: Vec<(usize, Weak<dyn ExitHook>)>,
+}
+
+const SHARDS: usize = 32;
+
+struct ProcessTable {
+    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+}
+
+static TABLE: Lazy<ProcessTable> = Lazy::new(|| ProcessTable {
+    shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+});
+
+impl ProcessTable {
+    fn shard(&self, pid: Pid) -> &Mutex<HashMap<u64, Entry>> {
+        &self.shards[(pid.as_u64() as usize) % SHARDS]
+    }
+
+    fn insert(&self, pid: Pid) {
+        self.shard(pid).lock().insert(pid.as_u64(), Entry::default());
+    }
+
+    fn is_alive(&self, pid: Pid) -> bool {
+        self.shard(pid).lock().contains_key(&pid.as_u64())
+    }
+}
+
+/// Registers `hook` to run when `pid` exits. Returns `false` if `pid` is not alive.
+pub(crate) fn add_exit_hook(pid: Pid, key: usize, hook: Weak<dyn ExitHook>) -> bool {
+    let mut shard = TABLE.shard(pid).lock();
+    match shard.get_mut(&pid.as_u64()) {
+        Some(entry) => {
+            if !entry.hooks.iter().any(|(k, _)| *k == key) {
+                entry.hooks.push((key, hook));
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// Ends `pid`: removes it from the table, runs its exit hooks, fires its monitors.
+///
+/// Only the first call for a pid does anything (an abandoned process is exited by its
+/// supervisor, and again, harmlessly, by its own thread when it finally returns).
+/// Returns whether this call was the one that ended it.
+pub(crate) fn exit(pid: Pid, reason: &ExitReason) -> bool {
+    let entry = TABLE.shard(pid).lock().remove(&pid.as_u64());
+    // Collect under the lock, act outside it: hooks lock the registries.
+    let Some(entry) = entry else { return false };
+    for (_, hook) in entry.hooks {
+        if let Some(hook) = hook.upgrade() {
+            hook.on_exit(pid);
+        }
+    }
+    for m in entry.monitors {
+        let _ = m.send(reason.clone());
+    }
+    true
+}
+
+/// A one-shot notification of `pid`'s exit.
+///
+/// The receiver gets exactly one [`ExitReason`]: the process's own when it exits, or
+/// [`ExitReason::NoProcess`] at once if it had already exited when `monitor` was called.
+/// By the time the reason arrives every name the process owned has been released.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::{monitor, ChildSpec, ExitReason, Restart, Supervisor};
+///
+/// let sup = Supervisor::builder()
+///     .child(ChildSpec::worker("once", |_ctx| Ok(())).restart(Restart::Temporary).ready_timeout(Duration::from_secs(5)))
+///     .start()
+///     .unwrap();
+/// // The worker may already have finished; either way the monitor fires once.
+/// let pid = steadfast::Pid::current(); // a live pid, for the example
+/// let rx = monitor(pid);
+/// assert!(rx.try_recv().is_err()); // still alive
+/// drop(sup);
+/// ```
+pub fn monitor(pid: Pid) -> Receiver<ExitReason> {
+    let (tx, rx) = bounded(1);
+    let mut shard = TABLE.shard(pid).lock();
+    match shard.get_mut(&pid.as_u64()) {
+        Some(entry) => entry.monitors.push(tx),
+        None => {
+            drop(shard);
+            let _ = tx.send(ExitReason::NoProcess);
+        }
+    }
+    rx
+}
+
+/// Exit-hook keys: the address of the hook's shared state, stable while it lives.
+pub(crate) fn hook_key<T>(arc: &Arc<T>) -> usize {
+    Arc::as_ptr(arc) as *const () as usize
+}

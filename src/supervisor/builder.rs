@@ -1,0 +1,319 @@
+//! Settings of a static supervisor, validated before anything starts.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Sender};
+use parking_lot::Mutex;
+
+use crate::child::context::{Context, ReadyMsg};
+use crate::child::runner::{self, SpawnArgs};
+use crate::child::spec::{Body, ChildSpec};
+use crate::error::{RegistryError, StartError};
+use crate::exit::ExitReason;
+use crate::registry::registry;
+use crate::supervisor::event::Event;
+use crate::supervisor::server::{Config, EndSlot, Server};
+use crate::supervisor::strategy::Strategy;
+use crate::supervisor::{Handle, Owned, Supervisor, SupervisorRef, SUPERVISORS};
+
+/// The default restart intensity: 3 restarts ...
+pub(crate) const DEFAULT_INTENSITY: u32 = 3;
+/// ... within 5 seconds (OTP's defaults are 1 in 5 s; Elixir's 3 in 5 s).
+pub(crate) const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
+
+/// Settings for a static [`Supervisor`]; from [`Supervisor::builder`].
+///
+/// Cloning a builder is cheap (child functions are shared); a nested supervisor's builder
+/// is kept by its parent and started again on each restart.
+#[derive(Clone, Debug)]
+pub struct SupervisorBuilder {
+    name: Option<String>,
+    strategy: Strategy,
+    intensity: u32,
+    period: Duration,
+    children: Vec<ChildSpec>,
+    sinks: Vec<Sender<Event>>,
+}
+
+impl Default for SupervisorBuilder {
+    fn default() -> Self {
+        SupervisorBuilder {
+            name: None,
+            strategy: Strategy::OneForOne,
+            intensity: DEFAULT_INTENSITY,
+            period: DEFAULT_PERIOD,
+            children: Vec::new(),
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl SupervisorBuilder {
+    /// Registers the supervisor's [`SupervisorRef`] under `name` in the global
+    /// [`registry`](crate::registry()) while it runs. Threads are named after it too.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the restart strategy (default [`Strategy::OneForOne`]).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Allows at most `restarts` restarts within any `period` (default 3 in 5 s); one more
+    /// and the supervisor stops its children and exits. `restarts` may be 0 (the first
+    /// restart gives up); `period` must not be zero.
+    pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
+        self.intensity = restarts;
+        self.period = period;
+        self
+    }
+
+    /// Adds a child; children start in the order they are added.
+    pub fn child(mut self, spec: ChildSpec) -> Self {
+        self.children.push(spec);
+        self
+    }
+
+    /// Adds several children, in order.
+    pub fn children(mut self, specs: impl IntoIterator<Item = ChildSpec>) -> Self {
+        self.children.extend(specs);
+        self
+    }
+
+    /// Sends every [`Event`] of this supervisor to `sink`, from its very first child start.
+    ///
+    /// For a nested supervisor the sink sees every incarnation.
+    pub fn event_sink(mut self, sink: Sender<Event>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    fn validate(&self) -> Result<(), StartError> {
+        if self.period.is_zero() {
+            return Err(StartError::InvalidSpec("period must not be zero".into()));
+        }
+        if let Some(name) = &self.name {
+            if name.trim().is_empty() {
+                return Err(StartError::InvalidSpec("name must not be empty".into()));
+            }
+        }
+        let mut seen = HashSet::new();
+        for spec in &self.children {
+            spec.validate().map_err(StartError::InvalidSpec)?;
+            if !seen.insert(spec.id()) {
+                return Err(StartError::InvalidSpec(format!(
+                    "duplicate child id {:?}",
+                    spec.id()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn config(&self, label: &str) -> Arc<Config> {
+        Arc::new(Config {
+            label: Arc::from(self.name.as_deref().unwrap_or(label)),
+            strategy: self.strategy,
+            intensity: self.intensity,
+            period: self.period,
+            dynamic: None,
+            children: self.children.clone(),
+            sinks: self.sinks.clone(),
+        })
+    }
+
+    /// Starts the supervisor and its children, in order, and returns once all are started.
+    ///
+    /// # Errors
+    ///
+    /// - [`StartError::InvalidSpec`]: duplicate or empty child ids, a zero period, an
+    ///   empty name.
+    /// - [`StartError::NameTaken`]: the name is held by a live process.
+    /// - [`StartError::ChildExited`], [`StartError::ReadyTimeout`], [`StartError::Nested`],
+    ///   [`StartError::Spawn`]: child *k* failed to start. Children 1..k-1 were stopped in
+    ///   reverse order, the rest never started; no thread is left behind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::{ChildSpec, StartError, Supervisor};
+    ///
+    /// let err = Supervisor::builder()
+    ///     .child(ChildSpec::worker("a", |_| Ok(())))
+    ///     .child(ChildSpec::worker("a", |_| Ok(())))
+    ///     .start()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, StartError::InvalidSpec(_)));
+    /// ```
+    pub fn start(self) -> Result<Supervisor, StartError> {
+        self.validate()?;
+        let label = self.name.clone().unwrap_or_else(|| "supervisor".into());
+        let (handle, owned) = start_top(self.config(&label), self.name)?;
+        Ok(Supervisor {
+            handle: SupervisorRef(handle),
+            owned,
+        })
+    }
+}
+
+/// Spawns a top-level supervisor process and waits until its children have started.
+pub(crate) fn start_top(cfg: Arc<Config>, name: Option<String>) -> Result<(Handle, Owned), StartError> {
+    let label = cfg.label.to_string();
+    let dynamic = cfg.dynamic.is_some();
+    let end: EndSlot = Arc::new(Mutex::new(None));
+    let (tx, rx) = unbounded();
+    let inbox = Mutex::new(Some((tx.clone(), rx)));
+    let slot = end.clone();
+    let body: Body = Arc::new(move |ctx: &Context| {
+        let Some((tx, rx)) = inbox.lock().take() else {
+            return ExitReason::failed("a top-level supervisor runs once");
+        };
+        run_supervisor(cfg.clone(), name.as_deref(), ctx, tx, rx, Some(slot.clone()))
+    });
+    let mut run = runner::spawn(SpawnArgs {
+        id: Arc::from(label.as_str()),
+        thread_name: label.clone(),
+        body,
+        stack_size: None,
+        wants_ready: true,
+        notify: None,
+    })
+    .map_err(|source| StartError::Spawn {
+        id: label.clone(),
+        source,
+    })?;
+    let ready = run.ready.take().expect("asked for readiness");
+    let failure = match ready.recv() {
+        Ok(ReadyMsg::Ready) => {
+            let handle = Handle {
+                pid: run.pid,
+                tx,
+                dynamic,
+            };
+            return Ok((handle, Owned { run: Some(run), end }));
+        }
+        Ok(ReadyMsg::Failed(e)) => e,
+        Ok(ReadyMsg::Exited(reason)) => StartError::ChildExited { id: label, reason },
+        Err(_) => StartError::ChildExited {
+            id: label,
+            reason: ExitReason::Killed,
+        },
+    };
+    let _ = run.join.join();
+    Err(failure)
+}
+
+/// The body of every supervisor process, static or dynamic: register, start the children,
+/// report readiness, serve.
+pub(crate) fn run_supervisor(
+    cfg: Arc<Config>,
+    name: Option<&str>,
+    ctx: &Context,
+    tx: Sender<crate::supervisor::server::Msg>,
+    rx: crossbeam_channel::Receiver<crate::supervisor::server::Msg>,
+    end: Option<EndSlot>,
+) -> ExitReason {
+    let handle = Handle {
+        pid: ctx.pid(),
+        tx: tx.clone(),
+        dynamic: cfg.dynamic.is_some(),
+    };
+    // Known by pid to its parent's callers; the entry goes with the process.
+    let _ = SUPERVISORS.register_for(ctx.pid(), ctx.pid(), handle.clone());
+    if let Some(name) = name {
+        let registered = if handle.dynamic {
+            registry().register_value(name, crate::DynamicSupervisorRef(handle.clone()))
+        } else {
+            registry().register_value(name, SupervisorRef(handle.clone()))
+        };
+        if let Err(RegistryError::AlreadyRegistered(holder)) = registered {
+            let e = StartError::NameTaken {
+                name: name.to_owned(),
+                holder,
+            };
+            let reason = ExitReason::failed(&e);
+            ctx.send_ready(ReadyMsg::Failed(e));
+            return reason;
+        }
+    }
+    let mut server = Server::new(cfg, tx, end);
+    if let Err(e) = server.start_initial() {
+        let reason = ExitReason::failed(&e);
+        ctx.send_ready(ReadyMsg::Failed(e));
+        return reason;
+    }
+    ctx.ready();
+    server.run(ctx, &rx)
+}
+
+/// What makes a nested supervisor: the builder of a static or a dynamic supervisor.
+///
+/// Built by `From` from [`SupervisorBuilder`] or
+/// [`DynamicSupervisorBuilder`](crate::DynamicSupervisorBuilder); taken by
+/// [`ChildSpec::supervisor`].
+pub struct SupervisorSpec {
+    pub(crate) name: Option<String>,
+    pub(crate) make: Arc<dyn Fn(&str) -> Result<Arc<Config>, StartError> + Send + Sync>,
+}
+
+impl From<SupervisorBuilder> for SupervisorSpec {
+    fn from(b: SupervisorBuilder) -> Self {
+        SupervisorSpec {
+            name: b.name.clone(),
+            make: Arc::new(move |label| {
+                b.validate()?;
+                Ok(b.config(label))
+            }),
+        }
+    }
+}
+
+impl ChildSpec {
+    /// A child that is itself a supervisor, built from a [`SupervisorBuilder`] or a
+    /// [`DynamicSupervisorBuilder`](crate::DynamicSupervisorBuilder).
+    ///
+    /// Its thread runs the supervisor loop; starting it waits until all its own children
+    /// have started. Defaults: [`Restart::Permanent`](crate::Restart::Permanent),
+    /// [`Shutdown::Infinity`](crate::Shutdown::Infinity). A nested supervisor that exceeds
+    /// its intensity exits with [`ExitReason::Shutdown`], as in OTP: a permanent parent spec
+    /// restarts it, a transient one leaves it down. Reach it by name through the
+    /// [`registry`](crate::registry()), or by the pid in its parent's `which_children()`
+    /// with [`SupervisorRef::from_pid`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::{ChildSpec, Strategy, Supervisor};
+    ///
+    /// let inner = Supervisor::builder()
+    ///     .strategy(Strategy::OneForAll)
+    ///     .child(ChildSpec::worker("w", |ctx| { while ctx.sleep(std::time::Duration::from_millis(5)).is_ok() {} Ok(()) }));
+    /// let sup = Supervisor::builder()
+    ///     .child(ChildSpec::supervisor("inner", inner))
+    ///     .start()
+    ///     .unwrap();
+    /// assert_eq!(sup.count_children().unwrap().supervisors, 1);
+    /// ```
+    pub fn supervisor(id: impl Into<String>, builder: impl Into<SupervisorSpec>) -> ChildSpec {
+        let id = id.into();
+        let spec: SupervisorSpec = builder.into();
+        let label = id.clone();
+        let body: Body = Arc::new(move |ctx: &Context| match (spec.make)(&label) {
+            Ok(cfg) => {
+                let (tx, rx) = unbounded();
+                run_supervisor(cfg, spec.name.as_deref(), ctx, tx, rx, None)
+            }
+            Err(e) => {
+                let reason = ExitReason::failed(&e);
+                ctx.send_ready(ReadyMsg::Failed(e));
+                reason
+            }
+        });
+        ChildSpec::nested(id, body)
+    }
+}

@@ -1,0 +1,91 @@
+//! The restart-intensity window (OTP's `add_restart`): at most `max` restarts within any
+//! `period`, over all children of one supervisor.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub(crate) struct Intensity {
+    max: u32,
+    period: Duration,
+    restarts: VecDeque<Instant>,
+}
+
+impl Intensity {
+    pub(crate) fn new(max: u32, period: Duration) -> Intensity {
+        Intensity {
+            max,
+            period,
+            restarts: VecDeque::new(),
+        }
+    }
+
+    /// Records a restart at `now`; `false` if that makes more than `max` restarts within
+    /// the last `period` (the supervisor must give up).
+    ///
+    /// Restarts older than `period` before `now` are forgotten: the window slides with exact
+    /// `Instant`s rather than OTP's whole seconds.
+    pub(crate) fn add_restart(&mut self, now: Instant) -> bool {
+        while let Some(&oldest) = self.restarts.front() {
+            if now.saturating_duration_since(oldest) > self.period {
+                self.restarts.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.restarts.push_back(now);
+        self.restarts.len() <= self.max as usize
+    }
+
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+
+    pub(crate) fn period(&self) -> Duration {
+        self.period
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn intensity_zero_gives_up_on_first_restart() {
+        let mut i = Intensity::new(0, S);
+        assert!(!i.add_restart(Instant::now()));
+    }
+
+    #[test]
+    fn allows_max_restarts_then_gives_up() {
+        let t = Instant::now();
+        let mut i = Intensity::new(3, 5 * S);
+        assert!(i.add_restart(t));
+        assert!(i.add_restart(t + S));
+        assert!(i.add_restart(t + 2 * S));
+        assert!(!i.add_restart(t + 3 * S));
+    }
+
+    #[test]
+    fn old_restarts_age_out_of_the_window() {
+        let t = Instant::now();
+        let mut i = Intensity::new(2, 5 * S);
+        assert!(i.add_restart(t));
+        assert!(i.add_restart(t + S));
+        // Both earlier restarts are more than 5 s before this one.
+        assert!(i.add_restart(t + 7 * S));
+        assert!(i.add_restart(t + 8 * S));
+        // t+7 and t+8 and now t+9: three within 5 s.
+        assert!(!i.add_restart(t + 9 * S));
+    }
+
+    #[test]
+    fn restart_exactly_one_period_later_still_counts() {
+        let t = Instant::now();
+        let mut i = Intensity::new(1, 5 * S);
+        assert!(i.add_restart(t));
+        assert!(!i.add_restart(t + 5 * S));
+    }
+}

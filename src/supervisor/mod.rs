@@ -1,0 +1,365 @@
+//! Static supervisors: the handles ([`Supervisor`], [`SupervisorRef`]) and their settings
+//! ([`SupervisorBuilder`]). The event loop itself is private (`server`).
+
+mod builder;
+pub(crate) mod event;
+mod intensity;
+pub(crate) mod server;
+pub(crate) mod strategy;
+
+use std::fmt;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use once_cell::sync::Lazy;
+
+use crate::child::spec::ChildSpec;
+use crate::error::SupervisorError;
+use crate::exit::ExitReason;
+use crate::pid::Pid;
+use crate::registry::Registry;
+use event::{ChildCounts, ChildInfo, Event};
+use server::{ChildRef, EndSlot, Msg, Request};
+
+pub(crate) use builder::{start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
+pub use strategy::Strategy;
+pub use builder::{SupervisorBuilder, SupervisorSpec};
+
+use crate::child::runner::Spawned;
+
+/// Every live supervisor, by pid (so a pid from `which_children` leads to a handle).
+pub(crate) static SUPERVISORS: Lazy<Registry<Pid, Handle>> = Lazy::new(Registry::new);
+
+/// The sending side of a supervisor's inbox, shared by its static and dynamic handles.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    pub(crate) pid: Pid,
+    pub(crate) tx: Sender<Msg>,
+    pub(crate) dynamic: bool,
+}
+
+impl Handle {
+    /// Sends a request and waits for its reply.
+    pub(crate) fn call<T>(
+        &self,
+        request: impl FnOnce(Sender<T>) -> Request,
+    ) -> Result<T, SupervisorError> {
+        let (tx, rx) = bounded(1);
+        self.tx
+            .send(Msg::Call(request(tx)))
+            .map_err(|_| SupervisorError::NoSupervisor)?;
+        rx.recv().map_err(|_| SupervisorError::NoSupervisor)
+    }
+
+    pub(crate) fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        self.call(Request::WhichChildren)
+    }
+
+    pub(crate) fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        self.call(Request::CountChildren)
+    }
+
+    pub(crate) fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
+        let (tx, rx) = unbounded();
+        self.tx
+            .send(Msg::Call(Request::Subscribe(tx)))
+            .map_err(|_| SupervisorError::NoSupervisor)?;
+        Ok(rx)
+    }
+
+    pub(crate) fn lookup(pid: Pid, dynamic: bool) -> Option<Handle> {
+        SUPERVISORS
+            .lookup(&pid)
+            .map(|(_, h)| h)
+            .filter(|h| h.dynamic == dynamic)
+    }
+}
+
+/// A cloneable handle to a running static supervisor, for requests from any thread.
+///
+/// Get one from [`Supervisor::handle`], from the global [`registry`](crate::registry()) by
+/// the supervisor's name (`registry().lookup_as::<SupervisorRef>(name)`), or from a pid
+/// with [`SupervisorRef::from_pid`]. Dropping it does nothing; once the supervisor has
+/// exited, every request returns [`SupervisorError::NoSupervisor`].
+///
+/// Requests are served by the supervisor's thread one at a time, in arrival order, between
+/// its own work (restarts included): a request waits while the supervisor is busy stopping
+/// or starting a child.
+#[derive(Clone)]
+pub struct SupervisorRef(pub(crate) Handle);
+
+impl fmt::Debug for SupervisorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SupervisorRef").field(&self.0.pid).finish()
+    }
+}
+
+impl SupervisorRef {
+    /// The handle of the live static supervisor running as `pid`, if any.
+    pub fn from_pid(pid: Pid) -> Option<SupervisorRef> {
+        Handle::lookup(pid, false).map(SupervisorRef)
+    }
+
+    /// The supervisor's pid.
+    pub fn pid(&self) -> Pid {
+        self.0.pid
+    }
+
+    /// Adds a child at the end of the start order and starts it.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::InvalidSpec`] (empty id), [`SupervisorError::AlreadyStarted`]
+    /// (a running child has this id), [`SupervisorError::AlreadyPresent`] (a stopped one
+    /// does), [`SupervisorError::StartFailed`] (the spec is not kept),
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        self.0.call(|r| Request::StartChild(spec, r))?
+    }
+
+    /// Stops a child (its shutdown timeout, then abandonment) and keeps its spec, as
+    /// `Stopped` (a temporary child's spec is removed). A `Restarting` child stops being
+    /// retried.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NotFound`], [`SupervisorError::NoSupervisor`].
+    pub fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
+        self.0
+            .call(|r| Request::TerminateChild(ChildRef::Id(id.to_owned()), r))?
+    }
+
+    /// Starts a `Stopped` child again.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NotFound`], [`SupervisorError::Running`],
+    /// [`SupervisorError::Restarting`], [`SupervisorError::StartFailed`],
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn restart_child(&self, id: &str) -> Result<Pid, SupervisorError> {
+        self.0.call(|r| Request::RestartChild(id.to_owned(), r))?
+    }
+
+    /// Removes a `Stopped` child's spec.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NotFound`], [`SupervisorError::Running`],
+    /// [`SupervisorError::Restarting`], [`SupervisorError::NoSupervisor`].
+    pub fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
+        self.0.call(|r| Request::DeleteChild(id.to_owned(), r))?
+    }
+
+    /// Every child, in start order.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        self.0.which_children()
+    }
+
+    /// Counts of specs, running children, supervisors and workers.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        self.0.count_children()
+    }
+
+    /// A stream of everything the supervisor does from now on, in order.
+    ///
+    /// The stream ends (disconnects) when the supervisor exits, after
+    /// [`Event::SupervisorStopped`].
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
+        self.0.events()
+    }
+}
+
+/// The owner of a running supervision tree; from [`SupervisorBuilder::start`].
+///
+/// **Dropping a `Supervisor` shuts the tree down and joins it**: every child is stopped in
+/// reverse start order (each within its shutdown timeout, then abandoned), and every thread
+/// of the tree has ended — except abandoned ones, which are reported — when `drop`
+/// returns. Use [`handle`](Supervisor::handle) for a cloneable reference that does not own
+/// the tree.
+///
+/// # Differences from Erlang/OTP
+///
+/// - **No brutal kill.** Threads cannot be killed; stopping is cooperative. A child that
+///   does not return within its [`Shutdown`](crate::Shutdown) is *abandoned*: detached,
+///   reported as [`ExitReason::Killed`], its names released at once. Its thread may go on
+///   running until it returns.
+/// - **No selective receive.** Children use channels; waits through the
+///   [`Context`](crate::Context) also wake on the stop signal.
+/// - **Exact windows.** Restart intensity uses `Instant`s, not whole seconds.
+/// - **Synchronous name clean-up.** A process's names are gone before anyone sees it exit.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::{ChildSpec, Strategy, Supervisor};
+///
+/// let sup = Supervisor::builder()
+///     .strategy(Strategy::OneForOne)
+///     .intensity(3, Duration::from_secs(5))
+///     .child(ChildSpec::worker("worker", |ctx| {
+///         while ctx.sleep(Duration::from_millis(10)).is_ok() {}
+///         Ok(())
+///     }))
+///     .start()
+///     .unwrap();
+/// assert_eq!(sup.count_children().unwrap().active, 1);
+/// sup.shutdown().unwrap();
+/// ```
+pub struct Supervisor {
+    pub(crate) handle: SupervisorRef,
+    pub(crate) owned: Owned,
+}
+
+/// The owning side of a top-level supervisor process: its thread, its stop signal, and how
+/// it ended. Shared by [`Supervisor`] and [`DynamicSupervisor`](crate::DynamicSupervisor).
+pub(crate) struct Owned {
+    pub(crate) run: Option<Spawned>,
+    pub(crate) end: EndSlot,
+}
+
+impl Owned {
+    /// Waits for the supervisor process to exit (raising its stop signal first if `stop`)
+    /// and joins its thread.
+    pub(crate) fn stop_and_join(&mut self, stop: bool) -> Result<(), SupervisorError> {
+        let Some(mut run) = self.run.take() else {
+            return Ok(());
+        };
+        if stop {
+            run.stop.raise();
+        }
+        let reason = run.done.recv().unwrap_or(ExitReason::Killed);
+        let _ = run.join.join();
+        if let Some(e) = self.end.lock().take() {
+            return Err(e);
+        }
+        match reason {
+            ExitReason::Panicked(msg) => Err(SupervisorError::Panicked(msg.to_string())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join(true);
+    }
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Supervisor").field(&self.handle.pid()).finish()
+    }
+}
+
+impl Supervisor {
+    /// Settings for a new supervisor.
+    pub fn builder() -> SupervisorBuilder {
+        SupervisorBuilder::default()
+    }
+
+    /// A cloneable handle that does not own the tree.
+    pub fn handle(&self) -> SupervisorRef {
+        self.handle.clone()
+    }
+
+    /// The supervisor's pid.
+    pub fn pid(&self) -> Pid {
+        self.handle.pid()
+    }
+
+    /// Stops every child in reverse start order, then the supervisor, and joins its thread.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::IntensityExceeded`] if the supervisor had already given up on its
+    /// own; [`SupervisorError::Panicked`] for a bug in steadfast's own loop.
+    pub fn shutdown(mut self) -> Result<(), SupervisorError> {
+        self.owned.stop_and_join(true)
+    }
+
+    /// Blocks until the supervisor exits on its own — which a static supervisor does only
+    /// when its restart intensity is exceeded — and joins its thread.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::IntensityExceeded`] when that is why it exited;
+    /// [`SupervisorError::Panicked`] for a bug in steadfast's own loop.
+    pub fn join(mut self) -> Result<(), SupervisorError> {
+        self.owned.stop_and_join(false)
+    }
+
+    /// See [`SupervisorRef::start_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SupervisorRef::start_child`].
+    pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        self.handle.start_child(spec)
+    }
+
+    /// See [`SupervisorRef::terminate_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SupervisorRef::terminate_child`].
+    pub fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
+        self.handle.terminate_child(id)
+    }
+
+    /// See [`SupervisorRef::restart_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SupervisorRef::restart_child`].
+    pub fn restart_child(&self, id: &str) -> Result<Pid, SupervisorError> {
+        self.handle.restart_child(id)
+    }
+
+    /// See [`SupervisorRef::delete_child`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SupervisorRef::delete_child`].
+    pub fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
+        self.handle.delete_child(id)
+    }
+
+    /// See [`SupervisorRef::which_children`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SupervisorRef::which_children`].
+    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        self.handle.which_children()
+    }
+
+    /// See [`SupervisorRef::count_children`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SupervisorRef::count_children`].
+    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        self.handle.count_children()
+    }
+
+    /// See [`SupervisorRef::events`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SupervisorRef::events`].
+    pub fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
+        self.handle.events()
+    }
+}

@@ -1,0 +1,613 @@
+//! The supervisor event loop. One thread owns the child table; every change to it happens
+//! here, in the order events arrive: requests from handles and exit notices from children.
+//! Static and dynamic supervisors share this machinery; `Mode` says which one runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use crate::child::context::{Context, ReadyMsg};
+use crate::child::runner::{self, SpawnArgs, Spawned};
+use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart, Shutdown};
+use crate::error::{StartError, SupervisorError};
+use crate::exit::ExitReason;
+use crate::pid::{self, Pid};
+use crate::supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};
+use crate::supervisor::intensity::Intensity;
+use crate::supervisor::strategy::{affected, should_restart, Strategy};
+
+/// Everything a supervisor's inbox carries.
+pub(crate) enum Msg {
+    /// A child's thread has exited (sent last, after its names were released).
+    Exit { pid: Pid, reason: ExitReason },
+    /// A request from a handle, with its own reply channel.
+    Call(Request),
+    /// A restart failed earlier: try again (sent by the supervisor to itself, so that
+    /// requests that arrived meanwhile — a shutdown, a `terminate_child` — are served first).
+    RetryRestart { seq: u64 },
+}
+
+type Reply<T> = Sender<Result<T, SupervisorError>>;
+
+/// How a handle names a child: static supervisors by id, dynamic ones by pid.
+pub(crate) enum ChildRef {
+    Id(String),
+    Pid(Pid),
+}
+
+pub(crate) enum Request {
+    StartChild(ChildSpec, Reply<Pid>),
+    TerminateChild(ChildRef, Reply<()>),
+    RestartChild(String, Reply<Pid>),
+    DeleteChild(String, Reply<()>),
+    WhichChildren(Sender<Vec<ChildInfo>>),
+    CountChildren(Sender<ChildCounts>),
+    Subscribe(Sender<Event>),
+}
+
+/// The settings a supervisor runs with, shared by all its incarnations.
+pub(crate) struct Config {
+    /// Names its threads: `label/child-id`.
+    pub(crate) label: Arc<str>,
+    pub(crate) strategy: Strategy,
+    pub(crate) intensity: u32,
+    pub(crate) period: std::time::Duration,
+    /// `Some` for a dynamic supervisor.
+    pub(crate) dynamic: Option<Option<usize>>,
+    pub(crate) children: Vec<ChildSpec>,
+    pub(crate) sinks: Vec<Sender<Event>>,
+}
+
+/// How a supervisor ended, beyond its `ExitReason` (which is `Shutdown` either way).
+pub(crate) type EndSlot = Arc<Mutex<Option<SupervisorError>>>;
+
+struct Child {
+    spec: ChildSpec,
+    run: Option<Spawned>,
+    status: ChildStatus,
+    /// The pid the child is known by while it is not running (dynamic children keep
+    /// their last pid while `Restarting`).
+    last_pid: Option<Pid>,
+}
+
+pub(crate) struct Server {
+    cfg: Arc<Config>,
+    /// Children in start order (the key is a start sequence number).
+    children: BTreeMap<u64, Child>,
+    by_pid: HashMap<Pid, u64>,
+    next_seq: u64,
+    intensity: Intensity,
+    subscribers: Vec<Sender<Event>>,
+    inbox_tx: Sender<Msg>,
+    end: Option<EndSlot>,
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl Server {
+    pub(crate) fn new(cfg: Arc<Config>, inbox_tx: Sender<Msg>, end: Option<EndSlot>) -> Server {
+        Server {
+            intensity: Intensity::new(cfg.intensity, cfg.period),
+            subscribers: cfg.sinks.clone(),
+            cfg,
+            children: BTreeMap::new(),
+            by_pid: HashMap::new(),
+            next_seq: 0,
+            inbox_tx,
+            end,
+        }
+    }
+
+    fn is_dynamic(&self) -> bool {
+        self.cfg.dynamic.is_some()
+    }
+
+    /// Starts the static children in order; on a failure stops those started, in reverse.
+    pub(crate) fn start_initial(&mut self) -> Result<(), StartError> {
+        let cfg = self.cfg.clone();
+        for spec in &cfg.children {
+            match self.spawn_child(spec) {
+                Ok(run) => {
+                    let pid = run.pid;
+                    self.insert(spec.clone(), run);
+                    self.emit(Event::ChildStarted {
+                        id: spec.id.clone(),
+                        pid,
+                    });
+                }
+                Err(e) => {
+                    self.stop_all();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The loop: serve the inbox until asked to stop or until intensity is exceeded.
+    pub(crate) fn run(mut self, ctx: &Context, inbox: &Receiver<Msg>) -> ExitReason {
+        loop {
+            let msg = select! {
+                recv(inbox) -> msg => msg,
+                recv(ctx.stop_signal()) -> _ => break,
+            };
+            // We hold a sender ourselves, so the inbox never disconnects.
+            let Ok(msg) = msg else { break };
+            if let Flow::Exit = self.handle(msg) {
+                self.emit(Event::SupervisorStopped {
+                    reason: ExitReason::Shutdown,
+                });
+                return ExitReason::Shutdown;
+            }
+        }
+        if self.is_dynamic() {
+            self.stop_all_concurrently();
+        } else {
+            self.stop_all();
+        }
+        self.emit(Event::SupervisorStopped {
+            reason: ExitReason::Shutdown,
+        });
+        ExitReason::Shutdown
+    }
+
+    fn handle(&mut self, msg: Msg) -> Flow {
+        match msg {
+            Msg::Exit { pid, reason } => self.on_exit(pid, reason),
+            Msg::RetryRestart { seq } => match self.children.get(&seq) {
+                Some(c) if c.status == ChildStatus::Restarting => self.restart(seq),
+                _ => Flow::Continue,
+            },
+            Msg::Call(req) => {
+                self.serve(req);
+                Flow::Continue
+            }
+        }
+    }
+
+    fn serve(&mut self, req: Request) {
+        match req {
+            Request::StartChild(spec, reply) => {
+                let _ = reply.send(self.start_child(spec));
+            }
+            Request::TerminateChild(which, reply) => {
+                let _ = reply.send(self.terminate_child(which));
+            }
+            Request::RestartChild(id, reply) => {
+                let _ = reply.send(self.restart_child(&id));
+            }
+            Request::DeleteChild(id, reply) => {
+                let _ = reply.send(self.delete_child(&id));
+            }
+            Request::WhichChildren(reply) => {
+                let _ = reply.send(self.which_children());
+            }
+            Request::CountChildren(reply) => {
+                let _ = reply.send(self.count_children());
+            }
+            Request::Subscribe(tx) => self.subscribers.push(tx),
+        }
+    }
+
+    // ---- exits and restarts -------------------------------------------------------
+
+    fn on_exit(&mut self, pid: Pid, reason: ExitReason) -> Flow {
+        // A notice from an incarnation we no longer track (stopped, replaced, abandoned,
+        // or one that failed to start) is stale: it changes nothing.
+        let Some(&seq) = self.by_pid.get(&pid) else {
+            return Flow::Continue;
+        };
+        let Some(child) = self.children.get_mut(&seq) else {
+            return Flow::Continue;
+        };
+        if child.run.as_ref().map(|r| r.pid) != Some(pid) {
+            return Flow::Continue;
+        }
+        let run = child.run.take().expect("checked above");
+        self.by_pid.remove(&pid);
+        // Its last act was sending this notice, so the join is immediate.
+        let _ = run.join.join();
+        let id = child.spec.id.clone();
+        let restart = should_restart(child.spec.restart, &reason);
+        let temporary = child.spec.restart == Restart::Temporary;
+        child.status = ChildStatus::Stopped;
+        child.last_pid = Some(pid);
+        log::debug!("{}: child {id:?} ({pid}) exited: {reason}", self.cfg.label);
+        self.emit(Event::ChildExited { id, pid, reason });
+        if restart {
+            return self.restart(seq);
+        }
+        if temporary || self.is_dynamic() {
+            self.remove(seq);
+        }
+        Flow::Continue
+    }
+
+    /// Restarts child `seq` (and, for group strategies, its group). Counts once toward
+    /// intensity; on exceeding it stops everything and tells the loop to exit.
+    fn restart(&mut self, seq: u64) -> Flow {
+        if !self.intensity.add_restart(Instant::now()) {
+            let (restarts, period) = (self.intensity.max(), self.intensity.period());
+            log::error!(
+                "{}: restart intensity exceeded ({restarts} in {period:?}); stopping",
+                self.cfg.label
+            );
+            self.emit(Event::IntensityExceeded { restarts, period });
+            if self.is_dynamic() {
+                self.stop_all_concurrently();
+            } else {
+                self.stop_all();
+            }
+            if let Some(end) = &self.end {
+                *end.lock() = Some(SupervisorError::IntensityExceeded { restarts, period });
+            }
+            return Flow::Exit;
+        }
+        let order: Vec<u64> = self.children.keys().copied().collect();
+        let pos = order.iter().position(|&k| k == seq).expect("restarting child exists");
+        let group = &order[affected(self.cfg.strategy, pos, order.len())];
+        // Stop the others in reverse start order; temporary bystanders are dropped.
+        for &k in group.iter().rev().filter(|&&k| k != seq) {
+            self.stop_child(k);
+            if self.children[&k].spec.restart == Restart::Temporary {
+                self.remove(k);
+            }
+        }
+        // Start the group in start order.
+        let group: Vec<u64> = group
+            .iter()
+            .copied()
+            .filter(|k| self.children.contains_key(k))
+            .collect();
+        for (i, &k) in group.iter().enumerate() {
+            let spec = self.children[&k].spec.clone();
+            match self.spawn_child(&spec) {
+                Ok(run) => {
+                    let pid = run.pid;
+                    self.set_running(k, run);
+                    self.emit(Event::ChildRestarted { id: spec.id, pid });
+                }
+                Err(e) => {
+                    log::warn!("{}: restart of {:?} failed: {e}", self.cfg.label, spec.id);
+                    let child = self.children.get_mut(&k).expect("child exists");
+                    child.status = ChildStatus::Restarting;
+                    if let Some(old) = child.last_pid {
+                        // Dynamic children stay known by their old pid while restarting.
+                        self.by_pid.insert(old, k);
+                    }
+                    // The rest of the group waits for the retry to bring it back.
+                    for &later in &group[i + 1..] {
+                        self.children.get_mut(&later).expect("child exists").status =
+                            ChildStatus::Stopped;
+                    }
+                    self.emit(Event::RestartFailed {
+                        id: spec.id,
+                        error: error_chain(&e),
+                    });
+                    // Back to the loop before trying again, so that requests are served.
+                    let _ = self.inbox_tx.send(Msg::RetryRestart { seq: k });
+                    break;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    // ---- starting and stopping children -------------------------------------------
+
+    /// Spawns a child and waits until it is started (as its readiness says).
+    fn spawn_child(&mut self, spec: &ChildSpec) -> Result<Spawned, StartError> {
+        let mut run = runner::spawn(SpawnArgs {
+            id: spec.id.clone(),
+            thread_name: format!("{}/{}", self.cfg.label, spec.id),
+            body: spec.body.clone(),
+            stack_size: spec.stack_size,
+            wants_ready: spec.readiness != Readiness::Spawned,
+            notify: Some(self.inbox_tx.clone()),
+        })
+        .map_err(|source| StartError::Spawn {
+            id: spec.id.to_string(),
+            source,
+        })?;
+        let Some(ready) = run.ready.take() else {
+            return Ok(run);
+        };
+        let outcome = match spec.readiness {
+            Readiness::Within(d) => ready.recv_timeout(d),
+            _ => ready.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let id = spec.id.to_string();
+        match outcome {
+            Ok(ReadyMsg::Ready) => Ok(run),
+            Ok(ReadyMsg::Exited(reason)) => {
+                let _ = run.join.join();
+                Err(StartError::ChildExited { id, reason })
+            }
+            Ok(ReadyMsg::Failed(source)) => {
+                let _ = run.join.join();
+                Err(StartError::Nested {
+                    id,
+                    source: Box::new(source),
+                })
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let timeout = match spec.readiness {
+                    Readiness::Within(d) => d,
+                    _ => unreachable!("only a bounded wait times out"),
+                };
+                let pid = run.pid;
+                self.wait_stopped(&spec.id, spec.shutdown, run);
+                log::warn!("{}: child {id:?} ({pid}) not ready in {timeout:?}", self.cfg.label);
+                Err(StartError::ReadyTimeout { id, timeout })
+            }
+            // The runner always reports before it drops the channel; be safe anyway.
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = run.join.join();
+                Err(StartError::ChildExited {
+                    id,
+                    reason: ExitReason::Killed,
+                })
+            }
+        }
+    }
+
+    /// Stops child `seq` if it runs: raise its signal, wait its shutdown, abandon if late.
+    /// The child stays in the table, `Stopped`.
+    fn stop_child(&mut self, seq: u64) {
+        let Some(child) = self.children.get_mut(&seq) else {
+            return;
+        };
+        child.status = ChildStatus::Stopped;
+        let Some(run) = child.run.take() else {
+            return;
+        };
+        child.last_pid = Some(run.pid);
+        let (id, shutdown, pid) = (child.spec.id.clone(), child.spec.shutdown, run.pid);
+        self.by_pid.remove(&pid);
+        let reason = self.wait_stopped(&id, shutdown, run);
+        self.emit(Event::ChildExited { id, pid, reason });
+    }
+
+    /// Raises `run`'s stop signal and waits for it as `shutdown` says; abandons it if it
+    /// is still running then. Returns how it ended.
+    fn wait_stopped(&mut self, id: &Arc<str>, shutdown: Shutdown, mut run: Spawned) -> ExitReason {
+        run.stop.raise();
+        let waited = match shutdown {
+            Shutdown::Timeout(d) => run.done.recv_timeout(d).ok(),
+            Shutdown::Infinity => run.done.recv().ok(),
+            Shutdown::Immediate => run.done.try_recv().ok(),
+        };
+        match waited {
+            Some(reason) => {
+                let _ = run.join.join();
+                reason
+            }
+            None => self.abandon(id, run),
+        }
+    }
+
+    /// Gives up on a child that did not stop in time: releases its names and monitors at
+    /// once, and detaches its thread.
+    fn abandon(&mut self, id: &Arc<str>, run: Spawned) -> ExitReason {
+        if !pid::exit(run.pid, &ExitReason::Killed) {
+            // It exited after all, just now: its reason is on its way.
+            let reason = run.done.recv().unwrap_or(ExitReason::Killed);
+            let _ = run.join.join();
+            return reason;
+        }
+        log::warn!(
+            "{}: child {id:?} ({}) did not stop in time; abandoned (its thread is detached)",
+            self.cfg.label,
+            run.pid
+        );
+        self.emit(Event::ChildAbandoned {
+            id: id.clone(),
+            pid: run.pid,
+        });
+        ExitReason::Killed
+    }
+
+    /// Stops every child, one at a time, in reverse start order.
+    fn stop_all(&mut self) {
+        let order: Vec<u64> = self.children.keys().rev().copied().collect();
+        for seq in order {
+            self.stop_child(seq);
+        }
+    }
+
+    /// Dynamic supervisors: raise every stop signal, then wait for each within its own
+    /// deadline, counted from the moment all were signalled.
+    fn stop_all_concurrently(&mut self) {
+        let mut running = Vec::new();
+        for child in self.children.values_mut() {
+            child.status = ChildStatus::Stopped;
+            if let Some(mut run) = child.run.take() {
+                run.stop.raise();
+                running.push((child.spec.id.clone(), child.spec.shutdown, run));
+            }
+        }
+        self.by_pid.clear();
+        let start = Instant::now();
+        for (id, shutdown, run) in running {
+            let pid = run.pid;
+            let waited = match shutdown {
+                Shutdown::Timeout(d) => run.done.recv_deadline(start + d).ok(),
+                Shutdown::Infinity => run.done.recv().ok(),
+                Shutdown::Immediate => run.done.try_recv().ok(),
+            };
+            let reason = match waited {
+                Some(reason) => {
+                    let _ = run.join.join();
+                    reason
+                }
+                None => self.abandon(&id, run),
+            };
+            self.emit(Event::ChildExited { id, pid, reason });
+        }
+    }
+
+    // ---- requests -----------------------------------------------------------------
+
+    fn start_child(&mut self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        spec.validate().map_err(SupervisorError::InvalidSpec)?;
+        match self.cfg.dynamic {
+            Some(max) => {
+                if max.is_some_and(|max| self.children.len() >= max) {
+                    return Err(SupervisorError::MaxChildren);
+                }
+            }
+            None => {
+                if let Some(child) = self.find_id(&spec.id).map(|s| &self.children[&s]) {
+                    return Err(match &child.run {
+                        Some(run) => SupervisorError::AlreadyStarted(run.pid),
+                        None => SupervisorError::AlreadyPresent,
+                    });
+                }
+            }
+        }
+        let run = self
+            .spawn_child(&spec)
+            .map_err(SupervisorError::StartFailed)?;
+        let pid = run.pid;
+        let id = spec.id.clone();
+        self.insert(spec, run);
+        self.emit(Event::ChildStarted { id, pid });
+        Ok(pid)
+    }
+
+    fn terminate_child(&mut self, which: ChildRef) -> Result<(), SupervisorError> {
+        let seq = match which {
+            ChildRef::Id(id) => self.find_id(&id),
+            ChildRef::Pid(pid) => self.by_pid.get(&pid).copied(),
+        }
+        .ok_or(SupervisorError::NotFound)?;
+        self.stop_child(seq);
+        if self.is_dynamic() || self.children[&seq].spec.restart == Restart::Temporary {
+            self.remove(seq);
+        }
+        Ok(())
+    }
+
+    fn restart_child(&mut self, id: &str) -> Result<Pid, SupervisorError> {
+        let seq = self.find_id(id).ok_or(SupervisorError::NotFound)?;
+        match self.children[&seq].status {
+            ChildStatus::Running => return Err(SupervisorError::Running),
+            ChildStatus::Restarting => return Err(SupervisorError::Restarting),
+            ChildStatus::Stopped => {}
+        }
+        let spec = self.children[&seq].spec.clone();
+        let run = self
+            .spawn_child(&spec)
+            .map_err(SupervisorError::StartFailed)?;
+        let pid = run.pid;
+        self.set_running(seq, run);
+        self.emit(Event::ChildStarted { id: spec.id, pid });
+        Ok(pid)
+    }
+
+    fn delete_child(&mut self, id: &str) -> Result<(), SupervisorError> {
+        let seq = self.find_id(id).ok_or(SupervisorError::NotFound)?;
+        match self.children[&seq].status {
+            ChildStatus::Running => Err(SupervisorError::Running),
+            ChildStatus::Restarting => Err(SupervisorError::Restarting),
+            ChildStatus::Stopped => {
+                self.remove(seq);
+                Ok(())
+            }
+        }
+    }
+
+    fn which_children(&self) -> Vec<ChildInfo> {
+        self.children
+            .values()
+            .map(|c| ChildInfo {
+                id: c.spec.id.clone(),
+                pid: c.run.as_ref().map(|r| r.pid),
+                status: c.status,
+                kind: c.spec.kind,
+                restart: c.spec.restart,
+            })
+            .collect()
+    }
+
+    fn count_children(&self) -> ChildCounts {
+        let mut counts = ChildCounts {
+            specs: self.children.len(),
+            ..ChildCounts::default()
+        };
+        for c in self.children.values() {
+            counts.active += usize::from(c.run.is_some());
+            match c.spec.kind {
+                ChildKind::Worker => counts.workers += 1,
+                ChildKind::Supervisor => counts.supervisors += 1,
+            }
+        }
+        counts
+    }
+
+    // ---- the table ----------------------------------------------------------------
+
+    fn find_id(&self, id: &str) -> Option<u64> {
+        self.children
+            .iter()
+            .find(|(_, c)| &*c.spec.id == id)
+            .map(|(&seq, _)| seq)
+    }
+
+    fn insert(&mut self, spec: ChildSpec, run: Spawned) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_pid.insert(run.pid, seq);
+        self.children.insert(
+            seq,
+            Child {
+                spec,
+                last_pid: Some(run.pid),
+                run: Some(run),
+                status: ChildStatus::Running,
+            },
+        );
+    }
+
+    fn set_running(&mut self, seq: u64, run: Spawned) {
+        let child = self.children.get_mut(&seq).expect("child exists");
+        if let Some(old) = child.last_pid.replace(run.pid) {
+            self.by_pid.remove(&old);
+        }
+        self.by_pid.insert(run.pid, seq);
+        child.run = Some(run);
+        child.status = ChildStatus::Running;
+    }
+
+    fn remove(&mut self, seq: u64) {
+        if let Some(child) = self.children.remove(&seq) {
+            if let Some(pid) = child.last_pid {
+                if self.by_pid.get(&pid) == Some(&seq) {
+                    self.by_pid.remove(&pid);
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+    }
+}
+
+/// An error and its sources, on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
