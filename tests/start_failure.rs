@@ -1,0 +1,184 @@
+//! Ordered start: `start()` returns after every static child started, in order; if child k
+//! fails, children 1..k-1 are stopped in reverse order, the rest never start, and the error
+//! names child k.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use crossbeam_channel::unbounded;
+use parking_lot::Mutex;
+use steadfast::{ChildSpec, ExitReason, StartError, Supervisor, SupervisorError};
+
+#[test]
+fn a_failing_child_unwinds_those_started_before_it_and_skips_the_rest() {
+    let (sink, events) = unbounded();
+    let d_ran = Arc::new(AtomicBool::new(false));
+    let d_flag = d_ran.clone();
+    let err = Supervisor::builder()
+        .event_sink(sink)
+        .child(idle("a"))
+        .child(idle("b"))
+        .child(ChildSpec::worker("c", |_| Err("no config".into())).ready_timeout(DEADLINE))
+        .child(ChildSpec::worker("d", move |_| {
+            d_flag.store(true, Ordering::SeqCst);
+            Ok(())
+        }))
+        .start()
+        .unwrap_err();
+    assert_eq!(err.child_id(), Some("c"));
+    match &err {
+        StartError::ChildExited { reason, .. } => {
+            assert_eq!(reason, &ExitReason::Failed("no config".into()))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let seen: Vec<String> = events.try_iter().map(|e| brief(&e)).collect();
+    assert_eq!(
+        seen,
+        [
+            "started a",
+            "started b",
+            "exited b shutdown",
+            "exited a shutdown"
+        ]
+    );
+    assert!(!d_ran.load(Ordering::SeqCst), "children after c never start");
+}
+
+#[test]
+fn a_child_panicking_before_ready_fails_the_start() {
+    let err = Supervisor::builder()
+        .child(ChildSpec::worker("p", |_| panic!("bad init")).ready_timeout(DEADLINE))
+        .start()
+        .unwrap_err();
+    match err {
+        StartError::ChildExited { id, reason } => {
+            assert_eq!(id, "p");
+            assert_eq!(reason, ExitReason::Panicked("bad init".into()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_child_missing_its_readiness_deadline_is_stopped_and_fails_the_start() {
+    let (sink, events) = unbounded();
+    let err = Supervisor::builder()
+        .event_sink(sink)
+        .child(idle("a"))
+        .child(
+            ChildSpec::worker("slow", |ctx| {
+                let _ = ctx.stop_signal().recv(); // never ready
+                Ok(())
+            })
+            .ready_timeout(Duration::from_millis(50)),
+        )
+        .start()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StartError::ReadyTimeout { ref id, timeout } if id == "slow" && timeout == Duration::from_millis(50)
+    ));
+    let seen: Vec<String> = events.try_iter().map(|e| brief(&e)).collect();
+    assert_eq!(seen, ["started a", "exited a shutdown"]);
+}
+
+#[test]
+fn start_waits_for_readiness_before_starting_the_next_child() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (l1, l2) = (log.clone(), log.clone());
+    let sup = Supervisor::builder()
+        .child(
+            ChildSpec::worker("db", move |ctx| {
+                l1.lock().push("db ready");
+                ctx.ready();
+                let _ = ctx.stop_signal().recv();
+                Ok(())
+            })
+            .ready_timeout(DEADLINE),
+        )
+        .child(
+            ChildSpec::worker("web", move |ctx| {
+                l2.lock().push("web running");
+                ctx.ready();
+                let _ = ctx.stop_signal().recv();
+                Ok(())
+            })
+            .ready_timeout(DEADLINE),
+        )
+        .start()
+        .unwrap();
+    // start() returned, so both called ready(), in order.
+    assert_eq!(*log.lock(), ["db ready", "web running"]);
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn invalid_specs_are_refused_before_anything_starts() {
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    let spy = move || {
+        let s = s.clone();
+        ChildSpec::worker("spy", move |_| {
+            s.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let dup = Supervisor::builder().child(spy()).child(spy()).start();
+    assert!(matches!(dup, Err(StartError::InvalidSpec(m)) if m.contains("duplicate")));
+    let empty = Supervisor::builder().child(idle("  ")).start();
+    assert!(matches!(empty, Err(StartError::InvalidSpec(_))));
+    let zero = Supervisor::builder()
+        .intensity(1, Duration::ZERO)
+        .child(spy())
+        .start();
+    assert!(matches!(zero, Err(StartError::InvalidSpec(m)) if m.contains("period")));
+    assert!(!started.load(Ordering::SeqCst));
+}
+
+#[test]
+fn start_child_failure_is_an_error_and_keeps_no_spec() {
+    let sup = Supervisor::builder().child(idle("a")).start().unwrap();
+    let err = sup
+        .start_child(ChildSpec::worker("bad", |_| Err("nope".into())).ready_timeout(DEADLINE))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SupervisorError::StartFailed(StartError::ChildExited { ref id, .. }) if id == "bad"
+    ));
+    assert_eq!(sup.count_children().unwrap().specs, 1);
+    assert!(matches!(
+        sup.start_child(idle("")),
+        Err(SupervisorError::InvalidSpec(_))
+    ));
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn a_taken_name_fails_the_start() {
+    let first = Supervisor::builder()
+        .name("start_failure::unique")
+        .child(idle("a"))
+        .start()
+        .unwrap();
+    let err = Supervisor::builder()
+        .name("start_failure::unique")
+        .child(idle("a"))
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(err, StartError::NameTaken { ref holder, .. } if *holder == first.pid()),
+        "{err:?}"
+    );
+    drop(first);
+    // The name went with the first supervisor: it can be taken again at once.
+    let again = Supervisor::builder()
+        .name("start_failure::unique")
+        .start()
+        .unwrap();
+    again.shutdown().unwrap();
+}
