@@ -12,7 +12,7 @@ use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
 use crate::supervisor::server::{ChildRef, Config, Request};
-use crate::supervisor::{start_top, Handle, Owned, SupervisorSpec, Strategy};
+use crate::supervisor::{start_top, Handle, Owned, Strategy, SupervisorSpec};
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
 #[derive(Clone, Debug)]

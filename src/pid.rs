@@ -125,7 +125,9 @@ impl ProcessTable {
     }
 
     fn insert(&self, pid: Pid) {
-        self.shard(pid).lock().insert(pid.as_u64(), Entry::default());
+        self.shard(pid)
+            .lock()
+            .insert(pid.as_u64(), Entry::default());
     }
 
     fn is_alive(&self, pid: Pid) -> bool {
@@ -176,18 +178,21 @@ pub(crate) fn exit(pid: Pid, reason: &ExitReason) -> bool {
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
-/// use steadfast::{monitor, ChildSpec, ExitReason, Restart, Supervisor};
+/// use steadfast::{monitor, ChildSpec, ExitReason, Supervisor};
 ///
 /// let sup = Supervisor::builder()
-///     .child(ChildSpec::worker("once", |_ctx| Ok(())).restart(Restart::Temporary).ready_timeout(Duration::from_secs(5)))
+///     .child(ChildSpec::worker("idle", |ctx| {
+///         let _ = ctx.stop_signal().recv();
+///         Ok(())
+///     }))
 ///     .start()
 ///     .unwrap();
-/// // The worker may already have finished; either way the monitor fires once.
-/// let pid = steadfast::Pid::current(); // a live pid, for the example
-/// let rx = monitor(pid);
-/// assert!(rx.try_recv().is_err()); // still alive
-/// drop(sup);
+/// let pid = sup.which_children().unwrap()[0].pid.unwrap();
+/// let exit = monitor(pid);
+/// sup.terminate_child("idle").unwrap();
+/// assert_eq!(exit.recv().unwrap(), ExitReason::Shutdown);
+/// // Too late: the process is gone, and the monitor says so at once.
+/// assert_eq!(monitor(pid).recv().unwrap(), ExitReason::NoProcess);
 /// ```
 pub fn monitor(pid: Pid) -> Receiver<ExitReason> {
     let (tx, rx) = bounded(1);

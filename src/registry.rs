@@ -44,11 +44,16 @@ pub struct Registry<K, V> {
     inner: Arc<Inner<K, V>>,
 }
 
+/// One shard of entries: key to holder and value.
+type Shard<K, V> = RwLock<HashMap<K, (Pid, V)>>;
+/// One shard of the owners index: holder to the keys it holds.
+type OwnerShard<K> = Mutex<HashMap<Pid, Vec<K>>>;
+
 struct Inner<K, V> {
     hasher: RandomState,
-    shards: Box<[RwLock<HashMap<K, (Pid, V)>>]>,
+    shards: Box<[Shard<K, V>]>,
     /// The keys each owner holds, so an exit removes them without scanning.
-    owners: Box<[Mutex<HashMap<Pid, Vec<K>>>]>,
+    owners: Box<[OwnerShard<K>]>,
     count: AtomicUsize,
 }
 

@@ -22,7 +22,12 @@ fn intensity_zero_gives_up_on_the_first_crash() {
         .start()
         .unwrap();
     briefs_through(&events, "started c");
-    let pids: Vec<_> = sup.which_children().unwrap().iter().map(|c| c.pid.unwrap()).collect();
+    let pids: Vec<_> = sup
+        .which_children()
+        .unwrap()
+        .iter()
+        .map(|c| c.pid.unwrap())
+        .collect();
     tx.send(Cmd::Panic("first and last")).unwrap();
     assert_eq!(
         briefs_through(&events, "supervisor-stopped"),
@@ -40,7 +45,10 @@ fn intensity_zero_gives_up_on_the_first_crash() {
         }
         other => panic!("expected IntensityExceeded, got {other:?}"),
     }
-    assert!(pids.iter().all(|p| !p.is_alive()), "no child is left running");
+    assert!(
+        pids.iter().all(|p| !p.is_alive()),
+        "no child is left running"
+    );
 }
 
 #[test]

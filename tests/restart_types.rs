@@ -116,7 +116,11 @@ fn temporary_child_is_dropped_after_panic() {
 fn restarted_child_has_a_new_pid_and_the_old_one_is_dead() {
     let (spec, tx) = controlled("a");
     let (sink, events) = unbounded();
-    let sup = Supervisor::builder().event_sink(sink).child(spec).start().unwrap();
+    let sup = Supervisor::builder()
+        .event_sink(sink)
+        .child(spec)
+        .start()
+        .unwrap();
     let old = pid_of(&sup.which_children().unwrap(), "a").unwrap();
     tx.send(Cmd::Panic("x")).unwrap();
     briefs_through(&events, "restarted a");
@@ -131,7 +135,11 @@ fn restarted_child_has_a_new_pid_and_the_old_one_is_dead() {
 fn failure_and_panic_messages_reach_the_exit_reason() {
     let (spec, tx) = controlled("a");
     let (sink, events) = unbounded();
-    let sup = Supervisor::builder().event_sink(sink).child(spec).start().unwrap();
+    let sup = Supervisor::builder()
+        .event_sink(sink)
+        .child(spec)
+        .start()
+        .unwrap();
     tx.send(Cmd::Fail("disk full")).unwrap();
     tx.send(Cmd::Panic("index out of range")).unwrap();
     let mut reasons = Vec::new();
@@ -140,6 +148,9 @@ fn failure_and_panic_messages_reach_the_exit_reason() {
             reasons.push(reason.to_string());
         }
     }
-    assert_eq!(reasons, ["failed: disk full", "panicked: index out of range"]);
+    assert_eq!(
+        reasons,
+        ["failed: disk full", "panicked: index out of range"]
+    );
     sup.shutdown().unwrap();
 }

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use steadfast::{
-    monitor, ChildSpec, ChildStatus, ExitReason, Registry, Shutdown, Supervisor,
-};
+use steadfast::{monitor, ChildSpec, ChildStatus, ExitReason, Registry, Shutdown, Supervisor};
 
 thread_local! {
     /// Dropped when the thread that set it has ended completely (after the runner's last act).
@@ -68,7 +66,10 @@ fn a_child_ignoring_its_stop_signal_is_abandoned_after_its_timeout() {
     assert!(reg.lookup("deaf-name").is_some());
     let t = Instant::now();
     sup.shutdown().unwrap();
-    assert!(t.elapsed() >= Duration::from_millis(100), "it waited the timeout");
+    assert!(
+        t.elapsed() >= Duration::from_millis(100),
+        "it waited the timeout"
+    );
     assert_eq!(
         briefs_through(&events, "supervisor-stopped"),
         [
@@ -190,7 +191,11 @@ fn dropping_the_supervisor_stops_and_joins_every_child() {
     let sup_mon = monitor(sup.pid());
     drop(sup);
     for m in monitors {
-        assert_eq!(m.try_recv(), Ok(ExitReason::Shutdown), "exited before drop returned");
+        assert_eq!(
+            m.try_recv(),
+            Ok(ExitReason::Shutdown),
+            "exited before drop returned"
+        );
     }
     assert_eq!(sup_mon.try_recv(), Ok(ExitReason::Shutdown));
 }

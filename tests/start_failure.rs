@@ -46,7 +46,10 @@ fn a_failing_child_unwinds_those_started_before_it_and_skips_the_rest() {
             "exited a shutdown"
         ]
     );
-    assert!(!d_ran.load(Ordering::SeqCst), "children after c never start");
+    assert!(
+        !d_ran.load(Ordering::SeqCst),
+        "children after c never start"
+    );
 }
 
 #[test]

@@ -92,7 +92,11 @@ fn one_for_all_stops_the_others_in_reverse_and_restarts_all_in_order() {
     );
     let after = sup.which_children().unwrap();
     for id in ["a", "b", "c"] {
-        assert_ne!(pid_of(&before, id), pid_of(&after, id), "{id} has a new pid");
+        assert_ne!(
+            pid_of(&before, id),
+            pid_of(&after, id),
+            "{id} has a new pid"
+        );
     }
 }
 
@@ -113,7 +117,11 @@ fn rest_for_one_restarts_the_dead_child_and_those_after_it() {
         ]
     );
     let after = sup.which_children().unwrap();
-    assert_eq!(pid_of(&before, "a"), pid_of(&after, "a"), "a is before b: untouched");
+    assert_eq!(
+        pid_of(&before, "a"),
+        pid_of(&after, "a"),
+        "a is before b: untouched"
+    );
 }
 
 #[test]

@@ -182,7 +182,11 @@ impl Context {
     /// [`RecvTimeoutError::Stopped`] if the stop signal was raised,
     /// [`RecvTimeoutError::Timeout`] if nothing arrived in time,
     /// [`RecvTimeoutError::Disconnected`] if `rx` is empty and disconnected.
-    pub fn recv_timeout<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Result<T, RecvTimeoutError> {
+    pub fn recv_timeout<T>(
+        &self,
+        rx: &Receiver<T>,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
         if self.is_stopping() {
             return Err(RecvTimeoutError::Stopped);
         }

@@ -149,9 +149,8 @@ impl Drop for LiveThread {
 /// mappings, and std aborts when they run out) and half of `kernel.threads-max`, whichever
 /// is lower; 10,000 where neither can be read.
 fn default_max_threads() -> usize {
-    let read = |path: &str| -> Option<usize> {
-        std::fs::read_to_string(path).ok()?.trim().parse().ok()
-    };
+    let read =
+        |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     let by_maps = read("/proc/sys/vm/max_map_count").map(|n| n / 8);
     let by_threads = read("/proc/sys/kernel/threads-max").map(|n| n / 2);
     match (by_maps, by_threads) {

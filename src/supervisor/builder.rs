@@ -162,7 +162,10 @@ impl SupervisorBuilder {
 }
 
 /// Spawns a top-level supervisor process and waits until its children have started.
-pub(crate) fn start_top(cfg: Arc<Config>, name: Option<String>) -> Result<(Handle, Owned), StartError> {
+pub(crate) fn start_top(
+    cfg: Arc<Config>,
+    name: Option<String>,
+) -> Result<(Handle, Owned), StartError> {
     let label = cfg.label.to_string();
     let dynamic = cfg.dynamic.is_some();
     let end: EndSlot = Arc::new(Mutex::new(None));
@@ -173,7 +176,14 @@ pub(crate) fn start_top(cfg: Arc<Config>, name: Option<String>) -> Result<(Handl
         let Some((tx, rx)) = inbox.lock().take() else {
             return ExitReason::failed("a top-level supervisor runs once");
         };
-        run_supervisor(cfg.clone(), name.as_deref(), ctx, tx, rx, Some(slot.clone()))
+        run_supervisor(
+            cfg.clone(),
+            name.as_deref(),
+            ctx,
+            tx,
+            rx,
+            Some(slot.clone()),
+        )
     });
     let mut run = runner::spawn(SpawnArgs {
         id: Arc::from(label.as_str()),
@@ -195,7 +205,13 @@ pub(crate) fn start_top(cfg: Arc<Config>, name: Option<String>) -> Result<(Handl
                 tx,
                 dynamic,
             };
-            return Ok((handle, Owned { run: Some(run), end }));
+            return Ok((
+                handle,
+                Owned {
+                    run: Some(run),
+                    end,
+                },
+            ));
         }
         Ok(ReadyMsg::Failed(e)) => e,
         Ok(ReadyMsg::Exited(reason)) => StartError::ChildExited { id: label, reason },
@@ -258,8 +274,11 @@ pub(crate) fn run_supervisor(
 /// [`ChildSpec::supervisor`].
 pub struct SupervisorSpec {
     pub(crate) name: Option<String>,
-    pub(crate) make: Arc<dyn Fn(&str) -> Result<Arc<Config>, StartError> + Send + Sync>,
+    pub(crate) make: MakeConfig,
 }
+
+/// Validates a nested supervisor's settings and makes its config, given its label.
+pub(crate) type MakeConfig = Arc<dyn Fn(&str) -> Result<Arc<Config>, StartError> + Send + Sync>;
 
 impl From<SupervisorBuilder> for SupervisorSpec {
     fn from(b: SupervisorBuilder) -> Self {

@@ -21,8 +21,8 @@ use event::{ChildCounts, ChildInfo, Event};
 use server::{ChildRef, EndSlot, Msg, Request};
 
 pub(crate) use builder::{start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
-pub use strategy::Strategy;
 pub use builder::{SupervisorBuilder, SupervisorSpec};
+pub use strategy::Strategy;
 
 use crate::child::runner::Spawned;
 
@@ -59,10 +59,9 @@ impl Handle {
     }
 
     pub(crate) fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
+        // Wait for the reply, so that every event after this call reaches the stream.
         let (tx, rx) = unbounded();
-        self.tx
-            .send(Msg::Call(Request::Subscribe(tx)))
-            .map_err(|_| SupervisorError::NoSupervisor)?;
+        self.call(|reply| Request::Subscribe(tx, reply))?;
         Ok(rx)
     }
 
@@ -259,7 +258,9 @@ impl Drop for Owned {
 
 impl fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Supervisor").field(&self.handle.pid()).finish()
+        f.debug_tuple("Supervisor")
+            .field(&self.handle.pid())
+            .finish()
     }
 }
 

@@ -45,7 +45,7 @@ pub(crate) enum Request {
     DeleteChild(String, Reply<()>),
     WhichChildren(Sender<Vec<ChildInfo>>),
     CountChildren(Sender<ChildCounts>),
-    Subscribe(Sender<Event>),
+    Subscribe(Sender<Event>, Sender<()>),
 }
 
 /// The settings a supervisor runs with, shared by all its incarnations.
@@ -191,7 +191,10 @@ impl Server {
             Request::CountChildren(reply) => {
                 let _ = reply.send(self.count_children());
             }
-            Request::Subscribe(tx) => self.subscribers.push(tx),
+            Request::Subscribe(tx, reply) => {
+                self.subscribers.push(tx);
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -218,7 +221,10 @@ impl Server {
         let temporary = child.spec.restart == Restart::Temporary;
         child.status = ChildStatus::Stopped;
         child.last_pid = Some(pid);
-        log::debug!("{}: child {id:?} ({pid}) exited: {reason}", self.cfg.label);
+        if !matches!(reason, ExitReason::Panicked(_) | ExitReason::Failed(_)) {
+            // Crashes were reported once already, by the child's own thread.
+            log::debug!("{}: child {id:?} ({pid}) exited: {reason}", self.cfg.label);
+        }
         self.emit(Event::ChildExited { id, pid, reason });
         if restart {
             return self.restart(seq);
@@ -250,7 +256,10 @@ impl Server {
             return Flow::Exit;
         }
         let order: Vec<u64> = self.children.keys().copied().collect();
-        let pos = order.iter().position(|&k| k == seq).expect("restarting child exists");
+        let pos = order
+            .iter()
+            .position(|&k| k == seq)
+            .expect("restarting child exists");
         let group = &order[affected(self.cfg.strategy, pos, order.len())];
         // Stop the others in reverse start order; temporary bystanders are dropped.
         for &k in group.iter().rev().filter(|&&k| k != seq) {
@@ -343,7 +352,10 @@ impl Server {
                 };
                 let pid = run.pid;
                 self.wait_stopped(&spec.id, spec.shutdown, run);
-                log::warn!("{}: child {id:?} ({pid}) not ready in {timeout:?}", self.cfg.label);
+                log::warn!(
+                    "{}: child {id:?} ({pid}) not ready in {timeout:?}",
+                    self.cfg.label
+                );
                 Err(StartError::ReadyTimeout { id, timeout })
             }
             // The runner always reports before it drops the channel; be safe anyway.

@@ -1,0 +1,176 @@
+//! Nested supervisors: a supervisor as a child, escalation when it gives up (it exits like
+//! OTP's `shutdown`: a permanent parent spec restarts it, a transient one leaves it down),
+//! and finding it by name or from its parent.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use steadfast::{
+    registry, ChildKind, ChildSpec, ChildStatus, Event, ExitReason, Restart, Strategy, Supervisor,
+    SupervisorError, SupervisorRef,
+};
+
+/// An inner supervisor (intensity 0) with one controlled worker, registered as `name`.
+fn inner(name: &str) -> (steadfast::supervisor::SupervisorBuilder, Sender<Cmd>) {
+    let (w, tx) = controlled("w");
+    let b = Supervisor::builder()
+        .name(name)
+        .intensity(0, Duration::from_secs(60))
+        .child(w);
+    (b, tx)
+}
+
+fn parent(spec: ChildSpec) -> (Supervisor, Receiver<Event>) {
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .intensity(5, Duration::from_secs(60))
+        .event_sink(sink)
+        .child(spec)
+        .child(idle("sibling"))
+        .start()
+        .unwrap();
+    briefs_through(&events, "started sibling");
+    (sup, events)
+}
+
+#[test]
+fn a_permanent_inner_supervisor_that_gives_up_is_restarted_by_its_parent() {
+    let (b, tx) = inner("nested::permanent");
+    let (sup, events) = parent(ChildSpec::supervisor("inner", b).restart(Restart::Permanent));
+    let (old_pid, old_ref) = registry()
+        .lookup_as::<SupervisorRef>("nested::permanent")
+        .unwrap();
+    tx.send(Cmd::Panic("worker dies")).unwrap();
+    let seen = until(&events, |e| brief(e) == "restarted inner");
+    assert!(matches!(
+        &seen[0],
+        Event::ChildExited { id, reason: ExitReason::Shutdown, .. } if &**id == "inner"
+    ));
+    assert_eq!(seen.len(), 2);
+    // The old incarnation's name went with it; the new one holds it now.
+    assert!(matches!(
+        old_ref.which_children(),
+        Err(SupervisorError::NoSupervisor)
+    ));
+    let (new_pid, new_ref) = registry()
+        .lookup_as::<SupervisorRef>("nested::permanent")
+        .unwrap();
+    assert_ne!(old_pid, new_pid);
+    assert_eq!(new_ref.count_children().unwrap().active, 1);
+    sup.shutdown().unwrap();
+    assert!(registry().lookup("nested::permanent").is_none());
+}
+
+#[test]
+fn a_transient_inner_supervisor_that_gives_up_stays_down() {
+    let (b, tx) = inner("nested::transient");
+    let (sup, events) = parent(ChildSpec::supervisor("inner", b).restart(Restart::Transient));
+    tx.send(Cmd::Panic("worker dies")).unwrap();
+    assert_eq!(brief(&next(&events)), "exited inner shutdown");
+    let children = sup.which_children().unwrap();
+    assert!(events.try_recv().is_err(), "no restart");
+    assert_eq!(children[0].status, ChildStatus::Stopped);
+    assert_eq!(
+        children[1].status,
+        ChildStatus::Running,
+        "the sibling is untouched"
+    );
+    assert!(registry().lookup("nested::transient").is_none());
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn escalation_goes_through_every_level() {
+    // worker -> level2 (intensity 0) -> level1 (intensity 0) -> top (intensity 0)
+    let (w, tx) = controlled("w");
+    let level2 = Supervisor::builder()
+        .intensity(0, Duration::from_secs(60))
+        .child(w);
+    let level1 = Supervisor::builder()
+        .intensity(0, Duration::from_secs(60))
+        .child(ChildSpec::supervisor("level2", level2));
+    let (sink, events) = unbounded();
+    let top = Supervisor::builder()
+        .intensity(0, Duration::from_secs(60))
+        .event_sink(sink)
+        .child(ChildSpec::supervisor("level1", level1))
+        .start()
+        .unwrap();
+    briefs_through(&events, "started level1");
+    tx.send(Cmd::Fail("deep failure")).unwrap();
+    assert_eq!(
+        briefs_through(&events, "supervisor-stopped"),
+        [
+            "exited level1 shutdown",
+            "intensity-exceeded",
+            "supervisor-stopped"
+        ]
+    );
+    assert!(matches!(
+        top.join(),
+        Err(SupervisorError::IntensityExceeded { .. })
+    ));
+}
+
+#[test]
+fn a_nested_supervisor_is_reachable_from_its_parent() {
+    let (b, _tx) = inner("nested::reachable");
+    let (sup, _events) = parent(ChildSpec::supervisor("inner", b));
+    let row = sup.which_children().unwrap().remove(0);
+    assert_eq!(row.kind, ChildKind::Supervisor);
+    let by_pid = SupervisorRef::from_pid(row.pid.unwrap()).unwrap();
+    let (_, by_name) = registry()
+        .lookup_as::<SupervisorRef>("nested::reachable")
+        .unwrap();
+    assert_eq!(by_pid.pid(), by_name.pid());
+    assert_eq!(by_pid.which_children().unwrap()[0].id.as_ref(), "w");
+    let counts = sup.count_children().unwrap();
+    assert_eq!((counts.supervisors, counts.workers), (1, 1));
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn a_nested_start_failure_names_the_path() {
+    let bad = Supervisor::builder()
+        .child(idle("ok"))
+        .child(ChildSpec::worker("broken", |_| Err("no db".into())).ready_timeout(DEADLINE));
+    let err = Supervisor::builder()
+        .child(idle("first"))
+        .child(ChildSpec::supervisor("inner", bad))
+        .start()
+        .unwrap_err();
+    assert_eq!(err.child_id(), Some("inner"));
+    let inner = std::error::Error::source(&err).expect("the nested cause");
+    assert!(inner.to_string().contains("broken"), "{inner}");
+}
+
+#[test]
+fn one_for_all_restarts_a_nested_supervisor_with_its_siblings() {
+    let (w, tx) = controlled("w");
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .event_sink(sink)
+        .child(ChildSpec::supervisor(
+            "inner",
+            Supervisor::builder().child(idle("x")),
+        ))
+        .child(w)
+        .start()
+        .unwrap();
+    briefs_through(&events, "started w");
+    tx.send(Cmd::Panic("w dies")).unwrap();
+    assert_eq!(
+        briefs_through(&events, "restarted w"),
+        [
+            "exited w panicked",
+            "exited inner shutdown",
+            "restarted inner",
+            "restarted w"
+        ]
+    );
+    sup.shutdown().unwrap();
+}

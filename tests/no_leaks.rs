@@ -1,0 +1,51 @@
+//! No thread of a tree outlives its shutdown. This test counts the process's threads, so
+//! it has a binary of its own (no other test runs beside it).
+
+mod common;
+
+use common::*;
+use crossbeam_channel::unbounded;
+use steadfast::{ChildSpec, DynamicSupervisor, Strategy, Supervisor};
+
+#[test]
+fn thread_count_returns_to_baseline_after_a_tree_is_dropped() {
+    let baseline = thread_count();
+    assert!(baseline > 0, "/proc/self/task is readable");
+    let (a, tx_a) = controlled("a");
+    let (w, tx_w) = controlled("w");
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .intensity(100, DEADLINE)
+        .event_sink(sink)
+        .child(a)
+        .child(ChildSpec::supervisor(
+            "inner",
+            Supervisor::builder()
+                .child(w)
+                .child(idle("x"))
+                .child(ChildSpec::supervisor(
+                    "pool",
+                    DynamicSupervisor::builder().name("no_leaks::pool"),
+                )),
+        ))
+        .start()
+        .unwrap();
+    briefs_through(&events, "started inner");
+    let (_, pool) = steadfast::registry()
+        .lookup_as::<steadfast::DynamicSupervisorRef>("no_leaks::pool")
+        .unwrap();
+    for _ in 0..20 {
+        pool.start_child(idle("job")).unwrap();
+    }
+    // top + a + inner + w + x + pool + 20 jobs
+    assert_eq!(thread_count(), baseline + 26);
+    assert_eq!(steadfast::live_threads(), 26);
+    tx_w.send(Cmd::Panic("inner worker")).unwrap();
+    tx_a.send(Cmd::Fail("top worker")).unwrap();
+    briefs_through(&events, "restarted inner");
+    drop(sup);
+    steadfast::wait::until(DEADLINE, || thread_count() == baseline)
+        .unwrap_or_else(|e| panic!("{e}: {} threads, baseline {baseline}", thread_count()));
+    assert_eq!(steadfast::live_threads(), 0);
+}

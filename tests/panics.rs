@@ -1,0 +1,142 @@
+//! Panics are contained: whatever a child panics with, the supervisor carries on, and each
+//! supervised panic is logged once through `log` with the child id and message.
+
+mod common;
+
+use std::sync::Once;
+
+use common::*;
+use crossbeam_channel::unbounded;
+use parking_lot::Mutex;
+use steadfast::{ChildSpec, Event, ExitReason, Supervisor};
+
+static LINES: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        LINES
+            .lock()
+            .push((record.level(), record.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// Log lines that mention `needle`.
+fn lines_with(needle: &str) -> Vec<(log::Level, String)> {
+    LINES
+        .lock()
+        .iter()
+        .filter(|(_, l)| l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+fn crash_once(id: &str, body: impl Fn() + Send + Sync + 'static) -> ExitReason {
+    let (sink, events) = unbounded();
+    let (go_tx, go) = unbounded::<()>();
+    let sup = Supervisor::builder()
+        .event_sink(sink)
+        .child(
+            ChildSpec::worker(id, move |ctx| {
+                ctx.recv(&go)?;
+                body();
+                Ok(())
+            })
+            .restart(steadfast::Restart::Temporary),
+        )
+        .start()
+        .unwrap();
+    go_tx.send(()).unwrap();
+    let reason = loop {
+        if let Event::ChildExited { reason, .. } = next(&events) {
+            break reason;
+        }
+    };
+    // The supervisor survived and still answers.
+    assert!(sup.which_children().unwrap().is_empty());
+    sup.shutdown().unwrap();
+    reason
+}
+
+#[test]
+fn a_panic_is_logged_once_with_child_id_and_message() {
+    capture_logs();
+    let reason = crash_once("panics::logged-child", || panic!("the unique message 7731"));
+    assert_eq!(
+        reason,
+        ExitReason::Panicked("the unique message 7731".into())
+    );
+    let lines = lines_with("the unique message 7731");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, log::Level::Error);
+    assert!(
+        lines[0].1.contains("panics::logged-child"),
+        "{}",
+        lines[0].1
+    );
+}
+
+#[test]
+fn a_non_string_payload_gets_a_placeholder() {
+    let reason = crash_once("non-string", || std::panic::panic_any(42_u64));
+    assert_eq!(
+        reason,
+        ExitReason::Panicked("<non-string panic payload>".into())
+    );
+}
+
+#[test]
+fn a_formatted_panic_message_is_kept() {
+    let reason = crash_once("fmt", || panic!("value was {}", 3));
+    assert_eq!(reason, ExitReason::Panicked("value was 3".into()));
+}
+
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("payload drop panicked");
+        }
+    }
+}
+
+#[test]
+fn a_payload_whose_drop_panics_is_contained() {
+    let reason = crash_once("evil-payload", || std::panic::panic_any(PanicsOnDrop));
+    assert_eq!(
+        reason,
+        ExitReason::Panicked("<non-string panic payload>".into())
+    );
+}
+
+#[test]
+fn a_panicking_child_does_not_disturb_its_siblings() {
+    let (a, tx) = controlled("a");
+    let sup = Supervisor::builder()
+        .child(a)
+        .child(idle("b"))
+        .start()
+        .unwrap();
+    let events = sup.events().unwrap();
+    let b_before = pid_of(&sup.which_children().unwrap(), "b");
+    for _ in 0..3 {
+        tx.send(Cmd::Panic("again")).unwrap();
+        briefs_through(&events, "restarted a");
+    }
+    assert_eq!(pid_of(&sup.which_children().unwrap(), "b"), b_before);
+    sup.shutdown().unwrap();
+}
