@@ -2,7 +2,131 @@
 //!
 //! Erlang/OTP-style supervision trees on plain OS threads, with no async runtime.
 //!
-//! TUTORIAL-PLACEHOLDER
+//! Every supervisor and every child is an OS thread. A child that panics or returns an
+//! error is restarted by its supervisor under a clear policy; crashes stay contained;
+//! names can be looked up; shutdown is orderly.
+//!
+//! ## A first supervisor
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::{ChildSpec, Supervisor};
+//!
+//! let sup = Supervisor::builder()
+//!     .child(ChildSpec::worker("heartbeat", |ctx| {
+//!         // `sleep` wakes early when the supervisor asks the child to stop.
+//!         while ctx.sleep(Duration::from_millis(10)).is_ok() {}
+//!         Ok(())
+//!     }))
+//!     .start()?;
+//! assert_eq!(sup.count_children()?.active, 1);
+//! sup.shutdown()?; // also what dropping `sup` does
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Children and what they see
+//!
+//! A child runs `Fn(&Context) -> Result<(), ChildError>` on its own thread, once per
+//! incarnation. `ChildError` is any boxed error, so `?` works. Its [`Context`] gives its
+//! [`Pid`], its stop signal (as a flag, as a channel for `select!`, and through
+//! [`Context::sleep`], [`Context::recv`] and [`Context::recv_timeout`], which wake on it),
+//! and [`Context::ready`] for children whose start must wait for their set-up.
+//!
+//! How it ends becomes an [`ExitReason`]: `Normal` (returned `Ok` unasked), `Shutdown`
+//! (returned after being asked to stop), `Failed` (returned `Err`), `Panicked`, or
+//! `Killed` (abandoned, see below).
+//!
+//! ## Restart types and strategies
+//!
+//! Whether a dead child is restarted depends on its [`Restart`] type and its exit reason
+//! (OTP's table, documented on [`Restart`]); *what else* is restarted with it depends on the
+//! supervisor's [`Strategy`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::{ChildSpec, Restart, Strategy, Supervisor};
+//!
+//! let idle = |id: &str| ChildSpec::worker(id, |ctx| { let _ = ctx.stop_signal().recv(); Ok(()) });
+//! let sup = Supervisor::builder()
+//!     .strategy(Strategy::RestForOne) // a crash restarts the child and those after it
+//!     .intensity(5, Duration::from_secs(10)) // more than 5 restarts in 10 s: give up
+//!     .child(idle("reader"))
+//!     .child(idle("parser").restart(Restart::Transient)) // restarted only after a crash
+//!     .child(idle("writer"))
+//!     .start()?;
+//! # drop(sup);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A supervisor that exceeds its intensity stops its children and exits; a parent
+//! supervisor sees that exit like OTP's `shutdown` (see [`ChildSpec::supervisor`]), and the
+//! owner of a top-level tree learns it from [`Supervisor::join`].
+//!
+//! ## Shutdown
+//!
+//! Threads cannot be killed, so stopping is cooperative: the supervisor raises the child's
+//! stop signal and waits up to its [`Shutdown`] timeout (5 s for workers by default). A child
+//! still running then is **abandoned**: its thread is detached, its exit is reported as
+//! [`ExitReason::Killed`], its names are released at once and the tree carries on. Static
+//! supervisors stop children one at a time in reverse start order; dynamic ones signal all
+//! at once. Dropping a [`Supervisor`] shuts its tree down and joins every thread.
+//!
+//! ## Dynamic supervisors
+//!
+//! A [`DynamicSupervisor`] starts children at run time, up to `max_children`:
+//!
+//! ```
+//! use steadfast::{ChildSpec, DynamicSupervisor};
+//!
+//! let pool = DynamicSupervisor::builder().max_children(100).start()?;
+//! let pid = pool.start_child(ChildSpec::worker("conn", |ctx| { let _ = ctx.stop_signal().recv(); Ok(()) }))?;
+//! pool.terminate_child(pid)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Names: the registry
+//!
+//! A [`Registry`] maps unique keys to live processes. An entry goes when its owner exits,
+//! *before* the exit is reported to anyone, so code that waited for an exit (a [`monitor`],
+//! a join, the event stream) never polls. [`registry()`] is the global instance, where
+//! named supervisors live:
+//!
+//! ```
+//! use steadfast::{registry, Supervisor, SupervisorRef};
+//!
+//! let sup = Supervisor::builder().name("lib-doc-app").start()?;
+//! let (_pid, app) = registry().lookup_as::<SupervisorRef>("lib-doc-app").unwrap();
+//! assert!(app.which_children()?.is_empty());
+//! drop(sup);
+//! assert!(registry().lookup("lib-doc-app").is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The [`wait`] module has blocking helpers with deadlines for code that did not wait on
+//! anything.
+//!
+//! ## Observing: events
+//!
+//! Every supervisor reports what it does, in order, as [`Event`]s
+//! ([`SupervisorRef::events`], or `event_sink` on the builder from the first start) — the
+//! basis of order-sensitive tests.
+//!
+//! ## Panics
+//!
+//! A panic in a child is caught on the child's thread (`catch_unwind`) and becomes
+//! [`ExitReason::Panicked`]; it never reaches the supervisor. Each supervised panic is
+//! logged once through `log`, with the child id and message. The standard panic hook still
+//! prints it to stderr unless you call [`route_panics_to_log`].
+//!
+//! `catch_unwind` cannot catch an abort: with `panic = "abort"`, on a stack overflow, or
+//! when a `Drop` panics during unwinding, the whole process aborts and steadfast cannot
+//! supervise that.
+//!
+//! ## Threads and their limit
+//!
+//! Each child costs one OS thread. steadfast keeps a global cap ([`set_max_threads`]) so
+//! that running out of threads is an error value ([`SpawnError::ThreadLimit`]) instead of
+//! an abort inside the standard library.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
