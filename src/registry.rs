@@ -164,27 +164,45 @@ where
         inner.shards[inner.shard_of(key)].read().get(key).cloned()
     }
 
-    /// Removes `key`, whoever holds it, and returns its holder and value.
-    pub fn unregister<Q>(&self, key: &Q) -> Option<(Pid, V)>
+    /// Removes `key` if the calling process holds it, and returns its value.
+    ///
+    /// As Elixir's `Registry.unregister/2`: a process removes only its own entries, so a
+    /// late caller (an abandoned thread, say) cannot remove a name someone else has taken
+    /// since.
+    pub fn unregister<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.unregister_for(Pid::current(), key)
+    }
+
+    /// Removes `key` if `pid` holds it, and returns its value.
+    pub fn unregister_for<Q>(&self, pid: Pid, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let inner = &self.inner;
-        let removed = inner.shards[inner.shard_of(key)].write().remove(key);
-        if let Some((pid, _)) = &removed {
-            inner.count.fetch_sub(1, Ordering::Relaxed);
-            let mut owners = inner.owners[owner_shard(*pid)].lock();
-            if let Some(keys) = owners.get_mut(pid) {
-                if let Some(i) = keys.iter().position(|k| k.borrow() == key) {
-                    keys.swap_remove(i);
-                }
-                if keys.is_empty() {
-                    owners.remove(pid);
-                }
+        let removed = {
+            let mut map = inner.shards[inner.shard_of(key)].write();
+            match map.get(key) {
+                Some((holder, _)) if *holder == pid => map.remove(key),
+                _ => None,
+            }
+        };
+        let (_, value) = removed?;
+        inner.count.fetch_sub(1, Ordering::Relaxed);
+        let mut owners = inner.owners[owner_shard(pid)].lock();
+        if let Some(keys) = owners.get_mut(&pid) {
+            if let Some(i) = keys.iter().position(|k| k.borrow() == key) {
+                keys.swap_remove(i);
+            }
+            if keys.is_empty() {
+                owners.remove(&pid);
             }
         }
-        removed
+        Some(value)
     }
 
     /// The keys `pid` holds.

@@ -1,0 +1,221 @@
+//! Dynamic supervisors: children started and stopped at run time, a child limit that
+//! counts restarting children, concurrent shutdown.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use crossbeam_channel::unbounded;
+use steadfast::{
+    registry, ChildSpec, ChildStatus, DynamicSupervisor, DynamicSupervisorRef, Restart, Shutdown,
+    Supervisor, SupervisorError,
+};
+
+#[test]
+fn start_child_returns_its_pid_and_children_are_listed_in_start_order() {
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    let a = sup.start_child(idle("job")).unwrap();
+    let b = sup.start_child(idle("job")).unwrap();
+    let children = sup.which_children().unwrap();
+    let pids: Vec<_> = children.iter().map(|c| c.pid.unwrap()).collect();
+    assert_eq!(pids, [a, b], "ids need not be unique");
+    assert_eq!(sup.count_children().unwrap().active, 2);
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn terminate_child_is_not_found_for_unknown_finished_or_terminated_pids() {
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    let pid = sup.start_child(idle("job")).unwrap();
+    sup.terminate_child(pid).unwrap();
+    assert!(!pid.is_alive());
+    assert!(matches!(
+        sup.terminate_child(pid),
+        Err(SupervisorError::NotFound)
+    ));
+    assert!(matches!(
+        sup.terminate_child(steadfast::Pid::current()),
+        Err(SupervisorError::NotFound)
+    ));
+    // A temporary child that finished on its own is forgotten too.
+    let (spec, tx) = controlled("once");
+    let events = sup.events().unwrap();
+    let once = sup.start_child(spec.restart(Restart::Temporary)).unwrap();
+    tx.send(Cmd::Return).unwrap();
+    briefs_through(&events, "exited once normal");
+    assert!(matches!(
+        sup.terminate_child(once),
+        Err(SupervisorError::NotFound)
+    ));
+    assert_eq!(sup.count_children().unwrap().specs, 0);
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn crashed_children_are_restarted_with_a_new_pid() {
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    let events = sup.events().unwrap();
+    let (spec, tx) = controlled("w");
+    let old = sup.start_child(spec).unwrap();
+    tx.send(Cmd::Panic("x")).unwrap();
+    briefs_through(&events, "restarted w");
+    let new = sup.which_children().unwrap()[0].pid.unwrap();
+    assert_ne!(old, new);
+    assert!(matches!(
+        sup.terminate_child(old),
+        Err(SupervisorError::NotFound)
+    ));
+    sup.terminate_child(new).unwrap();
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn max_children_counts_restarting_children() {
+    let broken = Arc::new(AtomicBool::new(false));
+    let b = broken.clone();
+    let (tx, rx) = unbounded::<()>();
+    let flaky = ChildSpec::worker("flaky", move |ctx| {
+        if b.load(Ordering::SeqCst) {
+            return Err("cannot start".into());
+        }
+        ctx.ready();
+        ctx.recv(&rx)?;
+        Err("crash".into())
+    })
+    .ready_timeout(DEADLINE);
+    let sup = DynamicSupervisor::builder()
+        .max_children(2)
+        .intensity(u32::MAX, Duration::from_secs(1))
+        .start()
+        .unwrap();
+    let events = sup.events().unwrap();
+    let old = sup.start_child(flaky).unwrap();
+    sup.start_child(idle("other")).unwrap();
+    assert!(matches!(
+        sup.start_child(idle("third")),
+        Err(SupervisorError::MaxChildren)
+    ));
+    broken.store(true, Ordering::SeqCst);
+    tx.send(()).unwrap();
+    briefs_through(&events, "restart-failed flaky");
+    let children = sup.which_children().unwrap();
+    assert_eq!(children[0].status, ChildStatus::Restarting);
+    assert!(matches!(
+        sup.start_child(idle("third")),
+        Err(SupervisorError::MaxChildren)
+    ));
+    // The restarting child is still known by its old pid: terminating it ends the loop
+    // and frees its slot.
+    sup.terminate_child(old).unwrap();
+    assert_eq!(sup.count_children().unwrap().specs, 1);
+    sup.start_child(idle("third")).unwrap();
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_stops_children_concurrently() {
+    const N: usize = 1_000;
+    const CLEANUP: Duration = Duration::from_millis(20);
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    for _ in 0..N {
+        sup.start_child(
+            ChildSpec::worker("slow-to-stop", |ctx| {
+                let _ = ctx.stop_signal().recv();
+                // Simulated clean-up work after the stop signal, not synchronization.
+                std::thread::sleep(CLEANUP);
+                Ok(())
+            })
+            .shutdown(Shutdown::Timeout(Duration::from_secs(30))),
+        )
+        .unwrap();
+    }
+    let events = sup.events().unwrap();
+    let t = Instant::now();
+    sup.shutdown().unwrap();
+    let took = t.elapsed();
+    // One at a time this would take N × 20 ms = 20 s (and the timeouts sum to 8 hours).
+    assert!(took < CLEANUP * N as u32 / 4, "took {took:?}");
+    let exits = events
+        .iter()
+        .filter(|e| brief(e) == "exited slow-to-stop shutdown")
+        .count();
+    assert_eq!(exits, N);
+}
+
+#[test]
+fn exceeding_intensity_stops_every_child() {
+    let sup = DynamicSupervisor::builder()
+        .intensity(0, DEADLINE)
+        .start()
+        .unwrap();
+    let events = sup.events().unwrap();
+    let (spec, tx) = controlled("w");
+    sup.start_child(spec).unwrap();
+    let other = sup.start_child(idle("other")).unwrap();
+    tx.send(Cmd::Fail("x")).unwrap();
+    assert_eq!(
+        briefs_through(&events, "supervisor-stopped"),
+        [
+            "started w",
+            "started other",
+            "exited w failed",
+            "intensity-exceeded",
+            "exited other shutdown",
+            "supervisor-stopped"
+        ]
+    );
+    assert!(!other.is_alive());
+    assert!(matches!(
+        sup.join(),
+        Err(SupervisorError::IntensityExceeded { .. })
+    ));
+}
+
+#[test]
+fn a_dynamic_supervisor_under_a_static_one_is_findable() {
+    let top = Supervisor::builder()
+        .child(ChildSpec::supervisor(
+            "pool",
+            DynamicSupervisor::builder()
+                .name("dynamic::pool")
+                .max_children(5),
+        ))
+        .start()
+        .unwrap();
+    let (pid, by_name) = registry()
+        .lookup_as::<DynamicSupervisorRef>("dynamic::pool")
+        .unwrap();
+    let row = top.which_children().unwrap().remove(0);
+    assert_eq!(row.pid, Some(pid));
+    let by_pid = DynamicSupervisorRef::from_pid(pid).unwrap();
+    // A dynamic supervisor is not a static one.
+    assert!(steadfast::SupervisorRef::from_pid(pid).is_none());
+    let child = by_name.start_child(idle("job")).unwrap();
+    assert_eq!(by_pid.which_children().unwrap()[0].pid, Some(child));
+    top.shutdown().unwrap();
+    assert!(!child.is_alive());
+    assert!(registry().lookup("dynamic::pool").is_none());
+}
+
+#[test]
+fn invalid_settings_are_refused() {
+    assert!(DynamicSupervisor::builder()
+        .intensity(1, Duration::ZERO)
+        .start()
+        .is_err());
+    let sup = DynamicSupervisor::builder()
+        .max_children(0)
+        .start()
+        .unwrap();
+    assert!(matches!(
+        sup.start_child(idle("x")),
+        Err(SupervisorError::MaxChildren)
+    ));
+    assert!(matches!(
+        sup.start_child(idle("")),
+        Err(SupervisorError::InvalidSpec(_))
+    ));
+}

@@ -1,0 +1,59 @@
+//! The global registry from a fresh process: these tests see its whole state, so they live
+//! in their own binary and run one after another.
+
+mod common;
+
+use common::*;
+use parking_lot::Mutex;
+use steadfast::{registry, DynamicSupervisor, Pid, Supervisor, SupervisorRef};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn named_supervisors_appear_and_vanish() {
+    let _s = SERIAL.lock();
+    assert_eq!(registry().count(), 0, "fresh");
+    let sup = Supervisor::builder()
+        .name("app")
+        .child(idle("a"))
+        .start()
+        .unwrap();
+    let pool = DynamicSupervisor::builder().name("pool").start().unwrap();
+    assert_eq!(registry().count(), 2);
+    let (pid, app) = registry().lookup_as::<SupervisorRef>("app").unwrap();
+    assert_eq!(pid, sup.pid());
+    assert_eq!(app.pid(), sup.pid());
+    // The wrong type finds nothing and never panics.
+    assert!(registry().lookup_as::<SupervisorRef>("pool").is_none());
+    assert!(registry().lookup_as::<String>("app").is_none());
+    drop(sup);
+    pool.shutdown().unwrap();
+    assert_eq!(registry().count(), 0);
+}
+
+#[test]
+fn any_value_can_be_registered_and_looked_up_by_type() {
+    let _s = SERIAL.lock();
+    registry().register_value("answer", 42_u64).unwrap();
+    registry()
+        .register_value("greeting", String::from("hello"))
+        .unwrap();
+    assert_eq!(
+        registry().lookup_as::<u64>("answer"),
+        Some((Pid::current(), 42))
+    );
+    assert_eq!(
+        registry().lookup_as::<String>("greeting").map(|(_, v)| v),
+        Some("hello".to_string())
+    );
+    assert_eq!(registry().lookup_as::<u32>("answer"), None);
+    assert!(registry().register_value("answer", 1_u64).is_err());
+    assert_eq!(
+        registry().keys(Pid::current()).len(),
+        2,
+        "this thread owns both"
+    );
+    registry().unregister("answer").unwrap();
+    registry().unregister("greeting").unwrap();
+    assert_eq!(registry().count(), 0);
+}
