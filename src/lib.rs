@@ -134,6 +134,7 @@ mod child;
 mod dynamic;
 mod error;
 mod exit;
+mod hash;
 mod pid;
 mod registry;
 pub mod supervisor;

@@ -18,6 +18,7 @@ use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
 use crate::exit::ExitReason;
+use crate::hash::{BuildU64, Padded};
 
 /// The identity of one process incarnation.
 ///
@@ -97,30 +98,41 @@ impl fmt::Debug for Pid {
 }
 
 /// Something that must learn of every exit of the processes it tracks, synchronously, in
-/// the exiting thread (the registries).
+/// the exiting thread (the registries). `tokens` are what it asked to be handed back: one
+/// per entry the process held (a registry passes its key hashes).
 pub(crate) trait ExitHook: Send + Sync {
-    fn on_exit(&self, pid: Pid);
+    fn on_exit(&self, pid: Pid, tokens: Vec<u64>);
+}
+
+struct Hook {
+    /// The address of the hook's shared state: each hook is held once per process.
+    key: usize,
+    hook: Weak<dyn ExitHook>,
+    tokens: Vec<u64>,
 }
 
 #[derive(Default)]
 struct Entry {
     monitors: Vec<Sender<ExitReason>>,
-    /// Each hook once, keyed by the address of its shared state.
-    hooks: Vec<(usize, Weak<dyn ExitHook>)>,
+    hooks: Vec<Hook>,
 }
 
-const SHARDS: usize = 32;
+const SHARDS: usize = 64;
+
+type TableShard = Padded<Mutex<HashMap<u64, Entry, BuildU64>>>;
 
 struct ProcessTable {
-    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    shards: Box<[TableShard]>,
 }
 
 static TABLE: Lazy<ProcessTable> = Lazy::new(|| ProcessTable {
-    shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+    shards: (0..SHARDS)
+        .map(|_| Padded(Mutex::new(HashMap::default())))
+        .collect(),
 });
 
 impl ProcessTable {
-    fn shard(&self, pid: Pid) -> &Mutex<HashMap<u64, Entry>> {
+    fn shard(&self, pid: Pid) -> &Mutex<HashMap<u64, Entry, BuildU64>> {
         &self.shards[(pid.as_u64() as usize) % SHARDS]
     }
 
@@ -135,18 +147,44 @@ impl ProcessTable {
     }
 }
 
-/// Registers `hook` to run when `pid` exits. Returns `false` if `pid` is not alive.
-pub(crate) fn add_exit_hook(pid: Pid, key: usize, hook: Weak<dyn ExitHook>) -> bool {
+/// Hands `token` to `hook` when `pid` exits. Returns `false` if `pid` is not alive.
+pub(crate) fn add_exit_token(pid: Pid, key: usize, hook: &Weak<dyn ExitHook>, token: u64) -> bool {
     let mut shard = TABLE.shard(pid).lock();
-    match shard.get_mut(&pid.as_u64()) {
-        Some(entry) => {
-            if !entry.hooks.iter().any(|(k, _)| *k == key) {
-                entry.hooks.push((key, hook));
-            }
-            true
-        }
-        None => false,
+    let Some(entry) = shard.get_mut(&pid.as_u64()) else {
+        return false;
+    };
+    match entry.hooks.iter_mut().find(|h| h.key == key) {
+        Some(h) => h.tokens.push(token),
+        None => entry.hooks.push(Hook {
+            key,
+            hook: hook.clone(),
+            tokens: vec![token],
+        }),
     }
+    true
+}
+
+/// Takes back one `token` given with [`add_exit_token`] (the entry was removed early).
+pub(crate) fn remove_exit_token(pid: Pid, key: usize, token: u64) {
+    let mut shard = TABLE.shard(pid).lock();
+    let Some(entry) = shard.get_mut(&pid.as_u64()) else {
+        return;
+    };
+    if let Some(h) = entry.hooks.iter_mut().find(|h| h.key == key) {
+        if let Some(i) = h.tokens.iter().position(|&t| t == token) {
+            h.tokens.swap_remove(i);
+        }
+    }
+}
+
+/// The tokens `pid` holds for `key`'s hook.
+pub(crate) fn exit_tokens(pid: Pid, key: usize) -> Vec<u64> {
+    let shard = TABLE.shard(pid).lock();
+    shard
+        .get(&pid.as_u64())
+        .and_then(|e| e.hooks.iter().find(|h| h.key == key))
+        .map(|h| h.tokens.clone())
+        .unwrap_or_default()
 }
 
 /// Ends `pid`: removes it from the table, runs its exit hooks, fires its monitors.
@@ -158,9 +196,9 @@ pub(crate) fn exit(pid: Pid, reason: &ExitReason) -> bool {
     let entry = TABLE.shard(pid).lock().remove(&pid.as_u64());
     // Collect under the lock, act outside it: hooks lock the registries.
     let Some(entry) = entry else { return false };
-    for (_, hook) in entry.hooks {
-        if let Some(hook) = hook.upgrade() {
-            hook.on_exit(pid);
+    for h in entry.hooks {
+        if let Some(hook) = h.hook.upgrade() {
+            hook.on_exit(pid, h.tokens);
         }
     }
     for m in entry.monitors {

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
@@ -11,9 +12,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use crate::error::RegistryError;
+use crate::hash::{BuildU64, Padded};
 use crate::pid::{self, ExitHook, Pid};
 use crate::wait::{self, Timeout};
 
@@ -26,7 +28,8 @@ const SHARDS: usize = 64;
 /// a `join` — so whoever waited for the exit finds the registry already clean and never
 /// needs to poll. (Elixir's `Registry` cleans up asynchronously; this one does not.)
 ///
-/// A `Registry` is a handle: clones share the same entries.
+/// A `Registry` is a handle: clones share the same entries. Look-ups take a read lock on
+/// one of 64 shards, so readers of different keys do not contend.
 ///
 /// # Examples
 ///
@@ -42,18 +45,29 @@ const SHARDS: usize = 64;
 /// ```
 pub struct Registry<K, V> {
     inner: Arc<Inner<K, V>>,
+    /// `inner` as the process table holds it, to be told of exits.
+    hook: Weak<dyn ExitHook>,
 }
 
-/// One shard of entries: key to holder and value.
-type Shard<K, V> = RwLock<HashMap<K, (Pid, V)>>;
-/// One shard of the owners index: holder to the keys it holds.
-type OwnerShard<K> = Mutex<HashMap<Pid, Vec<K>>>;
+struct Slot<K, V> {
+    key: K,
+    pid: Pid,
+    value: V,
+}
+
+/// One shard: entries by their key's hash, and the (astronomically rare) entries whose
+/// hash another key in the shard already has.
+struct Shard<K, V> {
+    map: HashMap<u64, Slot<K, V>, BuildU64>,
+    overflow: Vec<(u64, Slot<K, V>)>,
+}
+
+/// A shard behind its lock, on cache lines of its own.
+type ShardLock<K, V> = Padded<RwLock<Shard<K, V>>>;
 
 struct Inner<K, V> {
     hasher: RandomState,
-    shards: Box<[Shard<K, V>]>,
-    /// The keys each owner holds, so an exit removes them without scanning.
-    owners: Box<[OwnerShard<K>]>,
+    shards: Box<[ShardLock<K, V>]>,
     count: AtomicUsize,
 }
 
@@ -61,6 +75,7 @@ impl<K, V> Clone for Registry<K, V> {
     fn clone(&self) -> Self {
         Registry {
             inner: self.inner.clone(),
+            hook: self.hook.clone(),
         }
     }
 }
@@ -90,14 +105,24 @@ where
 {
     /// An empty private registry.
     pub fn new() -> Self {
-        Registry {
-            inner: Arc::new(Inner {
-                hasher: RandomState::new(),
-                shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-                owners: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-                count: AtomicUsize::new(0),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Padded(RwLock::new(Shard {
+                        map: HashMap::default(),
+                        overflow: Vec::new(),
+                    }))
+                })
+                .collect(),
+            count: AtomicUsize::new(0),
+        });
+        let hook: Weak<dyn ExitHook> = Arc::downgrade(&inner) as Weak<Inner<K, V>>;
+        Registry { inner, hook }
+    }
+
+    fn hook_key(&self) -> usize {
+        pid::hook_key(&self.inner)
     }
 
     /// Registers `key` to the calling process, with `value`.
@@ -110,7 +135,7 @@ where
     ///
     /// [`RegistryError::AlreadyRegistered`] if a live process holds `key` (the calling one
     /// included). A holder that has exited, or was abandoned, does not count: the new
-    /// registration wins.
+    /// registration wins. [`RegistryError::NotAlive`] if the calling process was abandoned.
     pub fn register(&self, key: K, value: V) -> Result<(), RegistryError> {
         self.register_for(Pid::current(), key, value)
     }
@@ -122,33 +147,28 @@ where
     /// [`RegistryError::NotAlive`] if `pid` has already exited;
     /// [`RegistryError::AlreadyRegistered`] as for [`register`](Registry::register).
     pub fn register_for(&self, pid: Pid, key: K, value: V) -> Result<(), RegistryError> {
-        let inner = &self.inner;
-        let weak: Weak<dyn ExitHook> = Arc::downgrade(inner) as Weak<Inner<K, V>>;
-        if !pid::add_exit_hook(pid, pid::hook_key(inner), weak) {
+        if !pid.is_alive() {
             return Err(RegistryError::NotAlive(pid));
         }
-        let shard = inner.shard_of(&key);
+        let inner = &self.inner;
+        let h = inner.hash(&key);
         {
-            let mut map = inner.shards[shard].write();
-            if let Some((holder, _)) = map.get(&key) {
-                if *holder == pid || holder.is_alive() {
-                    return Err(RegistryError::AlreadyRegistered(*holder));
+            let mut shard = inner.shard(h).write();
+            if let Some(holder) = shard.get(h, &key).map(|s| s.pid) {
+                if holder == pid || holder.is_alive() {
+                    return Err(RegistryError::AlreadyRegistered(holder));
                 }
                 // A dead holder whose clean-up has not reached this key yet: replace it.
+                shard.remove(h, &key, holder);
                 inner.count.fetch_sub(1, Ordering::Relaxed);
             }
-            map.insert(key.clone(), (pid, value));
+            shard.insert(h, Slot { key, pid, value });
             inner.count.fetch_add(1, Ordering::Relaxed);
         }
-        inner.owners[owner_shard(pid)]
-            .lock()
-            .entry(pid)
-            .or_default()
-            .push(key.clone());
-        // If the owner exited meanwhile, its clean-up may have run before we recorded the
-        // key: undo, so no entry outlives its owner.
-        if !pid.is_alive() {
-            inner.remove_if_held_by(&key, pid);
+        // The exit hook learns of the entry only now; if the owner exited in between, its
+        // clean-up could not see the entry, so undo it here.
+        if !pid::add_exit_token(pid, self.hook_key(), &self.hook, h) {
+            inner.remove_held(h, pid);
             return Err(RegistryError::NotAlive(pid));
         }
         Ok(())
@@ -160,8 +180,19 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.lookup_with(key, |pid, v| (pid, v.clone()))
+    }
+
+    /// Applies `f` to the holder and value of `key` under the shard's read lock.
+    fn lookup_with<Q, R>(&self, key: &Q, f: impl FnOnce(Pid, &V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let inner = &self.inner;
-        inner.shards[inner.shard_of(key)].read().get(key).cloned()
+        let h = inner.hash(key);
+        let shard = inner.shard(h).read();
+        shard.get(h, key).map(|s| f(s.pid, &s.value))
     }
 
     /// Removes `key` if the calling process holds it, and returns its value.
@@ -184,34 +215,24 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let inner = &self.inner;
-        let removed = {
-            let mut map = inner.shards[inner.shard_of(key)].write();
-            match map.get(key) {
-                Some((holder, _)) if *holder == pid => map.remove(key),
-                _ => None,
-            }
-        };
-        let (_, value) = removed?;
+        let h = inner.hash(key);
+        let slot = inner.shard(h).write().remove(h, key, pid)?;
         inner.count.fetch_sub(1, Ordering::Relaxed);
-        let mut owners = inner.owners[owner_shard(pid)].lock();
-        if let Some(keys) = owners.get_mut(&pid) {
-            if let Some(i) = keys.iter().position(|k| k.borrow() == key) {
-                keys.swap_remove(i);
-            }
-            if keys.is_empty() {
-                owners.remove(&pid);
-            }
-        }
-        Some(value)
+        pid::remove_exit_token(pid, self.hook_key(), h);
+        Some(slot.value)
     }
 
     /// The keys `pid` holds.
     pub fn keys(&self, pid: Pid) -> Vec<K> {
-        self.inner.owners[owner_shard(pid)]
-            .lock()
-            .get(&pid)
-            .cloned()
-            .unwrap_or_default()
+        let mut hashes = pid::exit_tokens(pid, self.hook_key());
+        hashes.sort_unstable();
+        hashes.dedup();
+        let mut keys = Vec::with_capacity(hashes.len());
+        for h in hashes {
+            let shard = self.inner.shard(h).read();
+            keys.extend(shard.held(h, pid).map(|s| s.key.clone()));
+        }
+        keys
     }
 
     /// How many keys are registered.
@@ -248,38 +269,105 @@ where
         Q: Hash + Eq + fmt::Debug + ?Sized,
     {
         wait::until_some(timeout, format_args!("{key:?} to be unregistered"), || {
-            self.lookup(key).is_none().then_some(())
+            self.lookup_with(key, |_, _| ()).is_none().then_some(())
         })
     }
 }
 
-fn owner_shard(pid: Pid) -> usize {
-    (pid.as_u64() as usize) % SHARDS
-}
-
-impl<K: Hash + Eq, V> Inner<K, V> {
-    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        (self.hasher.hash_one(key) as usize) % SHARDS
+impl<K: Eq, V> Shard<K, V> {
+    fn get<Q>(&self, h: u64, key: &Q) -> Option<&Slot<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        match self.map.get(&h) {
+            Some(s) if s.key.borrow() == key => Some(s),
+            _ if self.overflow.is_empty() => None,
+            _ => self
+                .overflow
+                .iter()
+                .find(|(oh, s)| *oh == h && s.key.borrow() == key)
+                .map(|(_, s)| s),
+        }
     }
 
-    fn remove_if_held_by(&self, key: &K, pid: Pid) {
-        let mut map = self.shards[self.shard_of(key)].write();
-        if map.get(key).is_some_and(|(holder, _)| *holder == pid) {
-            map.remove(key);
-            self.count.fetch_sub(1, Ordering::Relaxed);
+    /// Inserts a slot whose key is not present.
+    fn insert(&mut self, h: u64, slot: Slot<K, V>) {
+        match self.map.entry(h) {
+            Entry::Vacant(e) => {
+                e.insert(slot);
+            }
+            Entry::Occupied(_) => self.overflow.push((h, slot)),
         }
+    }
+
+    /// Removes `key` if `pid` holds it.
+    fn remove<Q>(&mut self, h: u64, key: &Q, pid: Pid) -> Option<Slot<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if let Entry::Occupied(e) = self.map.entry(h) {
+            if e.get().key.borrow() == key {
+                return (e.get().pid == pid).then(|| e.remove());
+            }
+        }
+        let i = self
+            .overflow
+            .iter()
+            .position(|(oh, s)| *oh == h && s.key.borrow() == key && s.pid == pid)?;
+        Some(self.overflow.swap_remove(i).1)
+    }
+
+    /// The slots with hash `h` that `pid` holds.
+    fn held(&self, h: u64, pid: Pid) -> impl Iterator<Item = &Slot<K, V>> {
+        let main = self.map.get(&h).filter(|s| s.pid == pid);
+        let more = self
+            .overflow
+            .iter()
+            .filter(move |(oh, s)| *oh == h && s.pid == pid)
+            .map(|(_, s)| s);
+        main.into_iter().chain(more)
+    }
+}
+
+impl<K: Eq, V> Inner<K, V> {
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard of a hash: its top bits (the map itself spreads the rest).
+    fn shard(&self, h: u64) -> &RwLock<Shard<K, V>> {
+        &self.shards[(h >> 58) as usize % SHARDS]
+    }
+
+    /// Removes every entry with hash `h` that `pid` holds; returns how many.
+    fn remove_held(&self, h: u64, pid: Pid) -> usize {
+        let mut shard = self.shard(h).write();
+        let mut removed = 0;
+        if shard.map.get(&h).is_some_and(|s| s.pid == pid) {
+            shard.map.remove(&h);
+            removed += 1;
+        }
+        if !shard.overflow.is_empty() {
+            let before = shard.overflow.len();
+            shard.overflow.retain(|(oh, s)| !(*oh == h && s.pid == pid));
+            removed += before - shard.overflow.len();
+        }
+        drop(shard);
+        self.count.fetch_sub(removed, Ordering::Relaxed);
+        removed
     }
 }
 
 impl<K, V> ExitHook for Inner<K, V>
 where
-    K: Hash + Eq + Send + Sync,
+    K: Eq + Send + Sync,
     V: Send + Sync,
 {
-    fn on_exit(&self, pid: Pid) {
-        let keys = self.owners[owner_shard(pid)].lock().remove(&pid);
-        for key in keys.into_iter().flatten() {
-            self.remove_if_held_by(&key, pid);
+    fn on_exit(&self, pid: Pid, tokens: Vec<u64>) {
+        for h in tokens {
+            self.remove_held(h, pid);
         }
     }
 }
@@ -342,7 +430,11 @@ impl Registry<String, AnyValue> {
     ///
     /// A name registered with another type gives `None`.
     pub fn lookup_as<T: Any + Clone>(&self, name: &str) -> Option<(Pid, T)> {
-        let (pid, value) = self.lookup(name)?;
-        value.downcast_ref::<T>().map(|v| (pid, v.clone()))
+        // Clone the `T` under the read lock rather than the shared `Arc`, so readers of
+        // one name do not contend on its reference count.
+        self.lookup_with(name, |pid, value| {
+            value.downcast_ref::<T>().map(|v| (pid, v.clone()))
+        })
+        .flatten()
     }
 }
