@@ -79,6 +79,7 @@ impl DynamicSupervisorBuilder {
             dynamic: Some(self.max_children),
             children: Vec::new(),
             sinks: self.sinks.clone(),
+            observer: None,
         }))
     }
 

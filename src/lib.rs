@@ -137,6 +137,7 @@ mod exit;
 mod hash;
 mod pid;
 mod registry;
+pub mod session;
 pub mod supervisor;
 pub mod wait;
 

@@ -249,3 +249,8 @@ pub fn monitor(pid: Pid) -> Receiver<ExitReason> {
 pub(crate) fn hook_key<T>(arc: &Arc<T>) -> usize {
     Arc::as_ptr(arc) as *const () as usize
 }
+
+/// The same key, from the weak handle the process table holds.
+pub(crate) fn hook_key_of(hook: &Weak<dyn ExitHook>) -> usize {
+    hook.as_ptr() as *const () as usize
+}

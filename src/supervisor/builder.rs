@@ -93,7 +93,7 @@ impl SupervisorBuilder {
         self
     }
 
-    fn validate(&self) -> Result<(), StartError> {
+    pub(crate) fn validate(&self) -> Result<(), StartError> {
         if self.period.is_zero() {
             return Err(StartError::InvalidSpec("period must not be zero".into()));
         }
@@ -124,6 +124,7 @@ impl SupervisorBuilder {
             dynamic: None,
             children: self.children.clone(),
             sinks: self.sinks.clone(),
+            observer: None,
         })
     }
 

@@ -20,7 +20,7 @@ use crate::registry::Registry;
 use event::{ChildCounts, ChildInfo, Event};
 use server::{ChildRef, EndSlot, Msg, Request};
 
-pub(crate) use builder::{start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
+pub(crate) use builder::{run_supervisor, start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
 pub use builder::{SupervisorBuilder, SupervisorSpec};
 pub use strategy::Strategy;
 

@@ -59,7 +59,12 @@ pub(crate) struct Config {
     pub(crate) dynamic: Option<Option<usize>>,
     pub(crate) children: Vec<ChildSpec>,
     pub(crate) sinks: Vec<Sender<Event>>,
+    /// Sees every event first (the session layer counts restarts with it).
+    pub(crate) observer: Option<Observer>,
 }
+
+/// A crate-internal watcher of a supervisor's events, called on the supervisor's thread.
+pub(crate) type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// How a supervisor ended, beyond its `ExitReason` (which is `Shutdown` either way).
 pub(crate) type EndSlot = Arc<Mutex<Option<SupervisorError>>>;
@@ -608,6 +613,9 @@ impl Server {
     }
 
     fn emit(&mut self, event: Event) {
+        if let Some(observe) = &self.cfg.observer {
+            observe(&event);
+        }
         self.subscribers.retain(|s| s.send(event.clone()).is_ok());
     }
 }

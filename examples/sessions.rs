@@ -1,0 +1,153 @@
+//! A small realistic program on the session layer: three projects, each session with an
+//! agent that crashes now and then and a state worker; one session crashing past its
+//! intensity; a duplicate project refused; everything listed and shut down.
+//!
+//! Run with `cargo run --example sessions`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use parking_lot::Mutex;
+use steadfast::session::{NewSession, SessionId, SessionManager};
+use steadfast::{monitor, ChildSpec};
+
+/// What a session's agent is told to do.
+enum Prompt {
+    Work(&'static str),
+    /// The model returned garbage: the agent crashes.
+    Garbage,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    steadfast::route_panics_to_log();
+
+    // Each session's agent takes prompts from a channel kept here, by session id.
+    let prompts: Arc<Mutex<HashMap<SessionId, Sender<Prompt>>>> = Arc::default();
+    let (done_tx, done) = unbounded::<String>();
+    let p = prompts.clone();
+    let manager = SessionManager::builder()
+        .max_sessions(3)
+        .intensity(2, Duration::from_secs(30))
+        .shutdown_timeout(Duration::from_secs(2))
+        .children(move |info| {
+            let (tx, rx) = unbounded();
+            p.lock().insert(info.id, tx);
+            let name = info.name.clone();
+            vec![
+                agent(name.clone(), rx, done_tx.clone()),
+                ChildSpec::worker("state", |ctx| {
+                    // Holds the session's state until asked to stop.
+                    let _ = ctx.stop_signal().recv();
+                    Ok(())
+                }),
+            ]
+        })
+        .start()?;
+
+    println!("== Three sessions, one per project");
+    let mut ids = Vec::new();
+    for (name, project) in [
+        ("refactor", "/src/editor"),
+        ("docs", "/src/website"),
+        ("triage", "/src/tracker"),
+    ] {
+        if name == "triage" {
+            println!("    (the same project through another spelling is refused:");
+            match manager.create_session(NewSession::new("again", "/src/website/../editor")) {
+                Err(e) => println!("     {e})"),
+                Ok(_) => unreachable!("the project is open"),
+            }
+        }
+        let id =
+            manager.create_session(NewSession::new(name, project).with_metadata("user", "ann"))?;
+        let info = manager.get_session_info(id)?;
+        println!(
+            "    {name:<9} {id} on {} ({:?}, supervisor {})",
+            info.project_path.display(),
+            info.status,
+            info.pid.unwrap()
+        );
+        ids.push(id);
+    }
+
+    println!("\n== A fourth session is over the limit");
+    match manager.create_session(NewSession::new("extra", "/src/other")) {
+        Err(e) => println!("    {e}"),
+        Ok(_) => unreachable!("the limit is 3"),
+    }
+
+    println!("\n== Work, with a crash now and then (one_for_all restarts agent and state)");
+    let send = |id: SessionId, p: Prompt| prompts.lock()[&id].send(p).unwrap();
+    send(ids[0], Prompt::Work("rename a function"));
+    println!("    {}", done.recv_timeout(Duration::from_secs(10))?);
+    let agent = manager.session_child(ids[0], "agent")?;
+    send(ids[0], Prompt::Garbage);
+    steadfast::wait::until(Duration::from_secs(10), || {
+        manager
+            .session_child(ids[0], "agent")
+            .is_ok_and(|p| p != agent)
+    })?;
+    println!(
+        "    refactor's agent crashed and came back: {} -> {} (restarts so far: {})",
+        agent,
+        manager.session_child(ids[0], "agent")?,
+        manager.get_session_info(ids[0])?.restart_count
+    );
+    send(ids[0], Prompt::Work("extract a module"));
+    println!("    {}", done.recv_timeout(Duration::from_secs(10))?);
+
+    println!("\n== triage crashes three times: past its intensity (2 in 30 s), it ends");
+    let exit = monitor(manager.get_session_pid(ids[2])?);
+    for _ in 0..3 {
+        send(ids[2], Prompt::Garbage);
+    }
+    println!(
+        "    its supervisor exited: {}",
+        exit.recv_timeout(Duration::from_secs(10))?
+    );
+    println!(
+        "    already gone from every table: info {:?}, running {}",
+        manager
+            .get_session_info(ids[2])
+            .err()
+            .map(|e| e.to_string()),
+        manager.session_running(ids[2])
+    );
+
+    println!("\n== Its project is free again");
+    let id = manager.create_session(NewSession::new("triage-2", "/src/tracker"))?;
+    ids[2] = id;
+
+    println!("\n== Sessions now");
+    for s in manager.list_sessions() {
+        println!(
+            "    {:<9} {:?} restarts={} project={}",
+            s.name,
+            s.status,
+            s.restart_count,
+            s.project_path.display()
+        );
+    }
+
+    println!("\n== Terminate one, then shut everything down");
+    manager.terminate_session(ids[1])?;
+    println!("    docs terminated; {} left", manager.count());
+    manager.shutdown();
+    println!(
+        "    after shutdown: {} sessions, {} live steadfast threads",
+        manager.count(),
+        steadfast::live_threads()
+    );
+    Ok(())
+}
+
+fn agent(name: String, prompts: Receiver<Prompt>, done: Sender<String>) -> ChildSpec {
+    ChildSpec::worker("agent", move |ctx| loop {
+        match ctx.recv(&prompts)? {
+            Prompt::Work(task) => done.send(format!("[{name}] done: {task}"))?,
+            Prompt::Garbage => panic!("[{name}] could not parse the model's answer"),
+        }
+    })
+}

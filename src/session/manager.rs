@@ -1,0 +1,549 @@
+//! The session manager: reservations, the per-session supervisors, and clean-up in the
+//! dying thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::unbounded;
+use parking_lot::Mutex;
+
+use crate::child::context::{Context, ReadyMsg};
+use crate::child::spec::{Body, ChildSpec, Restart, Shutdown, WORKER_SHUTDOWN};
+use crate::dynamic::{DynamicSupervisor, DynamicSupervisorRef};
+use crate::error::{StartError, SupervisorError};
+use crate::exit::{panic_message, ExitReason};
+use crate::pid::{self, ExitHook, Pid};
+use crate::registry::{registry, Registry};
+use crate::session::{
+    normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
+};
+use crate::supervisor::event::Event;
+use crate::supervisor::{
+    run_supervisor, Handle, Strategy, Supervisor, SupervisorRef, DEFAULT_INTENSITY, DEFAULT_PERIOD,
+};
+
+/// Makes the children every session runs.
+type Factory = Arc<dyn Fn(&SessionInfo) -> Vec<ChildSpec> + Send + Sync>;
+
+/// Settings for a [`SessionManager`]; from [`SessionManager::builder`].
+#[derive(Clone)]
+pub struct SessionManagerBuilder {
+    max_sessions: usize,
+    factory: Factory,
+    intensity: u32,
+    period: Duration,
+    shutdown: Duration,
+    name: Option<String>,
+}
+
+impl fmt::Debug for SessionManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManagerBuilder")
+            .field("max_sessions", &self.max_sessions)
+            .field("intensity", &self.intensity)
+            .field("period", &self.period)
+            .field("shutdown", &self.shutdown)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManagerBuilder {
+    /// The most sessions alive (or starting) at once (default 100; must be at least 1).
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+
+    /// The children every session runs, made from its [`SessionInfo`] (status
+    /// `Initializing`, no pid yet). Default: none.
+    ///
+    /// # Panics
+    ///
+    /// A panic in `factory` is caught; `create_session` returns
+    /// [`SessionError::FactoryPanicked`] and nothing is left behind.
+    pub fn children<F>(mut self, factory: F) -> Self
+    where
+        F: Fn(&SessionInfo) -> Vec<ChildSpec> + Send + Sync + 'static,
+    {
+        self.factory = Arc::new(factory);
+        self
+    }
+
+    /// Each session's restart intensity (default 3 in 5 s). A session that exceeds it ends
+    /// and is removed.
+    pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
+        self.intensity = restarts;
+        self.period = period;
+        self
+    }
+
+    /// How long terminating a session waits for its tree to stop before abandoning it
+    /// (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown = timeout;
+        self
+    }
+
+    /// Registers the manager under `name` in the global registry; find it again with
+    /// [`SessionManager::whereis`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Starts the session supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::InvalidSpec`] for a limit of zero, a zero period or an empty name;
+    /// [`StartError::NameTaken`]; [`StartError::Spawn`].
+    pub fn start(self) -> Result<SessionManager, StartError> {
+        if self.max_sessions == 0 {
+            return Err(StartError::InvalidSpec(
+                "max_sessions must be at least 1".into(),
+            ));
+        }
+        if self.period.is_zero() {
+            return Err(StartError::InvalidSpec("period must not be zero".into()));
+        }
+        let mut dynamic = DynamicSupervisor::builder().max_children(self.max_sessions);
+        if let Some(name) = &self.name {
+            dynamic = dynamic.name(format!("{name}.sessions"));
+        }
+        let sessions = dynamic.start()?;
+        let table = Arc::new(Table {
+            state: Mutex::new(State::default()),
+            registry: Registry::new(),
+        });
+        let hook: Weak<dyn ExitHook> = Arc::downgrade(&table) as Weak<Table>;
+        let inner = Arc::new(Inner {
+            handle: sessions.handle(),
+            sessions: Mutex::new(Some(sessions)),
+            table,
+            hook,
+            cfg: self.clone(),
+        });
+        if let Some(name) = &self.name {
+            // A weak entry: the registry must not keep the manager alive.
+            let weak = WeakManager(Arc::downgrade(&inner));
+            if let Err(e) = registry().register_value_for(inner.handle.pid(), name.clone(), weak) {
+                let holder = match e {
+                    crate::RegistryError::AlreadyRegistered(p)
+                    | crate::RegistryError::NotAlive(p) => p,
+                };
+                return Err(StartError::NameTaken {
+                    name: name.clone(),
+                    holder,
+                });
+            }
+        }
+        Ok(SessionManager { inner })
+    }
+}
+
+/// Runs many concurrent work-sessions, each a small supervision tree; see the
+/// [module docs](crate::session).
+///
+/// `SessionManager` is `Send + Sync` and cheap to clone: clones share one manager. Every
+/// method is safe to call from many threads at once. When the last clone is dropped the
+/// manager shuts down every session (as [`shutdown`](SessionManager::shutdown) does).
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    handle: DynamicSupervisorRef,
+    /// The owned session supervisor, taken by `shutdown`.
+    sessions: Mutex<Option<DynamicSupervisor>>,
+    table: Arc<Table>,
+    hook: Weak<dyn ExitHook>,
+    cfg: SessionManagerBuilder,
+}
+
+/// The global registry's value for a named manager.
+#[derive(Clone)]
+struct WeakManager(Weak<Inner>);
+
+/// The tables a session's exit must clean, shared with the exit hook.
+struct Table {
+    state: Mutex<State>,
+    /// Session id to its per-session supervisor (the entry goes with that process).
+    registry: Registry<SessionId, SupervisorRef>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<SessionId, Record>,
+    projects: HashMap<PathBuf, SessionId>,
+    by_pid: HashMap<Pid, SessionId>,
+    next_seq: u64,
+}
+
+struct Record {
+    info: SessionInfo,
+    seq: u64,
+    restarts: Arc<AtomicU32>,
+}
+
+impl Record {
+    fn snapshot(&self) -> SessionInfo {
+        SessionInfo {
+            restart_count: self.restarts.load(Ordering::Relaxed),
+            ..self.info.clone()
+        }
+    }
+}
+
+impl State {
+    fn remove(&mut self, id: SessionId) {
+        if let Some(rec) = self.sessions.remove(&id) {
+            if self.projects.get(&rec.info.project_path) == Some(&id) {
+                self.projects.remove(&rec.info.project_path);
+            }
+            if let Some(pid) = rec.info.pid {
+                self.by_pid.remove(&pid);
+            }
+        }
+    }
+}
+
+impl ExitHook for Table {
+    /// Runs in the per-session supervisor's thread as it exits, before anyone can observe
+    /// the exit: the session disappears from every table at once.
+    fn on_exit(&self, pid: Pid, _tokens: Vec<u64>) {
+        let mut state = self.state.lock();
+        if let Some(id) = state.by_pid.remove(&pid) {
+            state.remove(id);
+        }
+    }
+}
+
+impl Default for SessionManagerBuilder {
+    fn default() -> Self {
+        SessionManagerBuilder {
+            max_sessions: 100,
+            factory: Arc::new(|_| Vec::new()),
+            intensity: DEFAULT_INTENSITY,
+            period: DEFAULT_PERIOD,
+            shutdown: WORKER_SHUTDOWN,
+            name: None,
+        }
+    }
+}
+
+impl fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("sessions", &self.inner.table.state.lock().sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManager {
+    /// Settings for a new manager.
+    pub fn builder() -> SessionManagerBuilder {
+        SessionManagerBuilder::default()
+    }
+
+    /// The live manager registered under `name`, if any.
+    pub fn whereis(name: &str) -> Option<SessionManager> {
+        let (_, weak) = registry().lookup_as::<WeakManager>(name)?;
+        weak.0.upgrade().map(|inner| SessionManager { inner })
+    }
+
+    /// Creates a session and starts its tree; returns its id once every child started.
+    ///
+    /// Checks, in this order: the session limit, a duplicate id, the project already open.
+    /// Then the per-session supervisor (one_for_all, temporary) starts under the session
+    /// supervisor, registers under the session id, and the status goes from `Initializing`
+    /// to `Active`. A session that crashes right after starting is removed as any other;
+    /// its id may then be unknown by the time this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Invalid`] (empty name or project path),
+    /// [`SessionError::SessionLimitReached`], [`SessionError::SessionExists`],
+    /// [`SessionError::ProjectAlreadyOpen`], [`SessionError::FactoryPanicked`],
+    /// [`SessionError::InvalidChildren`], [`SessionError::Start`] (a child failed to
+    /// start), [`SessionError::Supervisor`] (the manager was shut down). On any error
+    /// nothing is left behind: no metadata, no registry entry, no thread.
+    pub fn create_session(&self, new: NewSession) -> Result<SessionId, SessionError> {
+        if new.name.trim().is_empty() {
+            return Err(SessionError::Invalid("name must not be empty".into()));
+        }
+        if new.project_path.as_os_str().is_empty() {
+            return Err(SessionError::Invalid(
+                "project path must not be empty".into(),
+            ));
+        }
+        let id = new.id.unwrap_or_else(SessionId::new_v4);
+        let project = normalize_project(&new.project_path);
+        let (info, restarts) = self.reserve(id, new, project)?;
+        match self.start_tree(&info, restarts) {
+            Ok(pid) => {
+                let mut state = self.inner.table.state.lock();
+                if let Some(rec) = state.sessions.get_mut(&id) {
+                    if rec.info.pid == Some(pid) {
+                        rec.info.status = SessionStatus::Active;
+                    }
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                self.inner.table.state.lock().remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes a slot, the id and the project, atomically; returns the session's first info.
+    fn reserve(
+        &self,
+        id: SessionId,
+        new: NewSession,
+        project: PathBuf,
+    ) -> Result<(SessionInfo, Arc<AtomicU32>), SessionError> {
+        let mut state = self.inner.table.state.lock();
+        let limit = self.inner.cfg.max_sessions;
+        if state.sessions.len() >= limit {
+            return Err(SessionError::SessionLimitReached { limit });
+        }
+        if state.sessions.contains_key(&id) {
+            return Err(SessionError::SessionExists(id));
+        }
+        if state.projects.contains_key(&project) {
+            return Err(SessionError::ProjectAlreadyOpen(project));
+        }
+        let info = SessionInfo {
+            id,
+            name: new.name,
+            project_path: project.clone(),
+            status: SessionStatus::Initializing,
+            created_at: SystemTime::now(),
+            pid: None,
+            restart_count: 0,
+            metadata: new.metadata,
+        };
+        let restarts = Arc::new(AtomicU32::new(0));
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.projects.insert(project, id);
+        state.sessions.insert(
+            id,
+            Record {
+                info: info.clone(),
+                seq,
+                restarts: restarts.clone(),
+            },
+        );
+        Ok((info, restarts))
+    }
+
+    /// Builds and starts the per-session supervisor; returns its pid.
+    fn start_tree(
+        &self,
+        info: &SessionInfo,
+        restarts: Arc<AtomicU32>,
+    ) -> Result<Pid, SessionError> {
+        let factory = &self.inner.cfg.factory;
+        let children = panic::catch_unwind(AssertUnwindSafe(|| factory(info))).map_err(|p| {
+            let msg = panic_message(&*p);
+            log::error!("session {}: children factory panicked: {msg}", info.id);
+            SessionError::FactoryPanicked(msg)
+        })?;
+        let builder = Supervisor::builder()
+            .strategy(Strategy::OneForAll)
+            .intensity(self.inner.cfg.intensity, self.inner.cfg.period)
+            .children(children);
+        builder.validate().map_err(|e| match e {
+            StartError::InvalidSpec(m) => SessionError::InvalidChildren(m),
+            other => SessionError::Start(other),
+        })?;
+        let label = format!("session-{}", &info.id.to_string()[..8]);
+        let mut cfg = builder.config(&label);
+        Arc::get_mut(&mut cfg).expect("a fresh config").observer =
+            Some(Arc::new(move |e: &Event| {
+                if let Event::ChildRestarted { .. } = e {
+                    restarts.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        let (id, table, hook) = (info.id, self.inner.table.clone(), self.inner.hook.clone());
+        let body: Body = Arc::new(move |ctx: &Context| {
+            let (tx, rx) = unbounded();
+            let me = SupervisorRef(Handle {
+                pid: ctx.pid(),
+                tx: tx.clone(),
+                dynamic: false,
+            });
+            // Tie the session's tables to this process before any child starts, so that
+            // however it ends, its exit cleans them.
+            if let Err(e) = table.attach(id, ctx.pid(), me, &hook) {
+                let reason = ExitReason::failed(&e);
+                ctx.send_ready(ReadyMsg::Failed(e));
+                return reason;
+            }
+            run_supervisor(cfg.clone(), None, ctx, tx, rx, None)
+        });
+        let spec = ChildSpec::nested(label, body)
+            .restart(Restart::Temporary)
+            .shutdown(Shutdown::Timeout(self.inner.cfg.shutdown));
+        self.inner.handle.start_child(spec).map_err(|e| match e {
+            SupervisorError::StartFailed(StartError::Nested { source, .. }) => {
+                SessionError::Start(*source)
+            }
+            SupervisorError::StartFailed(other) => SessionError::Start(other),
+            other => SessionError::Supervisor(other),
+        })
+    }
+
+    /// Stops a session's tree gracefully (its shutdown timeout, then abandonment) and
+    /// removes every trace of it: metadata, registry entry, child count.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`] for an unknown or already terminated id (or one whose
+    /// tree has not started running yet); [`SessionError::Supervisor`] if the manager was
+    /// shut down.
+    pub fn terminate_session(&self, id: SessionId) -> Result<(), SessionError> {
+        let pid = self.get_session_pid(id)?;
+        match self.inner.handle.terminate_child(pid) {
+            Ok(()) => Ok(()),
+            Err(SupervisorError::NotFound) => Err(SessionError::NotFound(id)),
+            Err(e) => Err(SessionError::Supervisor(e)),
+        }
+    }
+
+    /// Every session, oldest first.
+    pub fn list_sessions(&self) -> Vec<SessionInfo> {
+        let state = self.inner.table.state.lock();
+        let mut recs: Vec<&Record> = state.sessions.values().collect();
+        recs.sort_by_key(|r| r.seq);
+        recs.into_iter().map(Record::snapshot).collect()
+    }
+
+    /// What the manager knows of one session.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`].
+    pub fn get_session_info(&self, id: SessionId) -> Result<SessionInfo, SessionError> {
+        let state = self.inner.table.state.lock();
+        state
+            .sessions
+            .get(&id)
+            .map(Record::snapshot)
+            .ok_or(SessionError::NotFound(id))
+    }
+
+    /// The pid of a session's supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`] (also while its tree has not started running).
+    pub fn get_session_pid(&self, id: SessionId) -> Result<Pid, SessionError> {
+        let state = self.inner.table.state.lock();
+        state
+            .sessions
+            .get(&id)
+            .and_then(|r| r.info.pid)
+            .ok_or(SessionError::NotFound(id))
+    }
+
+    /// Whether the session's tree is running.
+    pub fn session_running(&self, id: SessionId) -> bool {
+        self.inner.table.registry.lookup(&id).is_some()
+    }
+
+    /// The session's supervisor, for its admin API.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`].
+    pub fn session_supervisor(&self, id: SessionId) -> Result<SupervisorRef, SessionError> {
+        self.inner
+            .table
+            .registry
+            .lookup(&id)
+            .map(|(_, sup)| sup)
+            .ok_or(SessionError::NotFound(id))
+    }
+
+    /// The pid of one of the session's children (its agent, say).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`] for an unknown session; [`SessionError::ChildNotFound`]
+    /// while the child does not run (it may be restarting).
+    pub fn session_child(&self, id: SessionId, child_id: &str) -> Result<Pid, SessionError> {
+        let sup = self.session_supervisor(id)?;
+        let children = sup
+            .which_children()
+            .map_err(|_| SessionError::NotFound(id))?;
+        children
+            .iter()
+            .find(|c| &*c.id == child_id)
+            .and_then(|c| c.pid)
+            .ok_or_else(|| SessionError::ChildNotFound {
+                session: id,
+                child: child_id.to_owned(),
+            })
+    }
+
+    /// How many sessions are alive (or starting).
+    pub fn count(&self) -> usize {
+        self.inner.table.state.lock().sessions.len()
+    }
+
+    /// The session supervisor's handle (its children are the per-session supervisors).
+    pub fn supervisor(&self) -> DynamicSupervisorRef {
+        self.inner.handle.clone()
+    }
+
+    /// Stops every session (all at once, each within the shutdown timeout) and the
+    /// session supervisor. Afterwards `create_session` fails with
+    /// [`SessionError::Supervisor`]. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        let sessions = self.inner.sessions.lock().take();
+        if let Some(sessions) = sessions {
+            let _ = sessions.shutdown();
+        }
+    }
+}
+
+impl Table {
+    /// Records that session `id` runs as `pid`: the exit hook, the pid index, the registry.
+    fn attach(
+        &self,
+        id: SessionId,
+        pid: Pid,
+        sup: SupervisorRef,
+        hook: &Weak<dyn ExitHook>,
+    ) -> Result<(), StartError> {
+        {
+            let mut state = self.state.lock();
+            let Some(rec) = state.sessions.get_mut(&id) else {
+                return Err(StartError::InvalidSpec(format!(
+                    "session {id} is no longer reserved"
+                )));
+            };
+            rec.info.pid = Some(pid);
+            state.by_pid.insert(pid, id);
+        }
+        let key = pid::hook_key_of(hook);
+        if !pid::add_exit_token(pid, key, hook, 0) {
+            return Err(StartError::InvalidSpec(
+                "session process already exited".into(),
+            ));
+        }
+        self.registry
+            .register_for(pid, id, sup)
+            .map_err(|e| StartError::InvalidSpec(format!("session {id}: {e}")))
+    }
+}
