@@ -105,6 +105,13 @@
 //! The [`wait`] module has blocking helpers with deadlines for code that did not wait on
 //! anything.
 //!
+//! ## Sessions
+//!
+//! The [`session`] module is the first real user of all of the above: a
+//! [`SessionManager`](session::SessionManager) runs many concurrent work-sessions, each a
+//! small one_for_all tree under a dynamic supervisor, with limits, metadata, and clean-up
+//! on stop and on crash.
+//!
 //! ## Observing: events
 //!
 //! Every supervisor reports what it does, in order, as [`Event`]s
