@@ -33,15 +33,19 @@ fn start_stop(c: &mut Criterion) {
     g.sample_size(20);
     let sup = DynamicSupervisor::builder().start().unwrap();
     for n in [1usize, 100, 1_000] {
-        g.bench_with_input(BenchmarkId::new("start_stop/floor_spawn_join", n), &n, |b, &n| {
-            b.iter(|| {
-                let threads: Vec<_> = (0..n).map(|_| bare()).collect();
-                for (tx, h) in threads {
-                    drop(tx);
-                    h.join().unwrap();
-                }
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("start_stop/floor_spawn_join", n),
+            &n,
+            |b, &n| {
+                b.iter(|| {
+                    let threads: Vec<_> = (0..n).map(|_| bare()).collect();
+                    for (tx, h) in threads {
+                        drop(tx);
+                        h.join().unwrap();
+                    }
+                })
+            },
+        );
         g.bench_with_input(BenchmarkId::new("start_stop/steadfast", n), &n, |b, &n| {
             b.iter(|| {
                 let pids: Vec<_> = (0..n).map(|_| sup.start_child(idle()).unwrap()).collect();

@@ -79,6 +79,10 @@ impl Pid {
         TABLE.is_alive(self)
     }
 
+    pub(crate) fn from_raw(n: u64) -> Option<Pid> {
+        NonZeroU64::new(n).map(Pid)
+    }
+
     /// The number behind the pid, unique for the life of the program.
     pub fn as_u64(self) -> u64 {
         self.0.get()

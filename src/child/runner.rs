@@ -6,23 +6,32 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use once_cell::sync::Lazy;
+use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg, StopHandle};
-use crate::child::spec::Body;
+use crate::child::spec::{Body, Restart};
 use crate::error::SpawnError;
 use crate::exit::{panic_message, ExitReason};
 use crate::pid::{self, Pid};
+use crate::supervisor::intensity::Intensity;
 use crate::supervisor::server::Msg;
+use crate::supervisor::strategy::should_restart;
 
 /// A running process, as its supervisor holds it.
 pub(crate) struct Spawned {
+    /// The incarnation the supervisor knows of (it may be behind: see `current`).
     pub(crate) pid: Pid,
+    /// The incarnation running now, published by the thread at each same-thread restart,
+    /// so that abandoning the child ends the right pid even before the supervisor has
+    /// read the restart notice.
+    pub(crate) current: Arc<AtomicU64>,
     pub(crate) stop: StopHandle,
     /// Receives the exit reason once the process has exited (registry already clean).
     pub(crate) done: Receiver<ExitReason>,
@@ -40,6 +49,27 @@ pub(crate) struct SpawnArgs {
     pub(crate) wants_ready: bool,
     /// The supervisor's inbox, told of the exit last.
     pub(crate) notify: Option<Sender<Msg>>,
+    /// Set when a crashed incarnation may be restarted on this same thread.
+    pub(crate) local: Option<LocalRestart>,
+}
+
+/// What the runner needs to restart a child on its own thread: the child's restart type
+/// and its supervisor's intensity window (shared with the supervisor).
+pub(crate) struct LocalRestart {
+    pub(crate) restart: Restart,
+    pub(crate) intensity: Arc<Mutex<Intensity>>,
+}
+
+impl LocalRestart {
+    /// Whether the incarnation that just ended with `reason` is restarted here and now:
+    /// not asked to stop, the restart table says so, and the restart fits the intensity
+    /// window. Anything else — including a restart that would exceed the intensity — is
+    /// left to the supervisor, as if there were no fast path.
+    fn allows(&self, reason: &ExitReason, stopping: &AtomicBool) -> bool {
+        !stopping.load(Ordering::Acquire)
+            && should_restart(self.restart, reason)
+            && self.intensity.lock().try_add_restart(Instant::now())
+    }
 }
 
 /// Spawns a process thread running `args.body` under `catch_unwind`.
@@ -59,21 +89,52 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         builder = builder.stack_size(size);
     }
     let SpawnArgs {
-        id, body, notify, ..
+        id,
+        body,
+        notify,
+        local,
+        ..
     } = args;
+    let current = Arc::new(AtomicU64::new(pid.as_u64()));
+    let published = current.clone();
     let spawned = builder.spawn(move || {
         let _guard = guard;
-        Pid::set_current(Some(pid));
         SUPERVISED.with(|s| s.set(true));
-        let ctx = Context::new(pid, id.clone(), stopping, stop_rx, ready_tx);
-        let reason = run_body(&id, pid, &body, &ctx);
+        let (mut pid, mut ready_tx) = (pid, ready_tx);
+        let reason = loop {
+            Pid::set_current(Some(pid));
+            let ctx = Context::new(
+                pid,
+                id.clone(),
+                stopping.clone(),
+                stop_rx.clone(),
+                ready_tx.take(),
+            );
+            let reason = run_body(&id, pid, &body, &ctx);
+            pid::exit(pid, &reason);
+            ctx.send_ready(ReadyMsg::Exited(reason.clone()));
+            drop(ctx);
+            match (&local, &notify) {
+                (Some(local), Some(notify)) if local.allows(&reason, &stopping) => {
+                    // Same-thread restart: the old pid is gone (names released, monitors
+                    // fired); the supervisor learns of it before it could see the new
+                    // incarnation exit, since both notices travel on one channel.
+                    let new = Pid::spawn();
+                    published.store(new.as_u64(), Ordering::Release);
+                    let _ = notify.send(Msg::Restarted {
+                        old: pid,
+                        new,
+                        reason,
+                    });
+                    pid = new;
+                }
+                _ => break reason,
+            }
+        };
         // Release the body (and what it captured) before reporting the exit.
         drop(body);
-        pid::exit(pid, &reason);
         Pid::set_current(None);
         SUPERVISED.with(|s| s.set(false));
-        ctx.send_ready(ReadyMsg::Exited(reason.clone()));
-        drop(ctx);
         let _ = done_tx.send(reason.clone());
         if let Some(notify) = notify {
             let _ = notify.send(Msg::Exit { pid, reason });
@@ -82,6 +143,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     match spawned {
         Ok(join) => Ok(Spawned {
             pid,
+            current,
             stop,
             done,
             join,
@@ -91,6 +153,13 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             pid::exit(pid, &ExitReason::failed(&e));
             Err(SpawnError::Os(e))
         }
+    }
+}
+
+impl Spawned {
+    /// The pid of the incarnation running now.
+    pub(crate) fn current_pid(&self) -> Pid {
+        Pid::from_raw(self.current.load(Ordering::Acquire)).unwrap_or(self.pid)
     }
 }
 

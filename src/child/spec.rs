@@ -96,6 +96,7 @@ pub struct ChildSpec {
     pub(crate) shutdown: Shutdown,
     pub(crate) readiness: Readiness,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) fresh_thread: bool,
 }
 
 /// The default shutdown timeout of a worker.
@@ -134,6 +135,7 @@ impl ChildSpec {
             shutdown: Shutdown::Timeout(WORKER_SHUTDOWN),
             readiness: Readiness::Spawned,
             stack_size: None,
+            fresh_thread: false,
         }
     }
 
@@ -147,6 +149,7 @@ impl ChildSpec {
             shutdown: Shutdown::Infinity,
             readiness: Readiness::Unbounded,
             stack_size: None,
+            fresh_thread: true,
         }
     }
 
@@ -177,6 +180,23 @@ impl ChildSpec {
     /// Sets the stack size of the child's thread, in bytes (default: std's).
     pub fn stack_size(mut self, bytes: usize) -> ChildSpec {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs every incarnation on a new thread.
+    ///
+    /// By default, a worker of a one_for_one (or dynamic) supervisor that crashes and is to
+    /// be restarted re-enters its function **on its own thread**, with a new [`Pid`](crate::Pid):
+    /// the decision (restart type, the supervisor's intensity window, not stopping) is made
+    /// on that thread and the supervisor is told afterwards. That saves a thread spawn per
+    /// restart. What carries over to the next incarnation is the thread itself: its
+    /// thread-locals, its name, its stack size. A child whose code keeps state in
+    /// thread-locals (or must not see what a panic left there) should ask for a fresh
+    /// thread per incarnation with this.
+    ///
+    /// Children that wait for readiness and nested supervisors always get a fresh thread.
+    pub fn fresh_thread(mut self) -> ChildSpec {
+        self.fresh_thread = true;
         self
     }
 
@@ -211,6 +231,7 @@ impl fmt::Debug for ChildSpec {
             .field("shutdown", &self.shutdown)
             .field("readiness", &self.readiness)
             .field("stack_size", &self.stack_size)
+            .field("fresh_thread", &self.fresh_thread)
             .finish_non_exhaustive()
     }
 }

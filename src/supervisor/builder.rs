@@ -193,6 +193,7 @@ pub(crate) fn start_top(
         stack_size: None,
         wants_ready: true,
         notify: None,
+        local: None,
     })
     .map_err(|source| StartError::Spawn {
         id: label.clone(),

@@ -26,6 +26,25 @@ impl Intensity {
     /// Restarts older than `period` before `now` are forgotten: the window slides with exact
     /// `Instant`s rather than OTP's whole seconds.
     pub(crate) fn add_restart(&mut self, now: Instant) -> bool {
+        self.forget_before(now);
+        self.restarts.push_back(now);
+        self.restarts.len() <= self.max as usize
+    }
+
+    /// Records a restart at `now` only if it stays within the intensity; `false` (and
+    /// nothing recorded) if it would not. The same-thread fast path asks this, and leaves
+    /// a restart that would exceed the intensity to the supervisor.
+    pub(crate) fn try_add_restart(&mut self, now: Instant) -> bool {
+        self.forget_before(now);
+        if self.restarts.len() < self.max as usize {
+            self.restarts.push_back(now);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn forget_before(&mut self, now: Instant) {
         while let Some(&oldest) = self.restarts.front() {
             if now.saturating_duration_since(oldest) > self.period {
                 self.restarts.pop_front();
@@ -33,16 +52,6 @@ impl Intensity {
                 break;
             }
         }
-        self.restarts.push_back(now);
-        self.restarts.len() <= self.max as usize
-    }
-
-    pub(crate) fn max(&self) -> u32 {
-        self.max
-    }
-
-    pub(crate) fn period(&self) -> Duration {
-        self.period
     }
 }
 
@@ -79,6 +88,26 @@ mod tests {
         assert!(i.add_restart(t + 8 * S));
         // t+7 and t+8 and now t+9: three within 5 s.
         assert!(!i.add_restart(t + 9 * S));
+    }
+
+    #[test]
+    fn try_add_records_only_within_the_intensity() {
+        let t = Instant::now();
+        let mut i = Intensity::new(2, 5 * S);
+        assert!(i.try_add_restart(t));
+        assert!(i.try_add_restart(t + S));
+        assert!(!i.try_add_restart(t + 2 * S), "a third would exceed");
+        // Nothing was recorded for the refused one: the supervisor's own count gives up.
+        assert!(!i.add_restart(t + 2 * S));
+        // Once the window has moved on, the fast path may restart again.
+        let mut j = Intensity::new(1, 5 * S);
+        assert!(j.try_add_restart(t));
+        assert!(j.try_add_restart(t + 6 * S));
+    }
+
+    #[test]
+    fn intensity_zero_never_restarts_on_the_fast_path() {
+        assert!(!Intensity::new(0, S).try_add_restart(Instant::now()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 mod builder;
 pub(crate) mod event;
-mod intensity;
+pub(crate) mod intensity;
 pub(crate) mod server;
 pub(crate) mod strategy;
 

@@ -4,13 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
-use crate::child::runner::{self, SpawnArgs, Spawned};
+use crate::child::runner::{self, LocalRestart, SpawnArgs, Spawned};
 use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart, Shutdown};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
@@ -25,6 +25,13 @@ pub(crate) enum Msg {
     Exit { pid: Pid, reason: ExitReason },
     /// A request from a handle, with its own reply channel.
     Call(Request),
+    /// A child crashed and restarted itself on its own thread (the fast path), already
+    /// counted in the intensity window.
+    Restarted {
+        old: Pid,
+        new: Pid,
+        reason: ExitReason,
+    },
     /// A restart failed earlier: try again (sent by the supervisor to itself, so that
     /// requests that arrived meanwhile — a shutdown, a `terminate_child` — are served first).
     RetryRestart { seq: u64 },
@@ -84,7 +91,8 @@ pub(crate) struct Server {
     children: BTreeMap<u64, Child>,
     by_pid: HashMap<Pid, u64>,
     next_seq: u64,
-    intensity: Intensity,
+    /// Shared with children that may restart on their own thread.
+    intensity: Arc<Mutex<Intensity>>,
     subscribers: Vec<Sender<Event>>,
     inbox_tx: Sender<Msg>,
     end: Option<EndSlot>,
@@ -98,7 +106,7 @@ enum Flow {
 impl Server {
     pub(crate) fn new(cfg: Arc<Config>, inbox_tx: Sender<Msg>, end: Option<EndSlot>) -> Server {
         Server {
-            intensity: Intensity::new(cfg.intensity, cfg.period),
+            intensity: Arc::new(Mutex::new(Intensity::new(cfg.intensity, cfg.period))),
             subscribers: cfg.sinks.clone(),
             cfg,
             children: BTreeMap::new(),
@@ -165,6 +173,10 @@ impl Server {
     fn handle(&mut self, msg: Msg) -> Flow {
         match msg {
             Msg::Exit { pid, reason } => self.on_exit(pid, reason),
+            Msg::Restarted { old, new, reason } => {
+                self.on_local_restart(old, new, reason);
+                Flow::Continue
+            }
             Msg::RetryRestart { seq } => match self.children.get(&seq) {
                 Some(c) if c.status == ChildStatus::Restarting => self.restart(seq),
                 _ => Flow::Continue,
@@ -240,11 +252,38 @@ impl Server {
         Flow::Continue
     }
 
+    /// A child restarted itself on its own thread: record the new pid, report both steps.
+    fn on_local_restart(&mut self, old: Pid, new: Pid, reason: ExitReason) {
+        // Stale if the child was stopped, removed or abandoned meanwhile: its thread
+        // reports its final exit on its own.
+        let Some(&seq) = self.by_pid.get(&old) else {
+            return;
+        };
+        let Some(child) = self.children.get_mut(&seq) else {
+            return;
+        };
+        let Some(run) = child.run.as_mut().filter(|r| r.pid == old) else {
+            return;
+        };
+        run.pid = new;
+        child.last_pid = Some(new);
+        let id = child.spec.id.clone();
+        self.by_pid.remove(&old);
+        self.by_pid.insert(new, seq);
+        self.emit(Event::ChildExited {
+            id: id.clone(),
+            pid: old,
+            reason,
+        });
+        self.emit(Event::ChildRestarted { id, pid: new });
+    }
+
     /// Restarts child `seq` (and, for group strategies, its group). Counts once toward
     /// intensity; on exceeding it stops everything and tells the loop to exit.
     fn restart(&mut self, seq: u64) -> Flow {
-        if !self.intensity.add_restart(Instant::now()) {
-            let (restarts, period) = (self.intensity.max(), self.intensity.period());
+        let within = self.intensity.lock().add_restart(Instant::now());
+        if !within {
+            let (restarts, period) = (self.cfg.intensity, self.cfg.period);
             log::error!(
                 "{}: restart intensity exceeded ({restarts} in {period:?}); stopping",
                 self.cfg.label
@@ -324,6 +363,7 @@ impl Server {
             stack_size: spec.stack_size,
             wants_ready: spec.readiness != Readiness::Spawned,
             notify: Some(self.inbox_tx.clone()),
+            local: self.local_restart(spec),
         })
         .map_err(|source| StartError::Spawn {
             id: spec.id.to_string(),
@@ -374,6 +414,20 @@ impl Server {
         }
     }
 
+    /// Whether `spec`'s crashes may be restarted on the child's own thread: only where a
+    /// restart touches that child alone (one_for_one, dynamic), and only for plain workers
+    /// that need no readiness wait and did not ask for a fresh thread.
+    fn local_restart(&self, spec: &ChildSpec) -> Option<LocalRestart> {
+        let eligible = self.cfg.strategy == Strategy::OneForOne
+            && spec.kind == ChildKind::Worker
+            && spec.readiness == Readiness::Spawned
+            && !spec.fresh_thread;
+        eligible.then(|| LocalRestart {
+            restart: spec.restart,
+            intensity: self.intensity.clone(),
+        })
+    }
+
     /// Stops child `seq` if it runs: raise its signal, wait its shutdown, abandon if late.
     /// The child stays in the table, `Stopped`.
     fn stop_child(&mut self, seq: u64) {
@@ -412,20 +466,28 @@ impl Server {
     /// Gives up on a child that did not stop in time: releases its names and monitors at
     /// once, and detaches its thread.
     fn abandon(&mut self, id: &Arc<str>, run: Spawned) -> ExitReason {
-        if !pid::exit(run.pid, &ExitReason::Killed) {
-            // It exited after all, just now: its reason is on its way.
-            let reason = run.done.recv().unwrap_or(ExitReason::Killed);
-            let _ = run.join.join();
-            return reason;
+        // The thread may have restarted itself since this supervisor last heard of it:
+        // end whichever incarnation runs now.
+        let current = run.current_pid();
+        if !pid::exit(current, &ExitReason::Killed) {
+            // That incarnation ended just now; once stopping, the thread does not restart
+            // again, so its final reason is on its way.
+            if let Ok(reason) = run.done.recv_timeout(Duration::from_secs(1)) {
+                let _ = run.join.join();
+                return reason;
+            }
+        }
+        let latest = run.current_pid();
+        if latest != current {
+            pid::exit(latest, &ExitReason::Killed);
         }
         log::warn!(
-            "{}: child {id:?} ({}) did not stop in time; abandoned (its thread is detached)",
+            "{}: child {id:?} ({latest}) did not stop in time; abandoned (its thread is detached)",
             self.cfg.label,
-            run.pid
         );
         self.emit(Event::ChildAbandoned {
             id: id.clone(),
-            pid: run.pid,
+            pid: latest,
         });
         ExitReason::Killed
     }

@@ -1,0 +1,346 @@
+//! The restart fast path: a one_for_one (or dynamic) worker that crashes re-enters its
+//! function on its own thread, with every guarantee of a restart kept — a new pid, names
+//! released first, events in order, intensity counted, stop requests honoured — unless it
+//! asked for a fresh thread.
+
+mod common;
+
+use std::cell::Cell;
+use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use common::*;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use steadfast::{
+    monitor, ChildSpec, DynamicSupervisor, ExitReason, Pid, Registry, Strategy, Supervisor,
+    SupervisorError,
+};
+
+thread_local! {
+    static INCARNATIONS_HERE: Cell<u32> = const { Cell::new(0) };
+}
+
+/// What one incarnation reports when it starts.
+#[derive(Debug)]
+struct Start {
+    thread: ThreadId,
+    pid: Pid,
+    /// How many incarnations this thread has run, this one included.
+    on_this_thread: u32,
+    /// Whether registering the child's name succeeded.
+    registered: bool,
+}
+
+/// A worker that registers "name" in `reg`, reports its start, then crashes on command.
+fn reporting(reg: &Registry<&'static str, ()>) -> (ChildSpec, Sender<Cmd>, Receiver<Start>) {
+    let (cmd_tx, cmd) = unbounded::<Cmd>();
+    let (start_tx, starts) = unbounded();
+    let reg = reg.clone();
+    let spec = ChildSpec::worker("w", move |ctx| {
+        let n = INCARNATIONS_HERE.with(|c| {
+            c.set(c.get() + 1);
+            c.get()
+        });
+        start_tx
+            .send(Start {
+                thread: thread::current().id(),
+                pid: ctx.pid(),
+                on_this_thread: n,
+                registered: reg.register("name", ()).is_ok(),
+            })
+            .unwrap();
+        match ctx.recv(&cmd)? {
+            Cmd::Panic(m) => panic!("{m}"),
+            Cmd::Fail(m) => Err(m.into()),
+            _ => Ok(()),
+        }
+    });
+    (spec, cmd_tx, starts)
+}
+
+fn recv(starts: &Receiver<Start>) -> Start {
+    starts
+        .recv_timeout(DEADLINE)
+        .expect("an incarnation started")
+}
+
+#[test]
+fn a_crashed_worker_restarts_on_its_own_thread_with_a_new_pid() {
+    let reg = Registry::new();
+    let (spec, cmd, starts) = reporting(&reg);
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .intensity(10, DEADLINE)
+        .event_sink(sink)
+        .child(spec)
+        .start()
+        .unwrap();
+    let first = recv(&starts);
+    let exit = monitor(first.pid);
+    cmd.send(Cmd::Panic("one")).unwrap();
+    let second = recv(&starts);
+    cmd.send(Cmd::Fail("two")).unwrap();
+    let third = recv(&starts);
+    assert_eq!(first.thread, second.thread);
+    assert_eq!(second.thread, third.thread);
+    assert_eq!(
+        [
+            first.on_this_thread,
+            second.on_this_thread,
+            third.on_this_thread
+        ],
+        [1, 2, 3],
+        "thread-locals carry over between incarnations"
+    );
+    // Each incarnation has its own pid, and the old one's name was free before it ran.
+    assert!(first.pid != second.pid && second.pid != third.pid);
+    assert!(first.registered && second.registered && third.registered);
+    assert_eq!(exit.try_recv(), Ok(ExitReason::Panicked("one".into())));
+    assert!(!second.pid.is_alive());
+    assert_eq!(
+        briefs_through(&events, "exited w failed"),
+        [
+            "started w",
+            "exited w panicked",
+            "restarted w",
+            "exited w failed"
+        ]
+    );
+    assert_eq!(brief(&next(&events)), "restarted w");
+    assert_eq!(
+        pid_of(&sup.which_children().unwrap(), "w"),
+        Some(third.pid),
+        "the supervisor knows the current incarnation"
+    );
+    assert_eq!(reg.lookup("name").map(|(p, _)| p), Some(third.pid));
+    sup.shutdown().unwrap();
+    assert_eq!(reg.count(), 0);
+}
+
+#[test]
+fn fresh_thread_gives_every_incarnation_a_new_thread() {
+    let reg = Registry::new();
+    let (spec, cmd, starts) = reporting(&reg);
+    let sup = Supervisor::builder()
+        .child(spec.fresh_thread())
+        .start()
+        .unwrap();
+    let first = recv(&starts);
+    cmd.send(Cmd::Panic("x")).unwrap();
+    let second = recv(&starts);
+    assert_ne!(first.thread, second.thread);
+    assert_eq!(second.on_this_thread, 1);
+    assert!(second.registered);
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn group_strategies_restart_on_fresh_threads() {
+    let reg = Registry::new();
+    let (spec, cmd, starts) = reporting(&reg);
+    let sup = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .child(spec)
+        .start()
+        .unwrap();
+    let first = recv(&starts);
+    cmd.send(Cmd::Panic("x")).unwrap();
+    assert_ne!(recv(&starts).thread, first.thread);
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn intensity_still_counts_every_fast_restart() {
+    let reg = Registry::new();
+    let (spec, cmd, starts) = reporting(&reg);
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .intensity(2, Duration::from_secs(60))
+        .event_sink(sink)
+        .child(spec)
+        .child(idle("other"))
+        .start()
+        .unwrap();
+    for i in 0..3 {
+        recv(&starts);
+        cmd.send(Cmd::Panic("again")).unwrap();
+        let _ = i;
+    }
+    assert_eq!(
+        briefs_through(&events, "supervisor-stopped"),
+        [
+            "started w",
+            "started other",
+            "exited w panicked",
+            "restarted w",
+            "exited w panicked",
+            "restarted w",
+            "exited w panicked",
+            "intensity-exceeded",
+            "exited other shutdown",
+            "supervisor-stopped"
+        ]
+    );
+    assert!(matches!(
+        sup.join(),
+        Err(SupervisorError::IntensityExceeded { restarts: 2, .. })
+    ));
+    assert_eq!(reg.count(), 0);
+}
+
+/// A worker that crashes as soon as it starts, forever.
+fn crash_loop() -> ChildSpec {
+    ChildSpec::worker("loop", |ctx| {
+        if ctx.is_stopping() {
+            return Ok(());
+        }
+        Err("always".into())
+    })
+}
+
+#[test]
+fn terminate_child_stops_a_child_in_a_same_thread_crash_loop() {
+    let sup = Supervisor::builder()
+        .intensity(u32::MAX, Duration::from_secs(1))
+        .child(crash_loop())
+        .child(idle("other"))
+        .start()
+        .unwrap();
+    let events = sup.events().unwrap();
+    briefs_through(&events, "restarted loop");
+    sup.terminate_child("loop").unwrap();
+    // Its last exit is the one terminate_child waited for (with whatever reason the
+    // incarnation that was running then ended); everything before it is already in.
+    let before: Vec<String> = events.try_iter().map(|e| brief(&e)).collect();
+    assert!(
+        before.last().unwrap().starts_with("exited loop"),
+        "{before:?}"
+    );
+    let children = sup.which_children().unwrap();
+    assert_eq!(children[0].status, steadfast::ChildStatus::Stopped);
+    assert_eq!(children[0].pid, None);
+    // Nothing restarts it afterwards.
+    sup.which_children().unwrap();
+    let later: Vec<String> = events.try_iter().map(|e| brief(&e)).collect();
+    assert!(later.is_empty(), "{later:?}");
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_stops_a_same_thread_crash_loop() {
+    let sup = Supervisor::builder()
+        .intensity(u32::MAX, Duration::from_secs(1))
+        .child(crash_loop())
+        .start()
+        .unwrap();
+    let events = sup.events().unwrap();
+    briefs_through(&events, "restarted loop");
+    sup.shutdown().unwrap();
+    briefs_through(&events, "supervisor-stopped");
+}
+
+#[test]
+fn dynamic_children_restart_on_their_own_thread_too() {
+    let reg = Registry::new();
+    let (spec, cmd, starts) = reporting(&reg);
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    let events = sup.events().unwrap();
+    let pid = sup.start_child(spec).unwrap();
+    let first = recv(&starts);
+    assert_eq!(first.pid, pid);
+    cmd.send(Cmd::Panic("x")).unwrap();
+    let second = recv(&starts);
+    assert_eq!(first.thread, second.thread);
+    briefs_through(&events, "restarted w");
+    // The old pid is no longer a handle on the child; the new one is.
+    assert!(matches!(
+        sup.terminate_child(pid),
+        Err(SupervisorError::NotFound)
+    ));
+    sup.terminate_child(second.pid).unwrap();
+    sup.shutdown().unwrap();
+}
+
+thread_local! {
+    /// Dropped when the thread that set it has ended completely (after its exit notice).
+    static ON_THREAD_END: std::cell::RefCell<Option<Sender<()>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Regression: a child that restarted itself and then ignored its stop signal was
+/// abandoned under the pid the supervisor knew (its previous, already exited incarnation);
+/// the supervisor then waited forever for a thread that was still running.
+#[test]
+fn abandoning_a_child_that_restarted_itself_unseen_ends_the_running_incarnation() {
+    // x: crashes on command, on a fresh thread, and tells when its thread has ended.
+    let (x_cmd, x_rx) = unbounded::<Cmd>();
+    let (x_end_tx, x_end) = unbounded::<()>();
+    let x_end_tx = parking_lot::Mutex::new(Some(x_end_tx));
+    let x = ChildSpec::worker("x", move |ctx| {
+        let tx = x_end_tx.lock().take();
+        ON_THREAD_END.with(|e| *e.borrow_mut() = tx);
+        ctx.recv(&x_rx)?;
+        Err("x crashes".into())
+    })
+    .fresh_thread();
+    // w: the first incarnation crashes on command; the next ones ignore their stop signal.
+    let (w_cmd, w_rx) = unbounded::<Cmd>();
+    let (w_started_tx, w_started) = unbounded::<Pid>();
+    let (release_tx, release) = unbounded::<()>();
+    let w = ChildSpec::worker("w", move |ctx| {
+        w_started_tx.send(ctx.pid()).unwrap();
+        if INCARNATIONS_HERE.with(|c| c.replace(c.get() + 1)) == 0 {
+            ctx.recv(&w_rx)?;
+            return Err("w crashes".into());
+        }
+        let _ = release.recv(); // deaf
+        Ok(())
+    })
+    .shutdown(steadfast::Shutdown::Timeout(Duration::from_millis(50)));
+    let sup = Supervisor::builder()
+        .intensity(1, Duration::from_secs(60))
+        .child(x)
+        .child(w)
+        .start()
+        .unwrap();
+    let first_w = w_started.recv_timeout(DEADLINE).unwrap();
+    // Keep the supervisor busy starting a child that is ready only when told.
+    let (slow_started_tx, slow_started) = unbounded::<()>();
+    let (go_tx, go) = unbounded::<()>();
+    let slow = ChildSpec::worker("slow", move |ctx| {
+        slow_started_tx.send(()).unwrap();
+        let _ = go.recv();
+        ctx.ready();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    })
+    .ready_timeout(DEADLINE);
+    let h = sup.handle();
+    let starter = thread::spawn(move || h.start_child(slow));
+    slow_started.recv_timeout(DEADLINE).unwrap();
+    // While it is busy: x's exit notice is queued first, then w's restart notice.
+    x_cmd.send(Cmd::Return).unwrap();
+    assert_eq!(
+        x_end.recv_timeout(DEADLINE),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    );
+    w_cmd.send(Cmd::Return).unwrap();
+    let second_w = w_started.recv_timeout(DEADLINE).unwrap();
+    assert_ne!(first_w, second_w);
+    let second_exit = monitor(second_w);
+    // Now x's restart exceeds the intensity (w's restart took the one allowed), and the
+    // supervisor stops w while it still believes w is `first_w`.
+    go_tx.send(()).unwrap();
+    let (joined_tx, joined) = unbounded();
+    thread::spawn(move || joined_tx.send(sup.join()).unwrap());
+    let result = joined
+        .recv_timeout(DEADLINE)
+        .expect("the supervisor must not wait forever for the abandoned child");
+    assert!(matches!(
+        result,
+        Err(SupervisorError::IntensityExceeded { .. })
+    ));
+    assert_eq!(second_exit.try_recv(), Ok(ExitReason::Killed));
+    assert!(!second_w.is_alive());
+    let _ = starter.join();
+    release_tx.send(()).unwrap();
+}
