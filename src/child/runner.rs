@@ -58,6 +58,12 @@ pub(crate) struct SpawnArgs {
 pub(crate) struct LocalRestart {
     pub(crate) restart: Restart,
     pub(crate) intensity: Arc<Mutex<Intensity>>,
+    /// Where to report a restart nobody watches: read by the supervisor before anything
+    /// else it does, without waking it.
+    pub(crate) log: Sender<Msg>,
+    /// Whether the supervisor's events are watched: then report through `notify`, which
+    /// wakes it, so the events go out at once.
+    pub(crate) watched: Arc<AtomicBool>,
 }
 
 impl LocalRestart {
@@ -118,14 +124,19 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                 (Some(local), Some(notify)) if local.allows(&reason, &stopping) => {
                     // Same-thread restart: the old pid is gone (names released, monitors
                     // fired); the supervisor learns of it before it could see the new
-                    // incarnation exit, since both notices travel on one channel.
+                    // incarnation exit: it reads the restart log before each message.
                     let new = Pid::spawn();
                     published.store(new.as_u64(), Ordering::Release);
-                    let _ = notify.send(Msg::Restarted {
+                    let msg = Msg::Restarted {
                         old: pid,
                         new,
                         reason,
-                    });
+                    };
+                    if local.watched.load(Ordering::Acquire) {
+                        let _ = notify.send(msg);
+                    } else {
+                        let _ = local.log.send(msg);
+                    }
                     pid = new;
                 }
                 _ => break reason,

@@ -3,10 +3,11 @@
 //! Static and dynamic supervisors share this machinery; `Mode` says which one runs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{select, unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
@@ -95,6 +96,13 @@ pub(crate) struct Server {
     intensity: Arc<Mutex<Intensity>>,
     subscribers: Vec<Sender<Event>>,
     inbox_tx: Sender<Msg>,
+    /// Same-thread restarts nobody is watching are written here instead of to the inbox,
+    /// so that they do not wake this thread; it reads them before anything else it does.
+    log_tx: Sender<Msg>,
+    log_rx: Receiver<Msg>,
+    /// Whether anyone watches the events (subscribers or an observer): then same-thread
+    /// restarts are sent to the inbox, so that their events go out at once.
+    watched: Arc<AtomicBool>,
     end: Option<EndSlot>,
 }
 
@@ -105,7 +113,12 @@ enum Flow {
 
 impl Server {
     pub(crate) fn new(cfg: Arc<Config>, inbox_tx: Sender<Msg>, end: Option<EndSlot>) -> Server {
+        let (log_tx, log_rx) = unbounded();
+        let watched = !cfg.sinks.is_empty() || cfg.observer.is_some();
         Server {
+            log_tx,
+            log_rx,
+            watched: Arc::new(AtomicBool::new(watched)),
             intensity: Arc::new(Mutex::new(Intensity::new(cfg.intensity, cfg.period))),
             subscribers: cfg.sinks.clone(),
             cfg,
@@ -152,6 +165,7 @@ impl Server {
             };
             // We hold a sender ourselves, so the inbox never disconnects.
             let Ok(msg) = msg else { break };
+            self.read_log();
             if let Flow::Exit = self.handle(msg) {
                 self.emit(Event::SupervisorStopped {
                     reason: ExitReason::Shutdown,
@@ -159,6 +173,7 @@ impl Server {
                 return ExitReason::Shutdown;
             }
         }
+        self.read_log();
         if self.is_dynamic() {
             self.stop_all_concurrently();
         } else {
@@ -168,6 +183,20 @@ impl Server {
             reason: ExitReason::Shutdown,
         });
         ExitReason::Shutdown
+    }
+
+    /// Applies the same-thread restarts written to the log since last time, in order.
+    /// A child's restarts are always logged before its final exit notice is sent, so
+    /// reading the log first keeps every child's history in order.
+    fn read_log(&mut self) {
+        while let Ok(Msg::Restarted { old, new, reason }) = self.log_rx.try_recv() {
+            self.on_local_restart(old, new, reason);
+        }
+    }
+
+    fn update_watched(&self) {
+        let watched = !self.subscribers.is_empty() || self.cfg.observer.is_some();
+        self.watched.store(watched, Ordering::Release);
     }
 
     fn handle(&mut self, msg: Msg) -> Flow {
@@ -210,6 +239,7 @@ impl Server {
             }
             Request::Subscribe(tx, reply) => {
                 self.subscribers.push(tx);
+                self.update_watched();
                 let _ = reply.send(());
             }
         }
@@ -425,6 +455,8 @@ impl Server {
         eligible.then(|| LocalRestart {
             restart: spec.restart,
             intensity: self.intensity.clone(),
+            log: self.log_tx.clone(),
+            watched: self.watched.clone(),
         })
     }
 
@@ -678,7 +710,11 @@ impl Server {
         if let Some(observe) = &self.cfg.observer {
             observe(&event);
         }
+        let before = self.subscribers.len();
         self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        if self.subscribers.len() != before {
+            self.update_watched();
+        }
     }
 }
 
