@@ -58,6 +58,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A worker whose restart touches only itself (one_for_one, dynamic) is restarted **on its
+//! own thread**, with a new [`Pid`] — no thread spawn per crash; thread-locals carry over
+//! between incarnations, and [`ChildSpec::fresh_thread`] opts out.
+//!
 //! A supervisor that exceeds its intensity stops its children and exits; a parent
 //! supervisor sees that exit like OTP's `shutdown` (see [`ChildSpec::supervisor`]), and the
 //! owner of a top-level tree learns it from [`Supervisor::join`].
