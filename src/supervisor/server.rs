@@ -481,8 +481,20 @@ impl Server {
     /// is still running then. Returns how it ended.
     fn wait_stopped(&mut self, id: &Arc<str>, shutdown: Shutdown, mut run: Spawned) -> ExitReason {
         run.stop.raise();
+        self.wait_or_abandon(id, shutdown, Instant::now(), run)
+    }
+
+    /// Waits for a signalled child until `signalled + its timeout` (as `shutdown` says),
+    /// then joins it, or abandons it if it is still running.
+    fn wait_or_abandon(
+        &mut self,
+        id: &Arc<str>,
+        shutdown: Shutdown,
+        signalled: Instant,
+        run: Spawned,
+    ) -> ExitReason {
         let waited = match shutdown {
-            Shutdown::Timeout(d) => run.done.recv_timeout(d).ok(),
+            Shutdown::Timeout(d) => run.done.recv_deadline(signalled + d).ok(),
             Shutdown::Infinity => run.done.recv().ok(),
             Shutdown::Immediate => run.done.try_recv().ok(),
         };
@@ -547,18 +559,7 @@ impl Server {
         let start = Instant::now();
         for (id, shutdown, run) in running {
             let pid = run.pid;
-            let waited = match shutdown {
-                Shutdown::Timeout(d) => run.done.recv_deadline(start + d).ok(),
-                Shutdown::Infinity => run.done.recv().ok(),
-                Shutdown::Immediate => run.done.try_recv().ok(),
-            };
-            let reason = match waited {
-                Some(reason) => {
-                    let _ = run.join.join();
-                    reason
-                }
-                None => self.abandon(&id, run),
-            };
+            let reason = self.wait_or_abandon(&id, shutdown, start, run);
             self.emit(Event::ChildExited { id, pid, reason });
         }
     }
