@@ -1,0 +1,181 @@
+//! The headline benchmarks without criterion, in well under a minute, printed as a table of
+//! medians with the ratio to each floor measured in the same run — so you can see the
+//! numbers on your own machine.
+//!
+//! Run with `cargo run --release --example bench_table` (and `RUST_BACKTRACE` unset).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::panic::{self, AssertUnwindSafe};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use parking_lot::RwLock;
+use steadfast::session::{NewSession, SessionManager};
+use steadfast::{ChildSpec, DynamicSupervisor, Registry, Supervisor};
+
+/// The median time of one call of `op`, over `samples` samples of `batch` calls each.
+fn median(samples: usize, batch: u32, mut op: impl FnMut()) -> Duration {
+    for _ in 0..batch {
+        op(); // warm up
+    }
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..batch {
+                op();
+            }
+            t.elapsed() / batch
+        })
+        .collect();
+    times.sort();
+    times[samples / 2]
+}
+
+fn row(name: &str, floor_name: &str, floor: Duration, ours: Duration) {
+    println!(
+        "{name:<34} {:>11.2?} {floor_name:<26} {:>11.2?} {:>6.2}x",
+        ours,
+        floor,
+        ours.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
+fn idle(id: &str) -> ChildSpec {
+    ChildSpec::worker(id, |ctx| {
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    })
+}
+
+fn bare() -> (Sender<()>, thread::JoinHandle<()>) {
+    let (tx, rx) = bounded::<()>(0);
+    (
+        tx,
+        thread::spawn(move || {
+            let _ = rx.recv();
+        }),
+    )
+}
+
+/// A supervised worker that reports each start and crashes when told.
+fn crasher(crash: Receiver<bool>, started: Sender<()>) -> ChildSpec {
+    ChildSpec::worker("w", move |ctx| {
+        started.send(()).unwrap();
+        if ctx.recv(&crash)? {
+            panic!("crash");
+        }
+        Err("crash".into())
+    })
+}
+
+fn main() {
+    panic::set_hook(Box::new(|_| {}));
+    steadfast::route_panics_to_log();
+    println!(
+        "{:<34} {:>11} {:<26} {:>11} {:>7}",
+        "scenario", "steadfast", "floor (measured alongside)", "floor", "ratio"
+    );
+
+    // Restart: same-thread re-entry floor, and steadfast with an error and a panic.
+    let reentry = {
+        let (crash_tx, crash_rx) = unbounded::<()>();
+        let (started_tx, started) = unbounded();
+        let t = thread::spawn(move || loop {
+            let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                started_tx.send(()).unwrap();
+                crash_rx.recv().is_err() || panic!("crash")
+            }));
+            if matches!(r, Ok(true)) {
+                break;
+            }
+        });
+        started.recv().unwrap();
+        let d = median(21, 200, || {
+            crash_tx.send(()).unwrap();
+            started.recv().unwrap();
+        });
+        drop(crash_tx);
+        t.join().unwrap();
+        d
+    };
+    let spawn_join = median(21, 20, || {
+        let (tx, h) = bare();
+        drop(tx);
+        h.join().unwrap();
+    });
+    for (name, panics) in [
+        ("restart one_for_one (error)", false),
+        ("restart one_for_one (panic)", true),
+    ] {
+        let (crash_tx, crash_rx) = unbounded();
+        let (started_tx, started) = unbounded();
+        let sup = Supervisor::builder()
+            .intensity(u32::MAX, Duration::from_secs(1))
+            .child(crasher(crash_rx, started_tx))
+            .start()
+            .unwrap();
+        started.recv().unwrap();
+        let d = median(21, 200, || {
+            crash_tx.send(panics).unwrap();
+            started.recv().unwrap();
+        });
+        row(name, "same-thread re-entry", reentry, d);
+        sup.shutdown().unwrap();
+    }
+
+    // Dynamic start + stop of one child.
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    let d = median(21, 20, || {
+        let pid = pool.start_child(idle("job")).unwrap();
+        pool.terminate_child(pid).unwrap();
+    });
+    row("dynamic start+stop, 1 child", "spawn + join", spawn_join, d);
+    drop(pool);
+
+    // Registry look-up.
+    let keys: Vec<String> = (0..1_000).map(|i| format!("session-{i:04}")).collect();
+    let reg: Registry<String, u64> = Registry::new();
+    let bare_map: RwLock<HashMap<String, u64>> = RwLock::new(HashMap::new());
+    for (i, k) in keys.iter().enumerate() {
+        reg.register(k.clone(), i as u64).unwrap();
+        bare_map.write().insert(k.clone(), i as u64);
+    }
+    let mut i = 0;
+    let floor = median(21, 100_000, || {
+        i = (i + 7) % keys.len();
+        black_box(bare_map.read().get(keys[i].as_str()).copied());
+    });
+    let ours = median(21, 100_000, || {
+        i = (i + 7) % keys.len();
+        black_box(reg.lookup(keys[i].as_str()));
+    });
+    row("registry look-up, 1 thread", "RwLock<HashMap>", floor, ours);
+
+    // Session create + terminate with two children.
+    let floor = median(15, 10, || {
+        let threads: Vec<_> = (0..3).map(|_| bare()).collect();
+        for (tx, h) in threads {
+            drop(tx);
+            h.join().unwrap();
+        }
+    });
+    let manager = SessionManager::builder()
+        .children(|_| vec![idle("agent"), idle("state")])
+        .start()
+        .unwrap();
+    let ours = median(15, 10, || {
+        let id = manager
+            .create_session(NewSession::new("bench", "/bench/project"))
+            .unwrap();
+        manager.terminate_session(id).unwrap();
+    });
+    row(
+        "session create+terminate (2 ch.)",
+        "3 threads spawn + join",
+        floor,
+        ours,
+    );
+    manager.shutdown();
+}
