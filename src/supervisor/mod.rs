@@ -196,6 +196,9 @@ impl SupervisorRef {
 /// - **No selective receive.** Children use channels; waits through the
 ///   [`Context`](crate::Context) also wake on the stop signal.
 /// - **Exact windows.** Restart intensity uses `Instant`s, not whole seconds.
+/// - **Restarts may reuse the thread.** A one_for_one worker that crashes re-enters its
+///   function on its own thread with a new pid (see
+///   [`ChildSpec::fresh_thread`](crate::ChildSpec::fresh_thread)).
 /// - **Synchronous name clean-up.** A process's names are gone before anyone sees it exit.
 ///
 /// # Examples
