@@ -238,6 +238,15 @@ impl Context {
         self.send_ready(ReadyMsg::Ready);
     }
 
+    /// Tells a waiter still waiting for readiness that this incarnation exited first.
+    /// Costs nothing (no clone) when nobody waits, as on every same-thread restart.
+    pub(crate) fn report_early_exit(&self, reason: &ExitReason) {
+        let tx = self.ready_tx.lock().take();
+        if let Some(tx) = tx {
+            let _ = tx.send(ReadyMsg::Exited(reason.clone()));
+        }
+    }
+
     /// Reports a start outcome once; later calls do nothing.
     pub(crate) fn send_ready(&self, msg: ReadyMsg) {
         // Take under the lock, send outside it.

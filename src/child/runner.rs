@@ -118,7 +118,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             );
             let reason = run_body(&id, pid, &body, &ctx);
             pid::exit(pid, &reason);
-            ctx.send_ready(ReadyMsg::Exited(reason.clone()));
+            ctx.report_early_exit(&reason);
             drop(ctx);
             match (&local, &notify) {
                 (Some(local), Some(notify)) if local.allows(&reason, &stopping) => {
