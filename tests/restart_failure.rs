@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use steadfast::{ChildSpec, ChildStatus, Event, Strategy, Supervisor, SupervisorError};
 
 /// A child that waits for commands after calling `ready()`, but whose next
@@ -33,18 +33,28 @@ fn flaky(id: &str, failing_starts: Arc<AtomicUsize>) -> (ChildSpec, Sender<Cmd>)
     (spec, tx)
 }
 
-#[test]
-fn restart_loop_shows_restarting_and_is_ended_by_terminate_child() {
+/// A supervisor with one `flaky` child "a" (started), its events, the child's command
+/// channel, and the switch that makes its next starts fail.
+fn one_flaky(
+    restarts: u32,
+    period: Duration,
+) -> (Supervisor, Receiver<Event>, Sender<Cmd>, Arc<AtomicUsize>) {
     let broken = Arc::new(AtomicUsize::new(0));
     let (spec, tx) = flaky("a", broken.clone());
     let (sink, events) = unbounded();
     let sup = Supervisor::builder()
-        .intensity(u32::MAX, Duration::from_secs(1))
+        .intensity(restarts, period)
         .event_sink(sink)
         .child(spec)
         .start()
         .unwrap();
     briefs_through(&events, "started a");
+    (sup, events, tx, broken)
+}
+
+#[test]
+fn restart_loop_shows_restarting_and_is_ended_by_terminate_child() {
+    let (sup, events, tx, broken) = one_flaky(u32::MAX, Duration::from_secs(1));
     broken.store(usize::MAX, Ordering::SeqCst);
     tx.send(Cmd::Panic("crash")).unwrap();
     assert_eq!(
@@ -76,16 +86,7 @@ fn restart_loop_shows_restarting_and_is_ended_by_terminate_child() {
 
 #[test]
 fn failed_restart_attempts_count_toward_intensity() {
-    let broken = Arc::new(AtomicUsize::new(0));
-    let (spec, tx) = flaky("a", broken.clone());
-    let (sink, events) = unbounded();
-    let sup = Supervisor::builder()
-        .intensity(3, Duration::from_secs(60))
-        .event_sink(sink)
-        .child(spec)
-        .start()
-        .unwrap();
-    briefs_through(&events, "started a");
+    let (sup, events, tx, broken) = one_flaky(3, Duration::from_secs(60));
     broken.store(usize::MAX, Ordering::SeqCst);
     tx.send(Cmd::Panic("crash")).unwrap();
     assert_eq!(
@@ -107,16 +108,7 @@ fn failed_restart_attempts_count_toward_intensity() {
 
 #[test]
 fn a_retry_that_succeeds_brings_the_child_back() {
-    let broken = Arc::new(AtomicUsize::new(0));
-    let (spec, tx) = flaky("a", broken.clone());
-    let (sink, events) = unbounded();
-    let sup = Supervisor::builder()
-        .intensity(10, Duration::from_secs(60))
-        .event_sink(sink)
-        .child(spec)
-        .start()
-        .unwrap();
-    briefs_through(&events, "started a");
+    let (sup, events, tx, broken) = one_flaky(10, Duration::from_secs(60));
     broken.store(2, Ordering::SeqCst);
     tx.send(Cmd::Panic("crash")).unwrap();
     assert_eq!(
