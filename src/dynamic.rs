@@ -146,6 +146,9 @@ impl DynamicSupervisorRef {
 
     /// Stops the child running as `pid` and forgets it.
     ///
+    /// Called by that child itself, it returns `Ok(())` once the stop is raised (the
+    /// caller cannot wait for its own end); the child then exits with `Shutdown`.
+    ///
     /// # Errors
     ///
     /// [`SupervisorError::NotFound`] for an unknown pid, or one that already exited or was
@@ -233,6 +236,9 @@ impl DynamicSupervisor {
 
     /// Stops every child concurrently, then the supervisor, and joins its thread.
     ///
+    /// From a process of this tree it only raises the stop and returns (see
+    /// [`Supervisor::shutdown`](crate::Supervisor::shutdown)).
+    ///
     /// # Errors
     ///
     /// [`SupervisorError::IntensityExceeded`] if it had already given up on its own.
@@ -244,7 +250,8 @@ impl DynamicSupervisor {
     ///
     /// # Errors
     ///
-    /// [`SupervisorError::IntensityExceeded`] when that is why it exited.
+    /// [`SupervisorError::IntensityExceeded`] when that is why it exited;
+    /// [`SupervisorError::WouldDeadlock`] when called from a process of this tree.
     pub fn join(mut self) -> Result<(), SupervisorError> {
         self.owned.stop_and_join(false)
     }

@@ -115,6 +115,12 @@ pub enum SupervisorError {
     /// The supervisor has exited.
     #[error("the supervisor has exited")]
     NoSupervisor,
+    /// The request came from a process the supervisor would have to wait for while
+    /// serving it — a child it is starting or stopping (or a process inside that child's
+    /// subtree), or, for [`join`](crate::Supervisor::join), a process of the tree itself.
+    /// Answered at once instead of deadlocking until a timeout.
+    #[error("the caller is a process this request would wait for")]
+    WouldDeadlock,
     /// The child spec is invalid (empty id, ...).
     #[error("invalid child spec: {0}")]
     InvalidSpec(String),

@@ -129,9 +129,28 @@
 //! logged once through `log`, with the child id and message. The standard panic hook still
 //! prints it to stderr unless you call [`route_panics_to_log`].
 //!
-//! `catch_unwind` cannot catch an abort: with `panic = "abort"`, on a stack overflow, or
-//! when a `Drop` panics during unwinding, the whole process aborts and steadfast cannot
-//! supervise that.
+//! Odd payloads are fine: a non-string payload is reported as
+//! `"<non-string panic payload>"`, and a payload whose own `Drop` panics is contained too.
+//! But `catch_unwind` cannot catch an abort: with `panic = "abort"`, on a stack overflow, or
+//! when a `Drop` panics *during* unwinding (a second panic while the first unwinds), the
+//! whole process aborts and steadfast cannot supervise that (`tests/hostile.rs` shows it
+//! in a subprocess).
+//!
+//! ## Calling your own supervisor
+//!
+//! A child may use its supervisor's handle: start siblings, terminate itself, even shut
+//! the whole tree down. A supervisor serves one request at a time, so a request it could
+//! serve only by waiting for the caller would deadlock; steadfast answers those at once
+//! instead (the caller is recognised by its [`Pid`], through nested supervisors too):
+//!
+//! - `terminate_child` on the caller itself returns `Ok(())` as soon as the stop is raised;
+//!   the caller then returns and exits with [`ExitReason::Shutdown`].
+//! - `shutdown()` (or dropping the owning handle) from a process of that tree raises the
+//!   stop and returns; the tree then stops the caller like any other child.
+//! - A request from a child the supervisor is waiting for — one not yet ready, or being
+//!   stopped — fails with [`SupervisorError::WouldDeadlock`]; so does `join()` from inside
+//!   the tree. Questions (`which_children`, `count_children`, `events`) are answered even
+//!   then.
 //!
 //! ## Threads and their limit
 //!

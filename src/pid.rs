@@ -44,12 +44,19 @@ thread_local! {
 }
 
 impl Pid {
-    /// A fresh pid, entered into the process table as alive.
-    pub(crate) fn spawn() -> Pid {
+    /// A fresh pid, entered into the process table as alive, started by `parent` (the
+    /// supervisor that spawned it, or the process that started a top-level tree).
+    pub(crate) fn spawn(parent: Option<Pid>) -> Pid {
         let n = NEXT_PID.fetch_add(1, Ordering::Relaxed);
         let pid = Pid(NonZeroU64::new(n).expect("pid counter overflowed"));
-        TABLE.insert(pid);
+        TABLE.insert(pid, parent);
         pid
+    }
+
+    /// The calling thread's pid, if it is a process or has asked for one (unlike
+    /// [`Pid::current`], never allocates one).
+    pub(crate) fn current_if_any() -> Option<Pid> {
+        CURRENT.with(|c| c.get())
     }
 
     /// The pid of the calling thread.
@@ -62,7 +69,7 @@ impl Pid {
         CURRENT.with(|c| match c.get() {
             Some(pid) => pid,
             None => {
-                let pid = Pid::spawn();
+                let pid = Pid::spawn(None);
                 c.set(Some(pid));
                 pid
             }
@@ -117,6 +124,8 @@ struct Hook {
 
 #[derive(Default)]
 struct Entry {
+    /// Who started this process: its supervisor, for a supervised one.
+    parent: Option<Pid>,
     monitors: Vec<Sender<ExitReason>>,
     hooks: Vec<Hook>,
 }
@@ -140,15 +149,37 @@ impl ProcessTable {
         &self.shards[(pid.as_u64() as usize) % SHARDS]
     }
 
-    fn insert(&self, pid: Pid) {
-        self.shard(pid)
-            .lock()
-            .insert(pid.as_u64(), Entry::default());
+    fn insert(&self, pid: Pid, parent: Option<Pid>) {
+        let entry = Entry {
+            parent,
+            ..Entry::default()
+        };
+        self.shard(pid).lock().insert(pid.as_u64(), entry);
+    }
+
+    fn parent(&self, pid: Pid) -> Option<Pid> {
+        self.shard(pid).lock().get(&pid.as_u64())?.parent
     }
 
     fn is_alive(&self, pid: Pid) -> bool {
         self.shard(pid).lock().contains_key(&pid.as_u64())
     }
+}
+
+/// Whether live process `pid` is `ancestor` or was started, directly or through nested
+/// supervisors, under it. Supervisors use it to refuse a request that would make them
+/// wait for the very process that sent it.
+pub(crate) fn is_within(pid: Pid, ancestor: Pid) -> bool {
+    let mut at = Some(pid);
+    // Parent links form a tree; the bound only guards against a bug looping forever.
+    for _ in 0..10_000 {
+        match at {
+            Some(p) if p == ancestor => return true,
+            Some(p) => at = TABLE.parent(p),
+            None => return false,
+        }
+    }
+    false
 }
 
 /// Hands `token` to `hook` when `pid` exits. Returns `false` if `pid` is not alive.

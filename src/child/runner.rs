@@ -81,7 +81,9 @@ impl LocalRestart {
 /// Spawns a process thread running `args.body` under `catch_unwind`.
 pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     let guard = LiveThread::acquire()?;
-    let pid = Pid::spawn();
+    // Spawned by a supervisor's thread (or by whoever starts a top-level tree).
+    let parent = Pid::current_if_any();
+    let pid = Pid::spawn(parent);
     let (stop, stopping, stop_rx) = StopHandle::new();
     let (done_tx, done) = bounded(1);
     let (ready_tx, ready) = if args.wants_ready {
@@ -125,7 +127,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                     // Same-thread restart: the old pid is gone (names released, monitors
                     // fired); the supervisor learns of it before it could see the new
                     // incarnation exit: it reads the restart log before each message.
-                    let new = Pid::spawn();
+                    let new = Pid::spawn(parent);
                     published.store(new.as_u64(), Ordering::Release);
                     let msg = Msg::Restarted {
                         old: pid,

@@ -259,14 +259,14 @@ pub(crate) fn run_supervisor(
             return reason;
         }
     }
-    let mut server = Server::new(cfg, tx, end);
+    let mut server = Server::new(cfg, tx, rx, end);
     if let Err(e) = server.start_initial() {
         let reason = ExitReason::failed(&e);
         ctx.send_ready(ReadyMsg::Failed(e));
         return reason;
     }
     ctx.ready();
-    server.run(ctx, &rx)
+    server.run(ctx)
 }
 
 /// What makes a nested supervisor: the builder of a static or a dynamic supervisor.

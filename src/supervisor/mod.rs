@@ -45,7 +45,7 @@ impl Handle {
     ) -> Result<T, SupervisorError> {
         let (tx, rx) = bounded(1);
         self.tx
-            .send(Msg::Call(request(tx)))
+            .send(Msg::Call(request(tx), Pid::current_if_any()))
             .map_err(|_| SupervisorError::NoSupervisor)?;
         rx.recv().map_err(|_| SupervisorError::NoSupervisor)
     }
@@ -82,7 +82,9 @@ impl Handle {
 ///
 /// Requests are served by the supervisor's thread one at a time, in arrival order, between
 /// its own work (restarts included): a request waits while the supervisor is busy stopping
-/// or starting a child.
+/// or starting a child — except questions (`which_children`, `count_children`, `events`),
+/// answered even then, and requests from the very child it waits for, refused with
+/// [`SupervisorError::WouldDeadlock`] (see the crate docs, "Calling your own supervisor").
 #[derive(Clone)]
 pub struct SupervisorRef(pub(crate) Handle);
 
@@ -118,6 +120,10 @@ impl SupervisorRef {
     /// Stops a child (its shutdown timeout, then abandonment) and keeps its spec, as
     /// `Stopped` (a temporary child's spec is removed). A `Restarting` child stops being
     /// retried.
+    ///
+    /// Called by the child itself (or from inside its subtree), it returns `Ok(())` as soon
+    /// as the stop is raised, since the caller cannot wait for its own end; the child then
+    /// returns and exits with [`ExitReason::Shutdown`](crate::ExitReason::Shutdown).
     ///
     /// # Errors
     ///
@@ -234,10 +240,22 @@ pub(crate) struct Owned {
 impl Owned {
     /// Waits for the supervisor process to exit (raising its stop signal first if `stop`)
     /// and joins its thread.
+    ///
+    /// A process of the tree itself cannot wait for the tree's end (it would wait for
+    /// itself): from there, a stop is only raised — the tree then stops the caller like
+    /// any other child once it returns — and a plain join is refused with `WouldDeadlock`.
     pub(crate) fn stop_and_join(&mut self, stop: bool) -> Result<(), SupervisorError> {
         let Some(mut run) = self.run.take() else {
             return Ok(());
         };
+        if Pid::current_if_any().is_some_and(|me| crate::pid::is_within(me, run.pid)) {
+            if !stop {
+                self.run = Some(run);
+                return Err(SupervisorError::WouldDeadlock);
+            }
+            run.stop.raise();
+            return Ok(());
+        }
         if stop {
             run.stop.raise();
         }
@@ -285,6 +303,10 @@ impl Supervisor {
 
     /// Stops every child in reverse start order, then the supervisor, and joins its thread.
     ///
+    /// Called from a process of this very tree, it cannot wait (the tree would wait for the
+    /// caller, the caller for the tree): it raises the stop and returns `Ok(())`; the tree
+    /// then stops the caller like any other child once the caller returns.
+    ///
     /// # Errors
     ///
     /// [`SupervisorError::IntensityExceeded`] if the supervisor had already given up on its
@@ -299,7 +321,9 @@ impl Supervisor {
     /// # Errors
     ///
     /// [`SupervisorError::IntensityExceeded`] when that is why it exited;
-    /// [`SupervisorError::Panicked`] for a bug in steadfast's own loop.
+    /// [`SupervisorError::Panicked`] for a bug in steadfast's own loop;
+    /// [`SupervisorError::WouldDeadlock`] when called from a process of this tree (the
+    /// handle is consumed all the same, so the tree then stops, as on drop).
     pub fn join(mut self) -> Result<(), SupervisorError> {
         self.owned.stop_and_join(false)
     }

@@ -2,12 +2,12 @@
 //! here, in the order events arrive: requests from handles and exit notices from children.
 //! Static and dynamic supervisors share this machinery; `Mode` says which one runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{select, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
@@ -24,8 +24,9 @@ use crate::supervisor::strategy::{affected, should_restart, Strategy};
 pub(crate) enum Msg {
     /// A child's thread has exited (sent last, after its names were released).
     Exit { pid: Pid, reason: ExitReason },
-    /// A request from a handle, with its own reply channel.
-    Call(Request),
+    /// A request from a handle, with its own reply channel, and the calling process (if
+    /// the caller is one).
+    Call(Request, Option<Pid>),
     /// A child crashed and restarted itself on its own thread (the fast path), already
     /// counted in the intensity window.
     Restarted {
@@ -96,6 +97,10 @@ pub(crate) struct Server {
     intensity: Arc<Mutex<Intensity>>,
     subscribers: Vec<Sender<Event>>,
     inbox_tx: Sender<Msg>,
+    inbox_rx: Receiver<Msg>,
+    /// Messages taken from the inbox while waiting for a child to start or stop, to be
+    /// handled, in order, before the inbox.
+    deferred: VecDeque<Msg>,
     /// Same-thread restarts nobody is watching are written here instead of to the inbox,
     /// so that they do not wake this thread; it reads them before anything else it does.
     log_tx: Sender<Msg>,
@@ -111,8 +116,37 @@ enum Flow {
     Exit,
 }
 
+/// How long to wait for a child to start or stop.
+#[derive(Clone, Copy)]
+enum Until {
+    Now,
+    Deadline(Instant),
+    Forever,
+}
+
+impl Request {
+    /// Answers a request with `error` without serving it.
+    fn refuse(self, error: SupervisorError) {
+        match self {
+            Request::StartChild(_, r) | Request::RestartChild(_, r) => {
+                let _ = r.send(Err(error));
+            }
+            Request::TerminateChild(_, r) | Request::DeleteChild(_, r) => {
+                let _ = r.send(Err(error));
+            }
+            // Questions are always answered; dropping the reply is the fallback.
+            Request::WhichChildren(_) | Request::CountChildren(_) | Request::Subscribe(..) => {}
+        }
+    }
+}
+
 impl Server {
-    pub(crate) fn new(cfg: Arc<Config>, inbox_tx: Sender<Msg>, end: Option<EndSlot>) -> Server {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        inbox_tx: Sender<Msg>,
+        inbox_rx: Receiver<Msg>,
+        end: Option<EndSlot>,
+    ) -> Server {
         let (log_tx, log_rx) = unbounded();
         let watched = !cfg.sinks.is_empty() || cfg.observer.is_some();
         Server {
@@ -126,6 +160,8 @@ impl Server {
             by_pid: HashMap::new(),
             next_seq: 0,
             inbox_tx,
+            inbox_rx,
+            deferred: VecDeque::new(),
             end,
         }
     }
@@ -157,14 +193,23 @@ impl Server {
     }
 
     /// The loop: serve the inbox until asked to stop or until intensity is exceeded.
-    pub(crate) fn run(mut self, ctx: &Context, inbox: &Receiver<Msg>) -> ExitReason {
+    pub(crate) fn run(mut self, ctx: &Context) -> ExitReason {
+        let inbox = self.inbox_rx.clone();
         loop {
-            let msg = select! {
-                recv(inbox) -> msg => msg,
-                recv(ctx.stop_signal()) -> _ => break,
+            let msg = match self.deferred.pop_front() {
+                Some(msg) if !ctx.is_stopping() => msg,
+                // Deferred requests still waiting at shutdown get `NoSupervisor`.
+                Some(_) => break,
+                None => {
+                    let msg = select! {
+                        recv(inbox) -> msg => msg,
+                        recv(ctx.stop_signal()) -> _ => break,
+                    };
+                    // We hold a sender ourselves, so the inbox never disconnects.
+                    let Ok(msg) = msg else { break };
+                    msg
+                }
             };
-            // We hold a sender ourselves, so the inbox never disconnects.
-            let Ok(msg) = msg else { break };
             self.read_log();
             if let Flow::Exit = self.handle(msg) {
                 self.emit(Event::SupervisorStopped {
@@ -210,21 +255,19 @@ impl Server {
                 Some(c) if c.status == ChildStatus::Restarting => self.restart(seq),
                 _ => Flow::Continue,
             },
-            Msg::Call(req) => {
-                self.serve(req);
+            Msg::Call(req, caller) => {
+                self.serve(req, caller);
                 Flow::Continue
             }
         }
     }
 
-    fn serve(&mut self, req: Request) {
+    fn serve(&mut self, req: Request, caller: Option<Pid>) {
         match req {
             Request::StartChild(spec, reply) => {
                 let _ = reply.send(self.start_child(spec));
             }
-            Request::TerminateChild(which, reply) => {
-                let _ = reply.send(self.terminate_child(which));
-            }
+            Request::TerminateChild(which, reply) => self.terminate_child(which, caller, reply),
             Request::RestartChild(id, reply) => {
                 let _ = reply.send(self.restart_child(&id));
             }
@@ -241,6 +284,53 @@ impl Server {
                 self.subscribers.push(tx);
                 self.update_watched();
                 let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Waits on `rx` — `run`'s exit or readiness — until `until`, reading the inbox
+    /// meanwhile: questions are answered at once; a request from inside the awaited
+    /// child's subtree is refused with `WouldDeadlock` (serving it means waiting for its
+    /// sender, which waits for us); everything else is deferred, in order, for the loop.
+    fn await_child<T>(
+        &mut self,
+        run: &Spawned,
+        rx: &Receiver<T>,
+        until: Until,
+    ) -> Result<T, RecvTimeoutError> {
+        let inbox = self.inbox_rx.clone();
+        loop {
+            let msg = match until {
+                Until::Now => {
+                    return rx.try_recv().map_err(|e| match e {
+                        TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                    })
+                }
+                Until::Forever => select! {
+                    recv(rx) -> r => return r.map_err(|_| RecvTimeoutError::Disconnected),
+                    recv(inbox) -> msg => msg,
+                },
+                Until::Deadline(at) => select! {
+                    recv(rx) -> r => return r.map_err(|_| RecvTimeoutError::Disconnected),
+                    recv(inbox) -> msg => msg,
+                    default(at.saturating_duration_since(Instant::now())) => {
+                        return Err(RecvTimeoutError::Timeout)
+                    }
+                },
+            };
+            // We hold a sender ourselves, so the inbox never disconnects.
+            let Ok(msg) = msg else { continue };
+            match msg {
+                Msg::Call(
+                    req @ (Request::WhichChildren(_) | Request::CountChildren(_)),
+                    caller,
+                )
+                | Msg::Call(req @ Request::Subscribe(..), caller) => self.serve(req, caller),
+                Msg::Call(req, Some(caller)) if pid::is_within(caller, run.current_pid()) => {
+                    req.refuse(SupervisorError::WouldDeadlock);
+                }
+                msg => self.deferred.push_back(msg),
             }
         }
     }
@@ -402,10 +492,11 @@ impl Server {
         let Some(ready) = run.ready.take() else {
             return Ok(run);
         };
-        let outcome = match spec.readiness {
-            Readiness::Within(d) => ready.recv_timeout(d),
-            _ => ready.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let until = match spec.readiness {
+            Readiness::Within(d) => Until::Deadline(Instant::now() + d),
+            _ => Until::Forever,
         };
+        let outcome = self.await_child(&run, &ready, until);
         let id = spec.id.to_string();
         match outcome {
             Ok(ReadyMsg::Ready) => Ok(run),
@@ -493,12 +584,12 @@ impl Server {
         signalled: Instant,
         run: Spawned,
     ) -> ExitReason {
-        let waited = match shutdown {
-            Shutdown::Timeout(d) => run.done.recv_deadline(signalled + d).ok(),
-            Shutdown::Infinity => run.done.recv().ok(),
-            Shutdown::Immediate => run.done.try_recv().ok(),
+        let until = match shutdown {
+            Shutdown::Timeout(d) => Until::Deadline(signalled + d),
+            Shutdown::Infinity => Until::Forever,
+            Shutdown::Immediate => Until::Now,
         };
-        match waited {
+        match self.await_child(&run, &run.done, until).ok() {
             Some(reason) => {
                 let _ = run.join.join();
                 reason
@@ -593,17 +684,32 @@ impl Server {
         Ok(pid)
     }
 
-    fn terminate_child(&mut self, which: ChildRef) -> Result<(), SupervisorError> {
+    /// Replies when the child has stopped — or, when the caller is the child itself (or
+    /// inside its subtree), as soon as its stop is raised: the caller cannot wait for its
+    /// own end, and returning lets it see the stop and exit.
+    fn terminate_child(&mut self, which: ChildRef, caller: Option<Pid>, reply: Reply<()>) {
         let seq = match which {
             ChildRef::Id(id) => self.find_id(&id),
             ChildRef::Pid(pid) => self.by_pid.get(&pid).copied(),
+        };
+        let Some(seq) = seq else {
+            let _ = reply.send(Err(SupervisorError::NotFound));
+            return;
+        };
+        let from_inside = match (&self.children[&seq].run, caller) {
+            (Some(run), Some(caller)) => pid::is_within(caller, run.current_pid()),
+            _ => false,
+        };
+        if from_inside {
+            let _ = reply.send(Ok(()));
         }
-        .ok_or(SupervisorError::NotFound)?;
         self.stop_child(seq);
         if self.is_dynamic() || self.children[&seq].spec.restart == Restart::Temporary {
             self.remove(seq);
         }
-        Ok(())
+        if !from_inside {
+            let _ = reply.send(Ok(()));
+        }
     }
 
     fn restart_child(&mut self, id: &str) -> Result<Pid, SupervisorError> {
