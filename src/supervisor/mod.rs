@@ -123,7 +123,7 @@ impl SupervisorRef {
     ///
     /// Called by the child itself (or from inside its subtree), it returns `Ok(())` as soon
     /// as the stop is raised, since the caller cannot wait for its own end; the child then
-    /// returns and exits with [`ExitReason::Shutdown`](crate::ExitReason::Shutdown).
+    /// returns and exits with [`ExitReason::Shutdown`].
     ///
     /// # Errors
     ///
