@@ -149,8 +149,8 @@
 //!   stop and returns; the tree then stops the caller like any other child.
 //! - A request from a child the supervisor is waiting for — one not yet ready, or being
 //!   stopped — fails with [`SupervisorError::WouldDeadlock`]; so does `join()` from inside
-//!   the tree. Questions (`which_children`, `count_children`, `events`) are answered even
-//!   then.
+//!   the tree. Its questions (`which_children`, `count_children`, `events`) are answered
+//!   even then.
 //!
 //! ## Threads and their limit
 //!

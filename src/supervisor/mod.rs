@@ -82,8 +82,8 @@ impl Handle {
 ///
 /// Requests are served by the supervisor's thread one at a time, in arrival order, between
 /// its own work (restarts included): a request waits while the supervisor is busy stopping
-/// or starting a child — except questions (`which_children`, `count_children`, `events`),
-/// answered even then, and requests from the very child it waits for, refused with
+/// or starting a child — except requests from the very child it waits for: questions
+/// (`which_children`, `count_children`, `events`) are answered, others refused with
 /// [`SupervisorError::WouldDeadlock`] (see the crate docs, "Calling your own supervisor").
 #[derive(Clone)]
 pub struct SupervisorRef(pub(crate) Handle);

@@ -289,9 +289,10 @@ impl Server {
     }
 
     /// Waits on `rx` — `run`'s exit or readiness — until `until`, reading the inbox
-    /// meanwhile: questions are answered at once; a request from inside the awaited
-    /// child's subtree is refused with `WouldDeadlock` (serving it means waiting for its
-    /// sender, which waits for us); everything else is deferred, in order, for the loop.
+    /// meanwhile. A request from inside the awaited child's subtree cannot wait (its
+    /// sender is what we wait for): a question is answered at once, anything else refused
+    /// with `WouldDeadlock`. Everything else is deferred, in order, for the loop — so other
+    /// callers never see the table halfway through a stop or a group restart.
     fn await_child<T>(
         &mut self,
         run: &Spawned,
@@ -322,13 +323,13 @@ impl Server {
             // We hold a sender ourselves, so the inbox never disconnects.
             let Ok(msg) = msg else { continue };
             match msg {
-                Msg::Call(
-                    req @ (Request::WhichChildren(_) | Request::CountChildren(_)),
-                    caller,
-                )
-                | Msg::Call(req @ Request::Subscribe(..), caller) => self.serve(req, caller),
                 Msg::Call(req, Some(caller)) if pid::is_within(caller, run.current_pid()) => {
-                    req.refuse(SupervisorError::WouldDeadlock);
+                    match req {
+                        Request::WhichChildren(_)
+                        | Request::CountChildren(_)
+                        | Request::Subscribe(..) => self.serve(req, Some(caller)),
+                        req => req.refuse(SupervisorError::WouldDeadlock),
+                    }
                 }
                 msg => self.deferred.push_back(msg),
             }
@@ -562,28 +563,34 @@ impl Server {
             return;
         };
         child.last_pid = Some(run.pid);
-        let (id, shutdown, pid) = (child.spec.id.clone(), child.spec.shutdown, run.pid);
-        self.by_pid.remove(&pid);
-        let reason = self.wait_stopped(&id, shutdown, run);
+        let (id, shutdown) = (child.spec.id.clone(), child.spec.shutdown);
+        self.by_pid.remove(&run.pid);
+        let (pid, reason) = self.wait_stopped(&id, shutdown, run);
         self.emit(Event::ChildExited { id, pid, reason });
     }
 
     /// Raises `run`'s stop signal and waits for it as `shutdown` says; abandons it if it
-    /// is still running then. Returns how it ended.
-    fn wait_stopped(&mut self, id: &Arc<str>, shutdown: Shutdown, mut run: Spawned) -> ExitReason {
+    /// is still running then. Returns its last incarnation's pid and how it ended.
+    fn wait_stopped(
+        &mut self,
+        id: &Arc<str>,
+        shutdown: Shutdown,
+        mut run: Spawned,
+    ) -> (Pid, ExitReason) {
         run.stop.raise();
         self.wait_or_abandon(id, shutdown, Instant::now(), run)
     }
 
     /// Waits for a signalled child until `signalled + its timeout` (as `shutdown` says),
-    /// then joins it, or abandons it if it is still running.
+    /// then joins it, or abandons it if it is still running. Returns the pid of its last
+    /// incarnation (it may have restarted itself unseen just before) and how it ended.
     fn wait_or_abandon(
         &mut self,
         id: &Arc<str>,
         shutdown: Shutdown,
         signalled: Instant,
-        run: Spawned,
-    ) -> ExitReason {
+        mut run: Spawned,
+    ) -> (Pid, ExitReason) {
         let until = match shutdown {
             Shutdown::Timeout(d) => Until::Deadline(signalled + d),
             Shutdown::Infinity => Until::Forever,
@@ -591,16 +598,65 @@ impl Server {
         };
         match self.await_child(&run, &run.done, until).ok() {
             Some(reason) => {
+                self.catch_up(id, &mut run);
                 let _ = run.join.join();
-                reason
+                (run.pid, reason)
             }
-            None => self.abandon(id, run),
+            None => {
+                self.catch_up(id, &mut run);
+                self.abandon(id, run)
+            }
+        }
+    }
+
+    /// Reports the same-thread restarts of a child being stopped that this supervisor
+    /// had not read yet (the child crashed and restarted itself just before its stop), so
+    /// that every crash appears in the events, in order, before the child's last exit.
+    /// Afterwards `run.pid` is its latest known incarnation.
+    fn catch_up(&mut self, id: &Arc<str>, run: &mut Spawned) {
+        // The thread publishes each new pid before it sends the notice: nothing unseen.
+        if run.current_pid() == run.pid {
+            return;
+        }
+        // Its notices are in the restart log, the inbox, or already deferred; other
+        // children's notices are applied or kept as usual.
+        // They were sent before its last exit, so they are among what is queued now; take
+        // no more than that (other children may keep writing while we read).
+        let mut notices: Vec<Msg> = self.log_rx.try_iter().take(self.log_rx.len()).collect();
+        let queued = self.inbox_rx.len();
+        self.deferred.extend(self.inbox_rx.try_iter().take(queued));
+        let mut kept = VecDeque::with_capacity(self.deferred.len());
+        for msg in std::mem::take(&mut self.deferred) {
+            match msg {
+                Msg::Restarted { .. } => notices.push(msg),
+                other => kept.push_back(other),
+            }
+        }
+        self.deferred = kept;
+        for msg in notices {
+            let Msg::Restarted { old, new, reason } = msg else {
+                continue;
+            };
+            if old == run.pid {
+                run.pid = new;
+                self.emit(Event::ChildExited {
+                    id: id.clone(),
+                    pid: old,
+                    reason,
+                });
+                self.emit(Event::ChildRestarted {
+                    id: id.clone(),
+                    pid: new,
+                });
+            } else {
+                self.on_local_restart(old, new, reason);
+            }
         }
     }
 
     /// Gives up on a child that did not stop in time: releases its names and monitors at
     /// once, and detaches its thread.
-    fn abandon(&mut self, id: &Arc<str>, run: Spawned) -> ExitReason {
+    fn abandon(&mut self, id: &Arc<str>, run: Spawned) -> (Pid, ExitReason) {
         // The thread may have restarted itself since this supervisor last heard of it:
         // end whichever incarnation runs now.
         let current = run.current_pid();
@@ -609,13 +665,14 @@ impl Server {
             // again, so its final reason is on its way.
             if let Ok(reason) = run.done.recv_timeout(Duration::from_secs(1)) {
                 let _ = run.join.join();
-                return reason;
+                return (current, reason);
             }
         }
         let latest = run.current_pid();
         if latest != current {
             pid::exit(latest, &ExitReason::Killed);
         }
+
         log::warn!(
             "{}: child {id:?} ({latest}) did not stop in time; abandoned (its thread is detached)",
             self.cfg.label,
@@ -624,7 +681,7 @@ impl Server {
             id: id.clone(),
             pid: latest,
         });
-        ExitReason::Killed
+        (latest, ExitReason::Killed)
     }
 
     /// Stops every child, one at a time, in reverse start order.
@@ -649,8 +706,7 @@ impl Server {
         self.by_pid.clear();
         let start = Instant::now();
         for (id, shutdown, run) in running {
-            let pid = run.pid;
-            let reason = self.wait_or_abandon(&id, shutdown, start, run);
+            let (pid, reason) = self.wait_or_abandon(&id, shutdown, start, run);
             self.emit(Event::ChildExited { id, pid, reason });
         }
     }
