@@ -117,4 +117,44 @@ mod tests {
         assert!(i.add_restart(t));
         assert!(!i.add_restart(t + 5 * S));
     }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Against OTP's `add_restart`: a restart at `now` is within the intensity when
+            /// at most `max` restarts (itself included) happened at times `t` with
+            /// `now - t <= period`. Times are synthetic offsets from one `Instant`.
+            #[test]
+            fn add_restart_matches_otp(
+                max in 0u32..5,
+                period_ms in 1u64..50,
+                gaps in prop::collection::vec(0u64..30, 1..40),
+                tries in prop::collection::vec(any::<bool>(), 40),
+            ) {
+                let origin = Instant::now();
+                let period = Duration::from_millis(period_ms);
+                let mut window = Intensity::new(max, period);
+                let mut recorded: Vec<u64> = Vec::new();
+                let mut at = 0u64;
+                for (gap, try_first) in gaps.into_iter().zip(tries) {
+                    at += gap;
+                    let now = origin + Duration::from_millis(at);
+                    let recent = recorded.iter().filter(|&&t| at - t <= period_ms).count();
+                    if try_first {
+                        // The fast path: record only if it stays within.
+                        let fits = recent < max as usize;
+                        prop_assert_eq!(window.try_add_restart(now), fits);
+                        if fits {
+                            recorded.push(at);
+                        }
+                    } else {
+                        prop_assert_eq!(window.add_restart(now), recent < max as usize);
+                        recorded.push(at);
+                    }
+                }
+            }
+        }
+    }
 }
