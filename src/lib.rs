@@ -155,8 +155,9 @@
 //! ## Threads and their limit
 //!
 //! Each child costs one OS thread. steadfast keeps a global cap ([`set_max_threads`]) so
-//! that running out of threads is an error value ([`SpawnError::ThreadLimit`]) instead of
-//! an abort inside the standard library.
+//! that running out of threads is an error value ([`SpawnError::ThreadLimit`]) well before
+//! the system's limit, where the rest of the program could no longer make a thread and
+//! the standard library may abort.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

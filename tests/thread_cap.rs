@@ -63,3 +63,90 @@ fn a_cap_of_zero_refuses_every_start() {
         }
     ));
 }
+
+// ---- what the cap saves the process from -----------------------------------------------
+
+const SCENARIO: &str = "STEADFAST_TEST_CAP_SCENARIO";
+
+/// Runs only as a subprocess of the test below: starts idle children until a start
+/// fails, then checks the process still works (memory, new threads).
+#[test]
+#[ignore = "run by the_cap_is_what_keeps_a_full_process_alive, in a subprocess"]
+fn fill_scenario() {
+    let Some(mode) = std::env::var_os(SCENARIO) else {
+        return;
+    };
+    if mode == "uncapped" {
+        steadfast::set_max_threads(usize::MAX);
+    }
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    let mut pids = Vec::new();
+    let err = loop {
+        match pool.start_child(idle("filler")) {
+            Ok(pid) => pids.push(pid),
+            Err(e) => break e,
+        }
+    };
+    println!("started {} children, then: {err:?}", pids.len());
+    // The rest of the program must still be able to make a thread of its own (std's
+    // `thread::spawn` panics when it cannot).
+    let plain = std::thread::Builder::new().spawn(|| ()).map(|t| t.join());
+    match plain {
+        Ok(_) => println!("plain thread: ok"),
+        Err(e) => println!("plain thread: failed ({e})"),
+    }
+    // Fresh memory, and starts after making room.
+    let blocks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 1 << 20]).collect();
+    for pid in pids.drain(..16) {
+        pool.terminate_child(pid).unwrap();
+    }
+    for _ in 0..16 {
+        pids.push(pool.start_child(idle("again")).unwrap());
+    }
+    println!("healthy ({} MiB allocated)", blocks.len());
+    // Skip stopping thousands of children one by one: the point is made.
+    std::process::exit(0);
+}
+
+fn run_fill(mode: &str) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "fill_scenario", "--nocapture"])
+        .env(SCENARIO, mode)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cap_is_what_keeps_a_full_process_alive() {
+    let maps: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    if maps > 262_144 {
+        // Exhausting a large map budget would take minutes and gigabytes: not here.
+        eprintln!("skipped: vm.max_map_count = {maps} is too large to exhaust in a test");
+        return;
+    }
+    // With the default cap, filling it is an error value and the process carries on.
+    let capped = run_fill("capped");
+    let out = String::from_utf8_lossy(&capped.stdout);
+    assert!(capped.status.success(), "{:?}\n{out}", capped.status);
+    assert!(out.contains("ThreadLimit"), "{out}");
+    assert!(out.contains("plain thread: ok"), "{out}");
+    assert!(out.contains("healthy"), "{out}");
+    // Without it, the same program runs into the system's limit (memory mappings, here):
+    // the rest of the process can no longer make a thread — std's `thread::spawn` would
+    // panic — or, depending on where the limit bites, the process aborts.
+    let uncapped = run_fill("uncapped");
+    let (out, err) = (
+        String::from_utf8_lossy(&uncapped.stdout),
+        String::from_utf8_lossy(&uncapped.stderr),
+    );
+    assert!(
+        !uncapped.status.success() || out.contains("plain thread: failed"),
+        "{:?}\n{out}\n{err}",
+        uncapped.status
+    );
+    assert!(!out.contains("ThreadLimit"), "{out}");
+}

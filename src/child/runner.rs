@@ -228,8 +228,8 @@ impl Drop for LiveThread {
 }
 
 /// The default cap: an eighth of `vm.max_map_count` (each thread costs a few memory
-/// mappings, and std aborts when they run out) and half of `kernel.threads-max`, whichever
-/// is lower; 10,000 where neither can be read.
+/// mappings; about 16,000 threads exhaust the stock 65,530) and half of
+/// `kernel.threads-max`, whichever is lower; 10,000 where neither can be read.
 fn default_max_threads() -> usize {
     let read =
         |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
@@ -247,8 +247,12 @@ fn default_max_threads() -> usize {
 ///
 /// A start beyond the cap fails with [`SpawnError::ThreadLimit`] (inside
 /// [`StartError::Spawn`](crate::StartError::Spawn)) instead of spawning. The cap exists
-/// because on Linux a process that runs out of memory mappings (`vm.max_map_count`, about
-/// four per thread) aborts inside the standard library before `spawn` can return an error.
+/// to stop short of the system's own limit (on Linux usually `vm.max_map_count`: a
+/// stock system runs out at about 16,000 threads). At that edge steadfast would still get
+/// an OS error, but the rest of the program is stranded with it: it cannot create a thread
+/// of its own (`std::thread::spawn` panics then), and where the standard library cannot
+/// report the failure — a new thread's stack-guard set-up, an allocation — the process
+/// aborts. `tests/thread_cap.rs` shows both sides in subprocesses.
 /// The default is derived from the system: an eighth of `vm.max_map_count` and half of
 /// `kernel.threads-max`, whichever is lower (about 8,000 on a stock Linux).
 /// Abandoned threads count until they really end.
