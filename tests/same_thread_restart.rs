@@ -344,3 +344,86 @@ fn abandoning_a_child_that_restarted_itself_unseen_ends_the_running_incarnation(
     let _ = starter.join();
     release_tx.send(()).unwrap();
 }
+
+/// Linux: the calling thread's id, and whether thread `tid` of this process is asleep.
+fn gettid() -> String {
+    std::fs::read_link("/proc/thread-self")
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn is_asleep(tid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('S')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_crash_restarted_unseen_just_before_a_terminate_is_still_reported() {
+    // Queue, behind a busy supervisor: first a terminate of `victim`, then the notice of
+    // a crash `victim` restarted itself from. Serving the terminate must report the crash.
+    let (incarnations_tx, incarnations) = unbounded::<Pid>();
+    let (crash_tx, crash_rx) = unbounded::<()>();
+    let victim = ChildSpec::worker("victim", move |ctx| {
+        incarnations_tx.send(ctx.pid()).unwrap();
+        ctx.recv(&crash_rx)?;
+        panic!("unseen");
+    });
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .event_sink(sink)
+        .child(victim)
+        .start()
+        .unwrap();
+    let first = incarnations.recv_timeout(DEADLINE).unwrap();
+    // Keep the supervisor busy: it waits for `slow` to report ready.
+    let (started_tx, started) = unbounded::<()>();
+    let (go_tx, go) = unbounded::<()>();
+    let slow = ChildSpec::worker("slow", move |ctx| {
+        started_tx.send(()).unwrap();
+        ctx.recv(&go)?;
+        ctx.ready();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    })
+    .ready_timeout(DEADLINE);
+    let handle = sup.handle();
+    let starter = thread::spawn(move || handle.start_child(slow));
+    started.recv_timeout(DEADLINE).unwrap();
+    // The terminate request: queued once its caller sleeps waiting for the reply.
+    let (tid_tx, tid) = unbounded();
+    let handle = sup.handle();
+    let terminator = thread::spawn(move || {
+        tid_tx.send(gettid()).unwrap();
+        handle.terminate_child("victim")
+    });
+    let tid = tid.recv_timeout(DEADLINE).unwrap();
+    steadfast::wait::until(DEADLINE, || is_asleep(&tid)).unwrap();
+    // Then the crash; its notice is queued before the next incarnation runs.
+    crash_tx.send(()).unwrap();
+    let second = incarnations.recv_timeout(DEADLINE).unwrap();
+    assert_ne!(first, second);
+    go_tx.send(()).unwrap();
+    starter.join().unwrap().unwrap();
+    terminator.join().unwrap().unwrap();
+    assert_eq!(
+        briefs_through(&events, "exited victim shutdown"),
+        [
+            "started victim",
+            "started slow",
+            "exited victim panicked",
+            "restarted victim",
+            "exited victim shutdown"
+        ]
+    );
+    sup.shutdown().unwrap();
+}
