@@ -1,5 +1,6 @@
 //! Registry hot paths, each next to its floor: a bare `parking_lot::RwLock<HashMap>`
-//! measured in the same run.
+//! measured in the same run. "Owner exit → name gone" compares a supervised process whose
+//! name the registry drops on exit with a bare thread that removes its own key as it ends.
 //!
 //! `cargo bench --bench registry`
 
@@ -8,9 +9,11 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::RwLock;
-use steadfast::Registry;
+use std::sync::Arc;
+use steadfast::{monitor, ChildSpec, DynamicSupervisor, ExitReason, Registry, Restart};
 
 const KEYS: usize = 1_000;
 
@@ -89,12 +92,86 @@ fn lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// Time from telling a name's owner to exit to the moment the exit is observed, by which
+/// point the name must be gone.
+fn owner_exit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("owner_exit_name_gone");
+    // Floor: a bare thread owns an entry in a shared map; told to end, it removes the
+    // entry and signals; the bench thread waits for the signal.
+    let bare: Arc<RwLock<HashMap<u64, u64>>> = Arc::default();
+    g.bench_function("floor_bare_thread", |b| {
+        let mut n = 0u64;
+        b.iter_batched(
+            || {
+                n += 1;
+                let (key, map) = (n, bare.clone());
+                let (go_tx, go) = bounded::<()>(1);
+                let (gone_tx, gone) = bounded::<()>(1);
+                let (ready_tx, ready) = bounded::<()>(1);
+                map.write().insert(key, key);
+                let t = std::thread::spawn(move || {
+                    let _ = ready_tx.send(());
+                    let _ = go.recv();
+                    map.write().remove(&key);
+                    let _ = gone_tx.send(());
+                });
+                ready.recv().unwrap();
+                (key, go_tx, gone, t)
+            },
+            |(key, go_tx, gone, t): (u64, Sender<()>, Receiver<()>, _)| {
+                go_tx.send(()).unwrap();
+                gone.recv().unwrap();
+                assert!(bare.read().get(&key).is_none());
+                t
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // steadfast: a dynamic child registers its name; told to return, it exits; the bench
+    // thread waits on a monitor (fired after the name was dropped).
+    let reg: Registry<u64, ()> = Registry::new();
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    g.bench_function("steadfast", |b| {
+        let mut n = 0u64;
+        b.iter_batched(
+            || {
+                n += 1;
+                let key = n;
+                let (go_tx, go) = bounded::<()>(1);
+                let (ready_tx, ready) = bounded::<()>(1);
+                let r = reg.clone();
+                let pid = pool
+                    .start_child(
+                        ChildSpec::worker("owner", move |ctx| {
+                            r.register(key, ()).unwrap();
+                            let _ = ready_tx.send(());
+                            ctx.recv(&go)?;
+                            Ok(())
+                        })
+                        .restart(Restart::Temporary),
+                    )
+                    .unwrap();
+                ready.recv().unwrap();
+                (key, go_tx, monitor(pid))
+            },
+            |(key, go_tx, exit): (u64, Sender<()>, Receiver<ExitReason>)| {
+                go_tx.send(()).unwrap();
+                assert_eq!(exit.recv().unwrap(), ExitReason::Normal);
+                assert!(reg.lookup(&key).is_none());
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+    pool.shutdown().unwrap();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = lookup
+    targets = lookup, owner_exit
 }
 criterion_main!(benches);
