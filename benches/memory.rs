@@ -79,7 +79,7 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; nothing else to parse.
     let exe = std::env::current_exe().unwrap();
-    let mut per_thread = |mode: &str| -> (f64, u64) {
+    let per_thread = |mode: &str| -> (f64, u64) {
         let mut kib = Vec::new();
         let mut threads = 0;
         for _ in 0..RUNS {

@@ -33,8 +33,10 @@ pub(crate) struct Spawned {
     /// read the restart notice.
     pub(crate) current: Arc<AtomicU64>,
     pub(crate) stop: StopHandle,
-    /// Receives the exit reason once the process has exited (registry already clean).
-    pub(crate) done: Receiver<ExitReason>,
+    /// Receives the exit reason once the process has exited (registry already clean) —
+    /// for a process with no supervisor inbox to tell (a top-level supervisor). A
+    /// supervised child's exit is the `Exit` notice in its supervisor's inbox.
+    pub(crate) done: Option<Receiver<ExitReason>>,
     pub(crate) join: JoinHandle<()>,
     /// Receives the start outcome, for a process that reports readiness.
     pub(crate) ready: Option<Receiver<ReadyMsg>>,
@@ -85,7 +87,13 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     let parent = Pid::current_if_any();
     let pid = Pid::spawn(parent);
     let (stop, stopping, stop_rx) = StopHandle::new();
-    let (done_tx, done) = bounded(1);
+    let (done_tx, done) = match args.notify {
+        Some(_) => (None, None),
+        None => {
+            let (tx, rx) = bounded(1);
+            (Some(tx), Some(rx))
+        }
+    };
     let (ready_tx, ready) = if args.wants_ready {
         let (tx, rx) = bounded(1);
         (Some(tx), Some(rx))
@@ -148,9 +156,14 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         drop(body);
         Pid::set_current(None);
         SUPERVISED.with(|s| s.set(false));
-        let _ = done_tx.send(reason.clone());
-        if let Some(notify) = notify {
-            let _ = notify.send(Msg::Exit { pid, reason });
+        match (notify, done_tx) {
+            (Some(notify), _) => {
+                let _ = notify.send(Msg::Exit { pid, reason });
+            }
+            (None, Some(done)) => {
+                let _ = done.send(reason);
+            }
+            (None, None) => {}
         }
     });
     match spawned {

@@ -259,7 +259,10 @@ impl Owned {
         if stop {
             run.stop.raise();
         }
-        let reason = run.done.recv().unwrap_or(ExitReason::Killed);
+        let reason = match &run.done {
+            Some(done) => done.recv().unwrap_or(ExitReason::Killed),
+            None => ExitReason::Killed,
+        };
         let _ = run.join.join();
         if let Some(e) = self.end.lock().take() {
             return Err(e);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{select, unbounded, Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
@@ -101,6 +101,9 @@ pub(crate) struct Server {
     /// Messages taken from the inbox while waiting for a child to start or stop, to be
     /// handled, in order, before the inbox.
     deferred: VecDeque<Msg>,
+    /// Exit notices of children no longer in `by_pid` (being stopped), taken from the
+    /// inbox during a wait; emptied after each message the loop handles.
+    early_exits: HashMap<Pid, ExitReason>,
     /// Same-thread restarts nobody is watching are written here instead of to the inbox,
     /// so that they do not wake this thread; it reads them before anything else it does.
     log_tx: Sender<Msg>,
@@ -114,6 +117,14 @@ pub(crate) struct Server {
 enum Flow {
     Continue,
     Exit,
+}
+
+/// What a wait for a child ended with.
+enum Awaited {
+    /// Its readiness report (`None`: the channel closed without one).
+    Ready(Option<ReadyMsg>),
+    Exited(ExitReason),
+    TimedOut,
 }
 
 /// How long to wait for a child to start or stop.
@@ -162,6 +173,7 @@ impl Server {
             inbox_tx,
             inbox_rx,
             deferred: VecDeque::new(),
+            early_exits: HashMap::new(),
             end,
         }
     }
@@ -245,7 +257,7 @@ impl Server {
     }
 
     fn handle(&mut self, msg: Msg) -> Flow {
-        match msg {
+        let flow = match msg {
             Msg::Exit { pid, reason } => self.on_exit(pid, reason),
             Msg::Restarted { old, new, reason } => {
                 self.on_local_restart(old, new, reason);
@@ -259,7 +271,12 @@ impl Server {
                 self.serve(req, caller);
                 Flow::Continue
             }
+        };
+        // Whatever is left aside belongs to no child this supervisor still tracks.
+        if !self.early_exits.is_empty() {
+            self.early_exits.clear();
         }
+        flow
     }
 
     fn serve(&mut self, req: Request, caller: Option<Pid>) {
@@ -288,41 +305,57 @@ impl Server {
         }
     }
 
-    /// Waits on `rx` — `run`'s exit or readiness — until `until`, reading the inbox
+    /// Waits until `until` for `run` to report ready (with `ready`) or, without it, to
+    /// exit (its `Exit` notice, the last thing its thread sends), reading the inbox
     /// meanwhile. A request from inside the awaited child's subtree cannot wait (its
     /// sender is what we wait for): a question is answered at once, anything else refused
-    /// with `WouldDeadlock`. Everything else is deferred, in order, for the loop — so other
+    /// with `WouldDeadlock`. Exits of children already being stopped are kept aside for
+    /// their own wait; everything else is deferred, in order, for the loop — so other
     /// callers never see the table halfway through a stop or a group restart.
-    fn await_child<T>(
+    fn await_child(
         &mut self,
         run: &Spawned,
-        rx: &Receiver<T>,
+        ready: Option<&Receiver<ReadyMsg>>,
         until: Until,
-    ) -> Result<T, RecvTimeoutError> {
+    ) -> Awaited {
         let inbox = self.inbox_rx.clone();
+        let never = crossbeam_channel::never();
+        let ready_rx = ready.unwrap_or(&never);
+        // `Now` looks only at what is queued already (others may keep writing).
+        let mut budget = inbox.len();
         loop {
-            let msg = match until {
-                Until::Now => {
-                    return rx.try_recv().map_err(|e| match e {
-                        TryRecvError::Empty => RecvTimeoutError::Timeout,
-                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                    })
+            if ready.is_none() {
+                if let Some(reason) = self.take_exit(run.current_pid()) {
+                    return Awaited::Exited(reason);
                 }
+            }
+            let msg = match until {
+                Until::Now => match budget.checked_sub(1) {
+                    Some(left) => {
+                        budget = left;
+                        inbox.try_recv().map_err(|_| crossbeam_channel::RecvError)
+                    }
+                    None => return Awaited::TimedOut,
+                },
                 Until::Forever => select! {
-                    recv(rx) -> r => return r.map_err(|_| RecvTimeoutError::Disconnected),
+                    recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
                     recv(inbox) -> msg => msg,
                 },
                 Until::Deadline(at) => select! {
-                    recv(rx) -> r => return r.map_err(|_| RecvTimeoutError::Disconnected),
+                    recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
                     recv(inbox) -> msg => msg,
                     default(at.saturating_duration_since(Instant::now())) => {
-                        return Err(RecvTimeoutError::Timeout)
+                        return Awaited::TimedOut
                     }
                 },
             };
             // We hold a sender ourselves, so the inbox never disconnects.
             let Ok(msg) = msg else { continue };
             match msg {
+                Msg::Exit { pid, reason } if !self.by_pid.contains_key(&pid) => {
+                    // The awaited child's, or one being stopped with it, or stale.
+                    self.early_exits.insert(pid, reason);
+                }
                 Msg::Call(req, Some(caller)) if pid::is_within(caller, run.current_pid()) => {
                     match req {
                         Request::WhichChildren(_)
@@ -333,6 +366,22 @@ impl Server {
                 }
                 msg => self.deferred.push_back(msg),
             }
+        }
+    }
+
+    /// The exit notice of `pid`, if it has arrived: kept aside during a wait, or deferred
+    /// (it came while the child still ran, during an earlier wait).
+    fn take_exit(&mut self, pid: Pid) -> Option<ExitReason> {
+        if let Some(reason) = self.early_exits.remove(&pid) {
+            return Some(reason);
+        }
+        let at = self
+            .deferred
+            .iter()
+            .position(|m| matches!(m, Msg::Exit { pid: p, .. } if *p == pid))?;
+        match self.deferred.remove(at) {
+            Some(Msg::Exit { reason, .. }) => Some(reason),
+            _ => None,
         }
     }
 
@@ -497,22 +546,22 @@ impl Server {
             Readiness::Within(d) => Until::Deadline(Instant::now() + d),
             _ => Until::Forever,
         };
-        let outcome = self.await_child(&run, &ready, until);
+        let outcome = self.await_child(&run, Some(&ready), until);
         let id = spec.id.to_string();
         match outcome {
-            Ok(ReadyMsg::Ready) => Ok(run),
-            Ok(ReadyMsg::Exited(reason)) => {
+            Awaited::Ready(Some(ReadyMsg::Ready)) => Ok(run),
+            Awaited::Ready(Some(ReadyMsg::Exited(reason))) => {
                 let _ = run.join.join();
                 Err(StartError::ChildExited { id, reason })
             }
-            Ok(ReadyMsg::Failed(source)) => {
+            Awaited::Ready(Some(ReadyMsg::Failed(source))) => {
                 let _ = run.join.join();
                 Err(StartError::Nested {
                     id,
                     source: Box::new(source),
                 })
             }
-            Err(RecvTimeoutError::Timeout) => {
+            Awaited::TimedOut => {
                 let timeout = match spec.readiness {
                     Readiness::Within(d) => d,
                     _ => unreachable!("only a bounded wait times out"),
@@ -526,7 +575,7 @@ impl Server {
                 Err(StartError::ReadyTimeout { id, timeout })
             }
             // The runner always reports before it drops the channel; be safe anyway.
-            Err(RecvTimeoutError::Disconnected) => {
+            Awaited::Ready(None) | Awaited::Exited(_) => {
                 let _ = run.join.join();
                 Err(StartError::ChildExited {
                     id,
@@ -596,13 +645,13 @@ impl Server {
             Shutdown::Infinity => Until::Forever,
             Shutdown::Immediate => Until::Now,
         };
-        match self.await_child(&run, &run.done, until).ok() {
-            Some(reason) => {
+        match self.await_child(&run, None, until) {
+            Awaited::Exited(reason) => {
                 self.catch_up(id, &mut run);
                 let _ = run.join.join();
                 (run.pid, reason)
             }
-            None => {
+            _ => {
                 self.catch_up(id, &mut run);
                 self.abandon(id, run)
             }
@@ -663,7 +712,8 @@ impl Server {
         if !pid::exit(current, &ExitReason::Killed) {
             // That incarnation ended just now; once stopping, the thread does not restart
             // again, so its final reason is on its way.
-            if let Ok(reason) = run.done.recv_timeout(Duration::from_secs(1)) {
+            let soon = Until::Deadline(Instant::now() + Duration::from_secs(1));
+            if let Awaited::Exited(reason) = self.await_child(&run, None, soon) {
                 let _ = run.join.join();
                 return (current, reason);
             }
