@@ -59,8 +59,10 @@
 //! ```
 //!
 //! A worker whose restart touches only itself (one_for_one, dynamic) is restarted **on its
-//! own thread**, with a new [`Pid`] — no thread spawn per crash; thread-locals carry over
-//! between incarnations, and [`ChildSpec::fresh_thread`] opts out.
+//! own thread**, with a new [`Pid`] — no thread spawn per crash. A group restart
+//! (one_for_all, rest_for_one) stops its members as usual, then resumes each worker on the
+//! thread it already had. Thread-locals carry over between incarnations;
+//! [`ChildSpec::fresh_thread`] opts out.
 //!
 //! A supervisor that exceeds its intensity stops its children and exits; a parent
 //! supervisor sees that exit like OTP's `shutdown` (see [`ChildSpec::supervisor`]), and the

@@ -135,17 +135,59 @@ fn fresh_thread_gives_every_incarnation_a_new_thread() {
 }
 
 #[test]
-fn group_strategies_restart_on_fresh_threads() {
+fn group_restarts_reuse_each_members_thread_with_a_new_pid() {
+    let reg = Registry::new();
+    let (spec, cmd, starts) = reporting(&reg);
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .event_sink(sink)
+        .child(idle("first"))
+        .child(spec)
+        .start()
+        .unwrap();
+    let first_pid = pid_of(&sup.which_children().unwrap(), "first").unwrap();
+    let before = recv(&starts);
+    cmd.send(Cmd::Panic("x")).unwrap();
+    let after = recv(&starts);
+    // Same thread, next incarnation: a new pid, its name free again, thread-locals kept.
+    assert_eq!(after.thread, before.thread);
+    assert_ne!(after.pid, before.pid);
+    assert!(!before.pid.is_alive());
+    assert!(after.registered);
+    assert_eq!(after.on_this_thread, 2);
+    assert_eq!(
+        briefs_through(&events, "restarted w"),
+        [
+            "started first",
+            "started w",
+            "exited w panicked",
+            "exited first shutdown",
+            "restarted first",
+            "restarted w"
+        ]
+    );
+    // The bystander was stopped and resumed too: a new pid, the old one gone.
+    let first_now = pid_of(&sup.which_children().unwrap(), "first").unwrap();
+    assert_ne!(first_now, first_pid);
+    assert!(!first_pid.is_alive());
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn group_restarts_use_fresh_threads_when_asked() {
     let reg = Registry::new();
     let (spec, cmd, starts) = reporting(&reg);
     let sup = Supervisor::builder()
-        .strategy(Strategy::OneForAll)
-        .child(spec)
+        .strategy(Strategy::RestForOne)
+        .child(spec.fresh_thread())
         .start()
         .unwrap();
     let first = recv(&starts);
     cmd.send(Cmd::Panic("x")).unwrap();
-    assert_ne!(recv(&starts).thread, first.thread);
+    let second = recv(&starts);
+    assert_ne!(second.thread, first.thread);
+    assert_eq!(second.on_this_thread, 1);
     sup.shutdown().unwrap();
 }
 

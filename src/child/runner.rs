@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use once_cell::sync::Lazy;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::child::context::{Context, ReadyMsg, StopHandle};
 use crate::child::spec::{Body, Restart};
@@ -25,21 +25,70 @@ use crate::supervisor::server::Msg;
 use crate::supervisor::strategy::should_restart;
 
 /// A running process, as its supervisor holds it.
+///
+/// Dropping it detaches the thread (an abandoned child); [`Spawned::finish`] ends and
+/// joins it.
 pub(crate) struct Spawned {
-    /// The incarnation the supervisor knows of (it may be behind: see `current`).
+    /// The incarnation the supervisor knows of (it may be behind: see `Shared::current`).
     pub(crate) pid: Pid,
-    /// The incarnation running now, published by the thread at each same-thread restart,
-    /// so that abandoning the child ends the right pid even before the supervisor has
-    /// read the restart notice.
-    pub(crate) current: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     pub(crate) stop: StopHandle,
     /// Receives the exit reason once the process has exited (registry already clean) —
     /// for a process with no supervisor inbox to tell (a top-level supervisor). A
     /// supervised child's exit is the `Exit` notice in its supervisor's inbox.
     pub(crate) done: Option<Receiver<ExitReason>>,
-    pub(crate) join: JoinHandle<()>,
+    join: Option<JoinHandle<()>>,
     /// Receives the start outcome, for a process that reports readiness.
     pub(crate) ready: Option<Receiver<ReadyMsg>>,
+    /// Whether its thread, once an incarnation has exited, waits to be handed the next
+    /// one (see [`Spawned::resume`]) instead of ending.
+    pub(crate) resumable: bool,
+}
+
+/// What a process thread shares with its supervisor's handle on it.
+struct Shared {
+    /// The incarnation running now, published by the thread at each same-thread restart,
+    /// so that abandoning the child ends the right pid even before the supervisor has
+    /// read the restart notice.
+    current: AtomicU64,
+    /// For a resumable thread: its next incarnation, or word to end.
+    next: Mutex<Next>,
+    wake: Condvar,
+}
+
+enum Next {
+    Nothing,
+    Run(Incarnation),
+    End,
+}
+
+/// What a resumed thread runs its next incarnation as.
+struct Incarnation {
+    pid: Pid,
+    stopping: Arc<AtomicBool>,
+    stop_rx: Receiver<()>,
+}
+
+impl Shared {
+    /// Blocks until handed the next incarnation (`Some`) or told to end (`None`).
+    fn next(&self) -> Option<Incarnation> {
+        let mut next = self.next.lock();
+        loop {
+            match std::mem::replace(&mut *next, Next::Nothing) {
+                Next::Run(inc) => return Some(inc),
+                Next::End => {
+                    *next = Next::End;
+                    return None;
+                }
+                Next::Nothing => self.wake.wait(&mut next),
+            }
+        }
+    }
+
+    fn set(&self, value: Next) {
+        *self.next.lock() = value;
+        self.wake.notify_one();
+    }
 }
 
 /// What to spawn.
@@ -53,6 +102,9 @@ pub(crate) struct SpawnArgs {
     pub(crate) notify: Option<Sender<Msg>>,
     /// Set when a crashed incarnation may be restarted on this same thread.
     pub(crate) local: Option<LocalRestart>,
+    /// Whether the thread waits for a next incarnation after each exit (group restarts
+    /// reuse it); a readiness child never does.
+    pub(crate) resumable: bool,
 }
 
 /// What the runner needs to restart a child on its own thread: the child's restart type
@@ -109,70 +161,100 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         body,
         notify,
         local,
+        resumable,
         ..
     } = args;
-    let current = Arc::new(AtomicU64::new(pid.as_u64()));
-    let published = current.clone();
+    let resumable = resumable && !args.wants_ready && notify.is_some();
+    let shared = Arc::new(Shared {
+        current: AtomicU64::new(pid.as_u64()),
+        next: Mutex::new(Next::Nothing),
+        wake: Condvar::new(),
+    });
+    let published = shared.clone();
     let spawned = builder.spawn(move || {
         let _guard = guard;
         SUPERVISED.with(|s| s.set(true));
         let (mut pid, mut ready_tx) = (pid, ready_tx);
-        let reason = loop {
-            Pid::set_current(Some(pid));
-            let ctx = Context::new(
-                pid,
-                id.clone(),
-                stopping.clone(),
-                stop_rx.clone(),
-                ready_tx.take(),
-            );
-            let reason = run_body(&id, pid, &body, &ctx);
-            pid::exit(pid, &reason);
-            ctx.report_early_exit(&reason);
-            drop(ctx);
-            match (&local, &notify) {
-                (Some(local), Some(notify)) if local.allows(&reason, &stopping) => {
-                    // Same-thread restart: the old pid is gone (names released, monitors
-                    // fired); the supervisor learns of it before it could see the new
-                    // incarnation exit: it reads the restart log before each message.
-                    let new = Pid::spawn(parent);
-                    published.store(new.as_u64(), Ordering::Release);
-                    let msg = Msg::Restarted {
-                        old: pid,
-                        new,
-                        reason,
-                    };
-                    if local.watched.load(Ordering::Acquire) {
-                        let _ = notify.send(msg);
-                    } else {
-                        let _ = local.log.send(msg);
+        let (mut stopping, mut stop_rx) = (stopping, stop_rx);
+        loop {
+            let reason = loop {
+                Pid::set_current(Some(pid));
+                let ctx = Context::new(
+                    pid,
+                    id.clone(),
+                    stopping.clone(),
+                    stop_rx.clone(),
+                    ready_tx.take(),
+                );
+                let reason = run_body(&id, pid, &body, &ctx);
+                pid::exit(pid, &reason);
+                ctx.report_early_exit(&reason);
+                drop(ctx);
+                match (&local, &notify) {
+                    (Some(local), Some(notify)) if local.allows(&reason, &stopping) => {
+                        // Same-thread restart: the old pid is gone (names released, monitors
+                        // fired); the supervisor learns of it before it could see the new
+                        // incarnation exit: it reads the restart log before each message.
+                        let new = Pid::spawn(parent);
+                        published.current.store(new.as_u64(), Ordering::Release);
+                        let msg = Msg::Restarted {
+                            old: pid,
+                            new,
+                            reason,
+                        };
+                        if local.watched.load(Ordering::Acquire) {
+                            let _ = notify.send(msg);
+                        } else {
+                            let _ = local.log.send(msg);
+                        }
+                        pid = new;
                     }
-                    pid = new;
+                    _ => break reason,
                 }
-                _ => break reason,
+            };
+            if resumable {
+                // Report, then wait: a group restart hands this thread its next incarnation;
+                // anything else ends it (and joins it) right after reading the report.
+                Pid::set_current(None);
+                if let Some(notify) = &notify {
+                    let _ = notify.send(Msg::Exit { pid, reason });
+                }
+                match published.next() {
+                    Some(next) => {
+                        (pid, stopping, stop_rx) = (next.pid, next.stopping, next.stop_rx);
+                        continue;
+                    }
+                    None => {
+                        drop(body);
+                        SUPERVISED.with(|s| s.set(false));
+                        return;
+                    }
+                }
             }
-        };
-        // Release the body (and what it captured) before reporting the exit.
-        drop(body);
-        Pid::set_current(None);
-        SUPERVISED.with(|s| s.set(false));
-        match (notify, done_tx) {
-            (Some(notify), _) => {
-                let _ = notify.send(Msg::Exit { pid, reason });
+            // Release the body (and what it captured) before reporting the exit.
+            drop(body);
+            Pid::set_current(None);
+            SUPERVISED.with(|s| s.set(false));
+            match (notify, done_tx) {
+                (Some(notify), _) => {
+                    let _ = notify.send(Msg::Exit { pid, reason });
+                }
+                (None, Some(done)) => {
+                    let _ = done.send(reason);
+                }
+                (None, None) => {}
             }
-            (None, Some(done)) => {
-                let _ = done.send(reason);
-            }
-            (None, None) => {}
+            return;
         }
     });
     match spawned {
         Ok(join) => Ok(Spawned {
             pid,
-            current,
+            shared,
             stop,
             done,
-            join,
+            join: Some(join),
+            resumable,
             ready,
         }),
         Err(e) => {
@@ -185,7 +267,39 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
 impl Spawned {
     /// The pid of the incarnation running now.
     pub(crate) fn current_pid(&self) -> Pid {
-        Pid::from_raw(self.current.load(Ordering::Acquire)).unwrap_or(self.pid)
+        Pid::from_raw(self.shared.current.load(Ordering::Acquire)).unwrap_or(self.pid)
+    }
+
+    /// Ends the thread (a resumable one waits to be told) and joins it.
+    pub(crate) fn finish(mut self) {
+        self.shared.set(Next::End);
+        if let Some(join) = self.join.take() {
+            let _ = join.join();
+        }
+    }
+
+    /// Hands a resumable thread, whose incarnation has exited (its `Exit` notice was
+    /// read), a new incarnation: a new pid and a new stop signal. Returns the new pid.
+    pub(crate) fn resume(&mut self) -> Pid {
+        debug_assert!(self.resumable);
+        let pid = Pid::spawn(Pid::current_if_any());
+        let (stop, stopping, stop_rx) = StopHandle::new();
+        self.shared.current.store(pid.as_u64(), Ordering::Release);
+        self.shared.set(Next::Run(Incarnation {
+            pid,
+            stopping,
+            stop_rx,
+        }));
+        self.pid = pid;
+        self.stop = stop;
+        pid
+    }
+}
+
+impl Drop for Spawned {
+    /// Detaches: a resumable thread is told to end once its incarnation returns.
+    fn drop(&mut self) {
+        self.shared.set(Next::End);
     }
 }
 

@@ -190,9 +190,11 @@ impl ChildSpec {
     /// the decision (restart type, the supervisor's intensity window, not stopping) is made
     /// on that thread and the supervisor is told afterwards. That saves a thread spawn per
     /// restart. What carries over to the next incarnation is the thread itself: its
-    /// thread-locals, its name, its stack size. A child whose code keeps state in
-    /// thread-locals (or must not see what a panic left there) should ask for a fresh
-    /// thread per incarnation with this.
+    /// thread-locals, its name, its stack size. Group restarts (one_for_all, rest_for_one)
+    /// likewise stop each member as usual — its incarnation returns and exits, names
+    /// released — and then hand its thread the next incarnation instead of spawning one.
+    /// A child whose code keeps state in thread-locals (or must not see what a panic left
+    /// there) should ask for a fresh thread per incarnation with this.
     ///
     /// Children that wait for readiness and nested supervisors always get a fresh thread.
     pub fn fresh_thread(mut self) -> ChildSpec {

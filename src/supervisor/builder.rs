@@ -194,6 +194,7 @@ pub(crate) fn start_top(
         wants_ready: true,
         notify: None,
         local: None,
+        resumable: false,
     })
     .map_err(|source| StartError::Spawn {
         id: label.clone(),
@@ -222,7 +223,7 @@ pub(crate) fn start_top(
             reason: ExitReason::Killed,
         },
     };
-    let _ = run.join.join();
+    run.finish();
     Err(failure)
 }
 

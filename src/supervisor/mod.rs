@@ -203,8 +203,8 @@ impl SupervisorRef {
 ///   [`Context`](crate::Context) also wake on the stop signal.
 /// - **Exact windows.** Restart intensity uses `Instant`s, not whole seconds.
 /// - **Restarts may reuse the thread.** A one_for_one worker that crashes re-enters its
-///   function on its own thread with a new pid (see
-///   [`ChildSpec::fresh_thread`](crate::ChildSpec::fresh_thread)).
+///   function on its own thread with a new pid; group restarts resume each stopped worker
+///   on its own thread (see [`ChildSpec::fresh_thread`](crate::ChildSpec::fresh_thread)).
 /// - **Synchronous name clean-up.** A process's names are gone before anyone sees it exit.
 ///
 /// # Examples
@@ -263,7 +263,7 @@ impl Owned {
             Some(done) => done.recv().unwrap_or(ExitReason::Killed),
             None => ExitReason::Killed,
         };
-        let _ = run.join.join();
+        run.finish();
         if let Some(e) = self.end.lock().take() {
             return Err(e);
         }

@@ -264,7 +264,7 @@ impl Server {
                 Flow::Continue
             }
             Msg::RetryRestart { seq } => match self.children.get(&seq) {
-                Some(c) if c.status == ChildStatus::Restarting => self.restart(seq),
+                Some(c) if c.status == ChildStatus::Restarting => self.restart(seq, None),
                 _ => Flow::Continue,
             },
             Msg::Call(req, caller) => {
@@ -401,10 +401,16 @@ impl Server {
         }
         let run = child.run.take().expect("checked above");
         self.by_pid.remove(&pid);
-        // Its last act was sending this notice, so the join is immediate.
-        let _ = run.join.join();
-        let id = child.spec.id.clone();
         let restart = should_restart(child.spec.restart, &reason);
+        // A thread a group restart can reuse waits for that; any other has sent this
+        // notice as its last act, so the join is immediate.
+        let reuse = if restart && run.resumable {
+            Some(run)
+        } else {
+            run.finish();
+            None
+        };
+        let id = child.spec.id.clone();
         let temporary = child.spec.restart == Restart::Temporary;
         child.status = ChildStatus::Stopped;
         child.last_pid = Some(pid);
@@ -414,7 +420,7 @@ impl Server {
         }
         self.emit(Event::ChildExited { id, pid, reason });
         if restart {
-            return self.restart(seq);
+            return self.restart(seq, reuse);
         }
         if temporary || self.is_dynamic() {
             self.remove(seq);
@@ -450,9 +456,16 @@ impl Server {
 
     /// Restarts child `seq` (and, for group strategies, its group). Counts once toward
     /// intensity; on exceeding it stops everything and tells the loop to exit.
-    fn restart(&mut self, seq: u64) -> Flow {
+    ///
+    /// `reuse` is the dead child's thread if it waits to be reused. Group members whose
+    /// threads can wait too are stopped and resumed on their own threads: a group restart
+    /// then costs the stops and hand-offs, not a thread spawn per child.
+    fn restart(&mut self, seq: u64, reuse: Option<Spawned>) -> Flow {
         let within = self.intensity.lock().add_restart(Instant::now());
         if !within {
+            if let Some(run) = reuse {
+                run.finish();
+            }
             let (restarts, period) = (self.cfg.intensity, self.cfg.period);
             log::error!(
                 "{}: restart intensity exceeded ({restarts} in {period:?}); stopping",
@@ -475,10 +488,17 @@ impl Server {
             .position(|&k| k == seq)
             .expect("restarting child exists");
         let group = &order[affected(self.cfg.strategy, pos, order.len())];
+        let mut parked: HashMap<u64, Spawned> = HashMap::new();
+        if let Some(run) = reuse {
+            parked.insert(seq, run);
+        }
         // Stop the others in reverse start order; temporary bystanders are dropped.
         for &k in group.iter().rev().filter(|&&k| k != seq) {
-            self.stop_child(k);
-            if self.children[&k].spec.restart == Restart::Temporary {
+            let temporary = self.children[&k].spec.restart == Restart::Temporary;
+            if let Some(run) = self.stop_child_keeping(k, !temporary) {
+                parked.insert(k, run);
+            }
+            if temporary {
                 self.remove(k);
             }
         }
@@ -490,7 +510,14 @@ impl Server {
             .collect();
         for (i, &k) in group.iter().enumerate() {
             let spec = self.children[&k].spec.clone();
-            match self.spawn_child(&spec) {
+            let started = match parked.remove(&k) {
+                Some(mut run) => {
+                    run.resume();
+                    Ok(run)
+                }
+                None => self.spawn_child(&spec),
+            };
+            match started {
                 Ok(run) => {
                     let pid = run.pid;
                     self.set_running(k, run);
@@ -519,6 +546,10 @@ impl Server {
                 }
             }
         }
+        // Threads kept for members that were not started after all (a failed restart).
+        for (_, run) in parked {
+            run.finish();
+        }
         Flow::Continue
     }
 
@@ -534,6 +565,7 @@ impl Server {
             wants_ready: spec.readiness != Readiness::Spawned,
             notify: Some(self.inbox_tx.clone()),
             local: self.local_restart(spec),
+            resumable: self.resumable(spec),
         })
         .map_err(|source| StartError::Spawn {
             id: spec.id.to_string(),
@@ -551,11 +583,11 @@ impl Server {
         match outcome {
             Awaited::Ready(Some(ReadyMsg::Ready)) => Ok(run),
             Awaited::Ready(Some(ReadyMsg::Exited(reason))) => {
-                let _ = run.join.join();
+                run.finish();
                 Err(StartError::ChildExited { id, reason })
             }
             Awaited::Ready(Some(ReadyMsg::Failed(source))) => {
-                let _ = run.join.join();
+                run.finish();
                 Err(StartError::Nested {
                     id,
                     source: Box::new(source),
@@ -567,7 +599,7 @@ impl Server {
                     _ => unreachable!("only a bounded wait times out"),
                 };
                 let pid = run.pid;
-                self.wait_stopped(&spec.id, spec.shutdown, run);
+                self.wait_stopped(&spec.id, spec.shutdown, run, false);
                 log::warn!(
                     "{}: child {id:?} ({pid}) not ready in {timeout:?}",
                     self.cfg.label
@@ -576,7 +608,7 @@ impl Server {
             }
             // The runner always reports before it drops the channel; be safe anyway.
             Awaited::Ready(None) | Awaited::Exited(_) => {
-                let _ = run.join.join();
+                run.finish();
                 Err(StartError::ChildExited {
                     id,
                     reason: ExitReason::Killed,
@@ -601,21 +633,35 @@ impl Server {
         })
     }
 
+    /// Whether `spec`'s thread may be reused by group restarts: plain workers under
+    /// one_for_all or rest_for_one (one_for_one restarts on the child's own thread
+    /// already), with no readiness wait and no request for a fresh thread.
+    fn resumable(&self, spec: &ChildSpec) -> bool {
+        self.cfg.strategy != Strategy::OneForOne
+            && !self.is_dynamic()
+            && spec.kind == ChildKind::Worker
+            && spec.readiness == Readiness::Spawned
+            && !spec.fresh_thread
+    }
+
     /// Stops child `seq` if it runs: raise its signal, wait its shutdown, abandon if late.
     /// The child stays in the table, `Stopped`.
     fn stop_child(&mut self, seq: u64) {
-        let Some(child) = self.children.get_mut(&seq) else {
-            return;
-        };
+        self.stop_child_keeping(seq, false);
+    }
+
+    /// As `stop_child`; with `keep`, a thread that waits to be reused after its stop is
+    /// returned, not ended.
+    fn stop_child_keeping(&mut self, seq: u64, keep: bool) -> Option<Spawned> {
+        let child = self.children.get_mut(&seq)?;
         child.status = ChildStatus::Stopped;
-        let Some(run) = child.run.take() else {
-            return;
-        };
+        let run = child.run.take()?;
         child.last_pid = Some(run.pid);
         let (id, shutdown) = (child.spec.id.clone(), child.spec.shutdown);
         self.by_pid.remove(&run.pid);
-        let (pid, reason) = self.wait_stopped(&id, shutdown, run);
+        let (pid, reason, kept) = self.wait_stopped(&id, shutdown, run, keep);
         self.emit(Event::ChildExited { id, pid, reason });
+        kept
     }
 
     /// Raises `run`'s stop signal and waits for it as `shutdown` says; abandons it if it
@@ -625,9 +671,10 @@ impl Server {
         id: &Arc<str>,
         shutdown: Shutdown,
         mut run: Spawned,
-    ) -> (Pid, ExitReason) {
+        keep: bool,
+    ) -> (Pid, ExitReason, Option<Spawned>) {
         run.stop.raise();
-        self.wait_or_abandon(id, shutdown, Instant::now(), run)
+        self.wait_or_abandon(id, shutdown, Instant::now(), run, keep)
     }
 
     /// Waits for a signalled child until `signalled + its timeout` (as `shutdown` says),
@@ -639,7 +686,8 @@ impl Server {
         shutdown: Shutdown,
         signalled: Instant,
         mut run: Spawned,
-    ) -> (Pid, ExitReason) {
+        keep: bool,
+    ) -> (Pid, ExitReason, Option<Spawned>) {
         let until = match shutdown {
             Shutdown::Timeout(d) => Until::Deadline(signalled + d),
             Shutdown::Infinity => Until::Forever,
@@ -648,12 +696,17 @@ impl Server {
         match self.await_child(&run, None, until) {
             Awaited::Exited(reason) => {
                 self.catch_up(id, &mut run);
-                let _ = run.join.join();
-                (run.pid, reason)
+                let pid = run.pid;
+                if keep && run.resumable {
+                    return (pid, reason, Some(run));
+                }
+                run.finish();
+                (pid, reason, None)
             }
             _ => {
                 self.catch_up(id, &mut run);
-                self.abandon(id, run)
+                let (pid, reason) = self.abandon(id, run);
+                (pid, reason, None)
             }
         }
     }
@@ -714,7 +767,7 @@ impl Server {
             // again, so its final reason is on its way.
             let soon = Until::Deadline(Instant::now() + Duration::from_secs(1));
             if let Awaited::Exited(reason) = self.await_child(&run, None, soon) {
-                let _ = run.join.join();
+                run.finish();
                 return (current, reason);
             }
         }
@@ -756,7 +809,7 @@ impl Server {
         self.by_pid.clear();
         let start = Instant::now();
         for (id, shutdown, run) in running {
-            let (pid, reason) = self.wait_or_abandon(&id, shutdown, start, run);
+            let (pid, reason, _) = self.wait_or_abandon(&id, shutdown, start, run, false);
             self.emit(Event::ChildExited { id, pid, reason });
         }
     }
