@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use parking_lot::RwLock;
 use steadfast::session::{NewSession, SessionManager};
-use steadfast::{ChildSpec, DynamicSupervisor, Registry, Supervisor};
+use steadfast::{ChildSpec, DynamicSupervisor, Registry, Strategy, Supervisor};
 
 /// The median time of one call of `op`, over `samples` samples of `batch` calls each.
 fn median(samples: usize, batch: u32, mut op: impl FnMut()) -> Duration {
@@ -60,8 +60,8 @@ fn bare() -> (Sender<()>, thread::JoinHandle<()>) {
 }
 
 /// A supervised worker that reports each start and crashes when told.
-fn crasher(crash: Receiver<bool>, started: Sender<()>) -> ChildSpec {
-    ChildSpec::worker("w", move |ctx| {
+fn crasher(id: &str, crash: Receiver<bool>, started: Sender<()>) -> ChildSpec {
+    ChildSpec::worker(id, move |ctx| {
         started.send(()).unwrap();
         if ctx.recv(&crash)? {
             panic!("crash");
@@ -113,7 +113,7 @@ fn main() {
         let (started_tx, started) = unbounded();
         let sup = Supervisor::builder()
             .intensity(u32::MAX, Duration::from_secs(1))
-            .child(crasher(crash_rx, started_tx))
+            .child(crasher("w", crash_rx, started_tx))
             .start()
             .unwrap();
         started.recv().unwrap();
@@ -122,6 +122,62 @@ fn main() {
             started.recv().unwrap();
         });
         row(name, "same-thread re-entry", reentry, d);
+        sup.shutdown().unwrap();
+    }
+
+    // one_for_all with ten children: one crashes, all ten run again. Floor: what a group
+    // restart does at the least with bare threads — stop and join nine, spawn ten.
+    let floor = {
+        let spawn = || {
+            let (tx, rx) = unbounded::<()>();
+            (tx, thread::spawn(move || rx.recv().ok()))
+        };
+        let mut group: Vec<_> = (0..9).map(|_| spawn()).collect();
+        let d = median(15, 10, || {
+            for (tx, h) in group.drain(..).rev() {
+                drop(tx);
+                h.join().unwrap();
+            }
+            group = (0..10).map(|_| spawn()).collect();
+            let (tx, h) = group.pop().unwrap();
+            drop(tx);
+            h.join().unwrap();
+        });
+        for (tx, h) in group {
+            drop(tx);
+            h.join().unwrap();
+        }
+        d
+    };
+    {
+        let (started_tx, started) = unbounded();
+        let (crash_tx, crash_rx) = unbounded();
+        let mut builder = Supervisor::builder()
+            .strategy(Strategy::OneForAll)
+            .intensity(u32::MAX, Duration::from_secs(1))
+            .child(crasher("w0", crash_rx, started_tx.clone()));
+        let mut keep = Vec::new();
+        for i in 1..10 {
+            let (tx, rx) = unbounded();
+            keep.push(tx);
+            builder = builder.child(crasher(&format!("w{i}"), rx, started_tx.clone()));
+        }
+        let sup = builder.start().unwrap();
+        for _ in 0..10 {
+            started.recv().unwrap();
+        }
+        let d = median(15, 10, || {
+            crash_tx.send(false).unwrap();
+            for _ in 0..10 {
+                started.recv().unwrap();
+            }
+        });
+        row(
+            "restart one_for_all, 10 children",
+            "stop 9 + spawn 10",
+            floor,
+            d,
+        );
         sup.shutdown().unwrap();
     }
 
