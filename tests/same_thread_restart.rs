@@ -469,3 +469,66 @@ fn a_crash_restarted_unseen_just_before_a_terminate_is_still_reported() {
     );
     sup.shutdown().unwrap();
 }
+
+#[test]
+fn a_group_member_abandoned_during_the_restart_gets_a_new_thread_and_its_old_one_ends() {
+    // `deaf` ignores its stop until released; `w` crashes. one_for_all: `deaf` is
+    // abandoned during the group stop, restarted on a fresh thread, and its old thread —
+    // which would wait to be reused once it returns — is told to end instead.
+    // Each incarnation reports its thread, a signal that disconnects when that thread has
+    // ended, and its own release.
+    type Report = (ThreadId, Receiver<()>, Sender<()>);
+    let (reports_tx, reports) = unbounded::<Report>();
+    let deaf = ChildSpec::worker("deaf", move |_ctx| {
+        thread_local! {
+            static GUARD: std::cell::RefCell<Option<Sender<()>>> = const { std::cell::RefCell::new(None) };
+        }
+        let (ended_tx, ended) = crossbeam_channel::bounded::<()>(0);
+        GUARD.with(|g| *g.borrow_mut() = Some(ended_tx));
+        let (release_tx, release) = unbounded::<()>();
+        reports_tx
+            .send((thread::current().id(), ended, release_tx))
+            .unwrap();
+        let _ = release.recv(); // deaf to the stop signal
+        Ok(())
+    })
+    .shutdown(steadfast::Shutdown::Timeout(Duration::from_millis(50)));
+    let (w, cmds) = controlled("w");
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .event_sink(sink)
+        .child(deaf)
+        .child(w)
+        .start()
+        .unwrap();
+    let (first_thread, first_ended, first_release) = reports.recv_timeout(DEADLINE).unwrap();
+    cmds.send(Cmd::Panic("x")).unwrap();
+    assert_eq!(
+        briefs_through(&events, "restarted w"),
+        [
+            "started deaf",
+            "started w",
+            "exited w panicked",
+            "abandoned deaf",
+            "exited deaf killed",
+            "restarted deaf",
+            "restarted w"
+        ]
+    );
+    let (second_thread, second_ended, second_release) = reports.recv_timeout(DEADLINE).unwrap();
+    assert_ne!(second_thread, first_thread);
+    // Released, the abandoned incarnation returns; its thread must end, not wait forever.
+    first_release.send(()).unwrap();
+    assert_eq!(
+        first_ended.recv_timeout(DEADLINE),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    );
+    // The second is deaf too: shutdown abandons it; released, its thread ends as well.
+    sup.shutdown().unwrap();
+    drop(second_release);
+    assert_eq!(
+        second_ended.recv_timeout(DEADLINE),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    );
+}
