@@ -1,5 +1,5 @@
-//! Dynamic supervisors: start+stop of 1, 100 and 1,000 children, and shutdown of 1,000,
-//! each next to bare threads doing the same in the same run.
+//! Dynamic supervisors: start+stop of 1, 100 and 1,000 children, start alone, and
+//! shutdown of 1,000, each next to bare threads doing the same in the same run.
 //!
 //! `cargo bench --bench dynamic`
 
@@ -55,6 +55,32 @@ fn start_stop(c: &mut Criterion) {
             })
         });
     }
+    // Start alone (the stop is done, untimed, after each start).
+    g.bench_function("start_only/floor_spawn", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let (tx, h) = bare();
+                total += t.elapsed();
+                drop(tx);
+                h.join().unwrap();
+            }
+            total
+        })
+    });
+    g.bench_function("start_only/steadfast", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let pid = sup.start_child(idle()).unwrap();
+                total += t.elapsed();
+                sup.terminate_child(pid).unwrap();
+            }
+            total
+        })
+    });
     drop(sup);
 
     // Shutdown of 1,000: only the stop is timed.

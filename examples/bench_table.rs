@@ -188,6 +188,33 @@ fn main() {
         pool.terminate_child(pid).unwrap();
     });
     row("dynamic start+stop, 1 child", "spawn + join", spawn_join, d);
+    // Start alone: each start timed, its stop not.
+    let timed_starts = |start: &mut dyn FnMut() -> Box<dyn FnOnce()>| {
+        let mut samples: Vec<Duration> = (0..201)
+            .map(|_| {
+                let t = Instant::now();
+                let stop = start();
+                let d = t.elapsed();
+                stop();
+                d
+            })
+            .collect();
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let floor = timed_starts(&mut || {
+        let (tx, h) = bare();
+        Box::new(move || {
+            drop(tx);
+            h.join().unwrap();
+        })
+    });
+    let ours = timed_starts(&mut || {
+        let pid = pool.start_child(idle("job")).unwrap();
+        let pool = pool.handle();
+        Box::new(move || pool.terminate_child(pid).unwrap())
+    });
+    row("dynamic start, 1 child", "thread spawn", floor, ours);
     drop(pool);
 
     // Registry look-up.

@@ -141,7 +141,12 @@ impl DynamicSupervisorRef {
     /// [`SupervisorError::MaxChildren`] when full, [`SupervisorError::InvalidSpec`],
     /// [`SupervisorError::StartFailed`], [`SupervisorError::NoSupervisor`].
     pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        self.0.call(|r| Request::StartChild(spec, r))?
+        match &self.0.fast {
+            // A plain worker is spawned right here, on the caller's thread, and handed
+            // over: no round trip through the supervisor's thread.
+            Some(fast) if fast.takes(&spec) => fast.start(spec),
+            _ => self.0.call(|r| Request::StartChild(spec, r))?,
+        }
     }
 
     /// Stops the child running as `pid` and forgets it.

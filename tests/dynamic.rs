@@ -219,3 +219,62 @@ fn invalid_settings_are_refused() {
         Err(SupervisorError::InvalidSpec(_))
     ));
 }
+
+#[test]
+fn children_that_exit_at_once_free_their_place_under_the_limit() {
+    // A plain worker is spawned by the caller and handed over; one that returns before
+    // the supervisor has read the hand-over must still be counted, then forgotten.
+    let (sink, events) = unbounded();
+    let sup = DynamicSupervisor::builder()
+        .max_children(1)
+        .event_sink(sink)
+        .start()
+        .unwrap();
+    for _ in 0..50 {
+        let pid = sup
+            .start_child(ChildSpec::worker("blink", |_| Ok(())).restart(Restart::Temporary))
+            .unwrap();
+        assert_eq!(
+            briefs_through(&events, "exited blink normal"),
+            ["started blink", "exited blink normal"]
+        );
+        assert!(!pid.is_alive());
+        // Its place is free again (or, at the latest, once the exit was handled).
+        sup.start_child(idle("hold"))
+            .map(|p| sup.terminate_child(p))
+            .unwrap()
+            .unwrap();
+        briefs_through(&events, "exited hold shutdown");
+    }
+    assert_eq!(sup.count_children().unwrap().specs, 0);
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn a_child_crashing_before_the_supervisor_took_it_in_is_restarted_by_the_supervisor() {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = runs.clone();
+    let (sink, events) = unbounded();
+    let sup = DynamicSupervisor::builder()
+        .event_sink(sink)
+        .start()
+        .unwrap();
+    let first = sup
+        .start_child(ChildSpec::worker("early", move |ctx| {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("at once");
+            }
+            let _ = ctx.stop_signal().recv();
+            Ok(())
+        }))
+        .unwrap();
+    assert_eq!(
+        briefs_through(&events, "restarted early"),
+        ["started early", "exited early panicked", "restarted early"]
+    );
+    let now = sup.which_children().unwrap()[0].pid.unwrap();
+    assert_ne!(now, first);
+    assert!(now.is_alive() && !first.is_alive());
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    sup.shutdown().unwrap();
+}

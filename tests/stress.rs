@@ -48,12 +48,13 @@ impl Rng {
 
 /// The test harness runs each test on a thread named after it (helpers a test spawns
 /// inherit that name), and starts the next test's thread whenever one finishes.
-const TESTS: [&str; 5] = [
+const TESTS: [&str; 6] = [
     "a_crash_storm_is_seen_exactly_once_per_crash",
     "an_intensity_trip_mid_storm_stops_the_inner_tree_and_escalates",
     "churn_of_dynamic_children_with_concurrent_listing",
     "a_full_thread_cap_refuses_starts_and_recovers",
     "registry_under_random_concurrent_use_matches_a_model",
+    "starts_racing_a_shutdown_either_fail_or_are_stopped_by_it",
 ];
 
 /// This process's threads, from /proc, except the harness's own test threads (Linux
@@ -559,5 +560,36 @@ fn registry_under_random_concurrent_use_matches_a_model() {
     drop(procs);
     pool.shutdown().unwrap();
     assert_eq!(reg.count(), 0);
+    base.assert_restored();
+}
+
+#[test]
+fn starts_racing_a_shutdown_either_fail_or_are_stopped_by_it() {
+    let _serial = SERIAL.lock();
+    let base = Baseline::take();
+    for round in 0..scaled(20) {
+        let pool = DynamicSupervisor::builder().start().unwrap();
+        let handle = pool.handle();
+        let starter = thread::spawn(move || {
+            let mut started = Vec::new();
+            loop {
+                match handle.start_child(idle("racer")) {
+                    Ok(pid) => started.push(pid),
+                    Err(SupervisorError::NoSupervisor) => return started,
+                    Err(e) => panic!("round {round}: unexpected {e:?}"),
+                }
+            }
+        });
+        // Let some starts through, then shut down under the starter's feet.
+        steadfast::wait::until(DEADLINE, || {
+            pool.count_children().map(|c| c.active).unwrap_or(0) >= 3
+        })
+        .unwrap();
+        pool.shutdown().unwrap();
+        let started = starter.join().unwrap();
+        assert!(started.len() >= 3);
+        // Every child that was started is gone: none escaped the shutdown.
+        assert!(started.iter().all(|p| !p.is_alive()), "round {round}");
+    }
     base.assert_restored();
 }

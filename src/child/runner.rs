@@ -51,6 +51,10 @@ struct Shared {
     /// so that abandoning the child ends the right pid even before the supervisor has
     /// read the restart notice.
     current: AtomicU64,
+    /// Whether its supervisor has it in its table. A child handed over by the caller
+    /// that started it (see `gate`) is not, until the supervisor reads the hand-over;
+    /// until then it leaves restarts to the supervisor.
+    known: AtomicBool,
     /// For a resumable thread: its next incarnation, or word to end.
     next: Mutex<Next>,
     wake: Condvar,
@@ -105,6 +109,12 @@ pub(crate) struct SpawnArgs {
     /// Whether the thread waits for a next incarnation after each exit (group restarts
     /// reuse it); a readiness child never does.
     pub(crate) resumable: bool,
+    /// Who starts it, if not the calling thread: the supervisor, for a child a caller
+    /// spawns on its behalf.
+    pub(crate) parent: Option<Pid>,
+    /// Held shut by a caller that spawns a child on a supervisor's behalf until it has
+    /// handed the child over: the child's exit notice can then never overtake it.
+    pub(crate) gate: Option<Receiver<()>>,
 }
 
 /// What the runner needs to restart a child on its own thread: the child's restart type
@@ -135,8 +145,9 @@ impl LocalRestart {
 /// Spawns a process thread running `args.body` under `catch_unwind`.
 pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     let guard = LiveThread::acquire()?;
-    // Spawned by a supervisor's thread (or by whoever starts a top-level tree).
-    let parent = Pid::current_if_any();
+    // Spawned by a supervisor's thread (or by whoever starts a top-level tree), unless
+    // a caller spawns it on a supervisor's behalf.
+    let parent = args.parent.or_else(Pid::current_if_any);
     let pid = Pid::spawn(parent);
     let (stop, stopping, stop_rx) = StopHandle::new();
     let (done_tx, done) = match args.notify {
@@ -162,17 +173,23 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         notify,
         local,
         resumable,
+        gate,
         ..
     } = args;
     let resumable = resumable && !args.wants_ready && notify.is_some();
     let shared = Arc::new(Shared {
         current: AtomicU64::new(pid.as_u64()),
+        known: AtomicBool::new(gate.is_none()),
         next: Mutex::new(Next::Nothing),
         wake: Condvar::new(),
     });
     let published = shared.clone();
     let spawned = builder.spawn(move || {
         let _guard = guard;
+        if let Some(gate) = gate {
+            // Opens (disconnects) once the hand-over is in the supervisor's inbox.
+            let _ = gate.recv();
+        }
         SUPERVISED.with(|s| s.set(true));
         let (mut pid, mut ready_tx) = (pid, ready_tx);
         let (mut stopping, mut stop_rx) = (stopping, stop_rx);
@@ -191,7 +208,10 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                 ctx.report_early_exit(&reason);
                 drop(ctx);
                 match (&local, &notify) {
-                    (Some(local), Some(notify)) if local.allows(&reason, &stopping) => {
+                    (Some(local), Some(notify))
+                        if published.known.load(Ordering::Acquire)
+                            && local.allows(&reason, &stopping) =>
+                    {
                         // Same-thread restart: the old pid is gone (names released, monitors
                         // fired); the supervisor learns of it before it could see the new
                         // incarnation exit: it reads the restart log before each message.
@@ -268,6 +288,11 @@ impl Spawned {
     /// The pid of the incarnation running now.
     pub(crate) fn current_pid(&self) -> Pid {
         Pid::from_raw(self.shared.current.load(Ordering::Acquire)).unwrap_or(self.pid)
+    }
+
+    /// Records that the supervisor has this child in its table.
+    pub(crate) fn mark_known(&self) {
+        self.shared.known.store(true, Ordering::Release);
     }
 
     /// Ends the thread (a resumable one waits to be told) and joins it.

@@ -381,6 +381,7 @@ impl SessionManager {
                 pid: ctx.pid(),
                 tx: tx.clone(),
                 dynamic: false,
+                fast: None,
             });
             // Tie the session's tables to this process before any child starts, so that
             // however it ends, its exit cleans them.

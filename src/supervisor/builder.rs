@@ -195,6 +195,8 @@ pub(crate) fn start_top(
         notify: None,
         local: None,
         resumable: false,
+        parent: None,
+        gate: None,
     })
     .map_err(|source| StartError::Spawn {
         id: label.clone(),
@@ -203,11 +205,14 @@ pub(crate) fn start_top(
     let ready = run.ready.take().expect("asked for readiness");
     let failure = match ready.recv() {
         Ok(ReadyMsg::Ready) => {
-            let handle = Handle {
+            // The process registered its full handle (with what callers of a dynamic
+            // supervisor start children with) before reporting ready.
+            let handle = Handle::lookup(run.pid, dynamic).unwrap_or(Handle {
                 pid: run.pid,
                 tx,
                 dynamic,
-            };
+                fast: None,
+            });
             return Ok((
                 handle,
                 Owned {
@@ -237,10 +242,13 @@ pub(crate) fn run_supervisor(
     rx: crossbeam_channel::Receiver<crate::supervisor::server::Msg>,
     end: Option<EndSlot>,
 ) -> ExitReason {
+    let dynamic = cfg.dynamic.is_some();
+    let mut server = Server::new(cfg, tx.clone(), rx, end);
     let handle = Handle {
         pid: ctx.pid(),
-        tx: tx.clone(),
-        dynamic: cfg.dynamic.is_some(),
+        tx,
+        dynamic,
+        fast: server.fast(),
     };
     // Known by pid to its parent's callers; the entry goes with the process.
     let _ = SUPERVISORS.register_for(ctx.pid(), ctx.pid(), handle.clone());
@@ -260,7 +268,6 @@ pub(crate) fn run_supervisor(
             return reason;
         }
     }
-    let mut server = Server::new(cfg, tx, rx, end);
     if let Err(e) = server.start_initial() {
         let reason = ExitReason::failed(&e);
         ctx.send_ready(ReadyMsg::Failed(e));

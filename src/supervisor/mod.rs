@@ -8,6 +8,7 @@ pub(crate) mod server;
 pub(crate) mod strategy;
 
 use std::fmt;
+use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use once_cell::sync::Lazy;
@@ -35,6 +36,8 @@ pub(crate) struct Handle {
     pub(crate) pid: Pid,
     pub(crate) tx: Sender<Msg>,
     pub(crate) dynamic: bool,
+    /// Dynamic supervisors: lets a caller start a child on its own thread.
+    pub(crate) fast: Option<Arc<server::Fast>>,
 }
 
 impl Handle {

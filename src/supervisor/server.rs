@@ -3,7 +3,7 @@
 //! Static and dynamic supervisors share this machinery; `Mode` says which one runs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,103 @@ pub(crate) enum Msg {
     /// A restart failed earlier: try again (sent by the supervisor to itself, so that
     /// requests that arrived meanwhile — a shutdown, a `terminate_child` — are served first).
     RetryRestart { seq: u64 },
+    /// A dynamic child a caller spawned on this supervisor's behalf (see `Fast`); its
+    /// thread waits until this message is sent.
+    Adopt { spec: ChildSpec, run: Spawned },
+}
+
+/// What a caller needs to start a dynamic supervisor's child itself — on its own thread,
+/// handing the running child over afterwards — instead of a round trip through the
+/// supervisor's thread: the child's settings, and a reservation against `max_children`.
+pub(crate) struct Fast {
+    sup: Pid,
+    label: Arc<str>,
+    max: Option<usize>,
+    /// Children in the table plus those reserved by callers about to hand one over.
+    count: AtomicUsize,
+    /// Whether the supervisor still takes children. Held while a caller spawns and hands
+    /// over, so that a shutdown either sees the hand-over in its inbox or refuses it.
+    open: Mutex<bool>,
+    inbox: Sender<Msg>,
+    intensity: Arc<Mutex<Intensity>>,
+    log: Sender<Msg>,
+    watched: Arc<AtomicBool>,
+}
+
+impl Fast {
+    /// Whether `spec` can be started by the caller: a worker that needs no readiness wait
+    /// (a readiness wait or a nested supervisor goes through the supervisor).
+    pub(crate) fn takes(&self, spec: &ChildSpec) -> bool {
+        spec.kind == ChildKind::Worker && spec.readiness == Readiness::Spawned
+    }
+
+    /// Reserves a place against `max_children`.
+    fn reserve(&self) -> Result<(), SupervisorError> {
+        let before = self.count.fetch_add(1, Ordering::AcqRel);
+        if self.max.is_some_and(|max| before >= max) {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(SupervisorError::MaxChildren);
+        }
+        Ok(())
+    }
+
+    fn release(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Starts `spec` on the calling thread and hands it to the supervisor.
+    pub(crate) fn start(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        spec.validate().map_err(SupervisorError::InvalidSpec)?;
+        let open = self.open.lock();
+        if !*open {
+            return Err(SupervisorError::NoSupervisor);
+        }
+        self.reserve()?;
+        let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
+        let local = (!spec.fresh_thread).then(|| LocalRestart {
+            restart: spec.restart,
+            intensity: self.intensity.clone(),
+            log: self.log.clone(),
+            watched: self.watched.clone(),
+        });
+        let spawned = runner::spawn(SpawnArgs {
+            id: spec.id.clone(),
+            thread_name: format!("{}/{}", self.label, spec.id),
+            body: spec.body.clone(),
+            stack_size: spec.stack_size,
+            wants_ready: false,
+            notify: Some(self.inbox.clone()),
+            local,
+            resumable: false,
+            parent: Some(self.sup),
+            gate: Some(gate),
+        });
+        let run = match spawned {
+            Ok(run) => run,
+            Err(source) => {
+                self.release();
+                return Err(SupervisorError::StartFailed(StartError::Spawn {
+                    id: spec.id.to_string(),
+                    source,
+                }));
+            }
+        };
+        let pid = run.pid;
+        if let Err(returned) = self.inbox.send(Msg::Adopt { spec, run }) {
+            // Cannot happen while open (the supervisor reads its inbox until it closes);
+            // be safe: stop the child we started.
+            self.release();
+            drop(gate_tx);
+            if let Msg::Adopt { mut run, .. } = returned.into_inner() {
+                run.stop.raise();
+                run.finish();
+            }
+            return Err(SupervisorError::NoSupervisor);
+        }
+        drop(open);
+        drop(gate_tx);
+        Ok(pid)
+    }
 }
 
 type Reply<T> = Sender<Result<T, SupervisorError>>;
@@ -112,6 +209,8 @@ pub(crate) struct Server {
     /// restarts are sent to the inbox, so that their events go out at once.
     watched: Arc<AtomicBool>,
     end: Option<EndSlot>,
+    /// Dynamic supervisors: what callers use to start children themselves.
+    fast: Option<Arc<Fast>>,
 }
 
 enum Flow {
@@ -159,12 +258,29 @@ impl Server {
         end: Option<EndSlot>,
     ) -> Server {
         let (log_tx, log_rx) = unbounded();
-        let watched = !cfg.sinks.is_empty() || cfg.observer.is_some();
+        let watched = Arc::new(AtomicBool::new(
+            !cfg.sinks.is_empty() || cfg.observer.is_some(),
+        ));
+        let intensity = Arc::new(Mutex::new(Intensity::new(cfg.intensity, cfg.period)));
+        let fast = cfg.dynamic.map(|max| {
+            Arc::new(Fast {
+                sup: Pid::current(),
+                label: cfg.label.clone(),
+                max,
+                count: AtomicUsize::new(0),
+                open: Mutex::new(true),
+                inbox: inbox_tx.clone(),
+                intensity: intensity.clone(),
+                log: log_tx.clone(),
+                watched: watched.clone(),
+            })
+        });
         Server {
             log_tx,
             log_rx,
-            watched: Arc::new(AtomicBool::new(watched)),
-            intensity: Arc::new(Mutex::new(Intensity::new(cfg.intensity, cfg.period))),
+            watched,
+            fast,
+            intensity,
             subscribers: cfg.sinks.clone(),
             cfg,
             children: BTreeMap::new(),
@@ -180,6 +296,38 @@ impl Server {
 
     fn is_dynamic(&self) -> bool {
         self.cfg.dynamic.is_some()
+    }
+
+    /// What callers of a dynamic supervisor use to start children themselves.
+    pub(crate) fn fast(&self) -> Option<Arc<Fast>> {
+        self.fast.clone()
+    }
+
+    /// Takes a child a caller started on this supervisor's behalf into the table.
+    fn adopt(&mut self, spec: ChildSpec, run: Spawned) {
+        run.mark_known();
+        let (id, pid) = (spec.id.clone(), run.pid);
+        self.insert(spec, run);
+        self.emit(Event::ChildStarted { id, pid });
+    }
+
+    /// Stops taking children from callers, and takes in those already handed over (so
+    /// that the shutdown that follows stops them too).
+    fn close(&mut self) {
+        let Some(fast) = self.fast.clone() else {
+            return;
+        };
+        *fast.open.lock() = false;
+        // Every hand-over was sent while open: it is queued now, or deferred.
+        let queued = self.inbox_rx.len();
+        let pending: Vec<Msg> = self.inbox_rx.try_iter().take(queued).collect();
+        self.deferred.extend(pending);
+        for msg in std::mem::take(&mut self.deferred) {
+            match msg {
+                Msg::Adopt { spec, run } => self.adopt(spec, run),
+                other => self.deferred.push_back(other),
+            }
+        }
     }
 
     /// Starts the static children in order; on a failure stops those started, in reverse.
@@ -224,6 +372,11 @@ impl Server {
             };
             self.read_log();
             if let Flow::Exit = self.handle(msg) {
+                // Children handed over meanwhile are stopped too.
+                if self.is_dynamic() {
+                    self.close();
+                    self.stop_all_concurrently();
+                }
                 self.emit(Event::SupervisorStopped {
                     reason: ExitReason::Shutdown,
                 });
@@ -231,6 +384,7 @@ impl Server {
             }
         }
         self.read_log();
+        self.close();
         if self.is_dynamic() {
             self.stop_all_concurrently();
         } else {
@@ -269,6 +423,10 @@ impl Server {
             },
             Msg::Call(req, caller) => {
                 self.serve(req, caller);
+                Flow::Continue
+            }
+            Msg::Adopt { spec, run } => {
+                self.adopt(spec, run);
                 Flow::Continue
             }
         };
@@ -352,7 +510,9 @@ impl Server {
             // We hold a sender ourselves, so the inbox never disconnects.
             let Ok(msg) = msg else { continue };
             match msg {
-                Msg::Exit { pid, reason } if !self.by_pid.contains_key(&pid) => {
+                Msg::Exit { pid, reason }
+                    if !self.by_pid.contains_key(&pid) && !self.adopting(pid) =>
+                {
                     // The awaited child's, or one being stopped with it, or stale.
                     self.early_exits.insert(pid, reason);
                 }
@@ -367,6 +527,13 @@ impl Server {
                 msg => self.deferred.push_back(msg),
             }
         }
+    }
+
+    /// Whether a deferred hand-over brings child `pid` (its notices must stay behind it).
+    fn adopting(&self, pid: Pid) -> bool {
+        self.deferred
+            .iter()
+            .any(|m| matches!(m, Msg::Adopt { run, .. } if run.pid == pid))
     }
 
     /// The exit notice of `pid`, if it has arrived: kept aside during a wait, or deferred
@@ -566,6 +733,8 @@ impl Server {
             notify: Some(self.inbox_tx.clone()),
             local: self.local_restart(spec),
             resumable: self.resumable(spec),
+            parent: None,
+            gate: None,
         })
         .map_err(|source| StartError::Spawn {
             id: spec.id.to_string(),
@@ -818,12 +987,8 @@ impl Server {
 
     fn start_child(&mut self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
         spec.validate().map_err(SupervisorError::InvalidSpec)?;
-        match self.cfg.dynamic {
-            Some(max) => {
-                if max.is_some_and(|max| self.children.len() >= max) {
-                    return Err(SupervisorError::MaxChildren);
-                }
-            }
+        match &self.fast {
+            Some(fast) => fast.reserve()?,
             None => {
                 if let Some(child) = self.find_id(&spec.id).map(|s| &self.children[&s]) {
                     return Err(match &child.run {
@@ -833,9 +998,15 @@ impl Server {
                 }
             }
         }
-        let run = self
-            .spawn_child(&spec)
-            .map_err(SupervisorError::StartFailed)?;
+        let run = match self.spawn_child(&spec) {
+            Ok(run) => run,
+            Err(e) => {
+                if let Some(fast) = &self.fast {
+                    fast.release();
+                }
+                return Err(SupervisorError::StartFailed(e));
+            }
+        };
         let pid = run.pid;
         let id = spec.id.clone();
         self.insert(spec, run);
@@ -964,6 +1135,9 @@ impl Server {
 
     fn remove(&mut self, seq: u64) {
         if let Some(child) = self.children.remove(&seq) {
+            if let Some(fast) = &self.fast {
+                fast.release();
+            }
             if let Some(pid) = child.last_pid {
                 if self.by_pid.get(&pid) == Some(&seq) {
                     self.by_pid.remove(&pid);
