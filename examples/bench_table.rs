@@ -188,32 +188,25 @@ fn main() {
         pool.terminate_child(pid).unwrap();
     });
     row("dynamic start+stop, 1 child", "spawn + join", spawn_join, d);
-    // Start alone: each start timed, its stop not.
-    let timed_starts = |start: &mut dyn FnMut() -> Box<dyn FnOnce()>| {
-        let mut samples: Vec<Duration> = (0..201)
-            .map(|_| {
-                let t = Instant::now();
-                let stop = start();
-                let d = t.elapsed();
-                stop();
-                d
-            })
-            .collect();
-        samples.sort();
-        samples[samples.len() / 2]
-    };
-    let floor = timed_starts(&mut || {
+    // Start alone: each start timed, its stop not; floor and steadfast samples taken in
+    // turn, so that both see the same machine.
+    let (mut floor_samples, mut our_samples) = (Vec::new(), Vec::new());
+    for _ in 0..201 {
+        let t = Instant::now();
         let (tx, h) = bare();
-        Box::new(move || {
-            drop(tx);
-            h.join().unwrap();
-        })
-    });
-    let ours = timed_starts(&mut || {
+        floor_samples.push(t.elapsed());
+        drop(tx);
+        h.join().unwrap();
+        let t = Instant::now();
         let pid = pool.start_child(idle("job")).unwrap();
-        let pool = pool.handle();
-        Box::new(move || pool.terminate_child(pid).unwrap())
-    });
+        our_samples.push(t.elapsed());
+        pool.terminate_child(pid).unwrap();
+    }
+    let mid = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (floor, ours) = (mid(floor_samples), mid(our_samples));
     row("dynamic start, 1 child", "thread spawn", floor, ours);
     drop(pool);
 

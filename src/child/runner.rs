@@ -52,9 +52,12 @@ struct Shared {
     /// read the restart notice.
     current: AtomicU64,
     /// Whether its supervisor has it in its table. A child handed over by the caller
-    /// that started it (see `gate`) is not, until the supervisor reads the hand-over;
-    /// until then it leaves restarts to the supervisor.
+    /// that started it (see `SpawnArgs::handed_over`) is not, until the supervisor reads
+    /// the hand-over; until then it leaves restarts to the supervisor.
     known: AtomicBool,
+    /// Whether the hand-over of a child started by a caller has been sent. The thread
+    /// sends nothing to its supervisor before, so nothing can overtake the hand-over.
+    handed_over: AtomicBool,
     /// For a resumable thread: its next incarnation, or word to end.
     next: Mutex<Next>,
     wake: Condvar,
@@ -89,6 +92,14 @@ impl Shared {
         }
     }
 
+    /// Waits (briefly: the caller sends it right after the spawn) until the hand-over
+    /// of a child started by a caller has been sent.
+    fn await_hand_over(&self) {
+        while !self.handed_over.load(Ordering::Acquire) {
+            thread::yield_now();
+        }
+    }
+
     fn set(&self, value: Next) {
         *self.next.lock() = value;
         self.wake.notify_one();
@@ -112,9 +123,9 @@ pub(crate) struct SpawnArgs {
     /// Who starts it, if not the calling thread: the supervisor, for a child a caller
     /// spawns on its behalf.
     pub(crate) parent: Option<Pid>,
-    /// Held shut by a caller that spawns a child on a supervisor's behalf until it has
-    /// handed the child over: the child's exit notice can then never overtake it.
-    pub(crate) gate: Option<Receiver<()>>,
+    /// `false` when a caller spawns the child on a supervisor's behalf and hands it over
+    /// afterwards (see [`Spawned::handed_over`]).
+    pub(crate) handed_over: bool,
 }
 
 /// What the runner needs to restart a child on its own thread: the child's restart type
@@ -173,23 +184,20 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         notify,
         local,
         resumable,
-        gate,
+        handed_over,
         ..
     } = args;
     let resumable = resumable && !args.wants_ready && notify.is_some();
     let shared = Arc::new(Shared {
         current: AtomicU64::new(pid.as_u64()),
-        known: AtomicBool::new(gate.is_none()),
+        known: AtomicBool::new(handed_over),
+        handed_over: AtomicBool::new(handed_over),
         next: Mutex::new(Next::Nothing),
         wake: Condvar::new(),
     });
     let published = shared.clone();
     let spawned = builder.spawn(move || {
         let _guard = guard;
-        if let Some(gate) = gate {
-            // Opens (disconnects) once the hand-over is in the supervisor's inbox.
-            let _ = gate.recv();
-        }
         SUPERVISED.with(|s| s.set(true));
         let (mut pid, mut ready_tx) = (pid, ready_tx);
         let (mut stopping, mut stop_rx) = (stopping, stop_rx);
@@ -237,6 +245,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                 // anything else ends it (and joins it) right after reading the report.
                 Pid::set_current(None);
                 if let Some(notify) = &notify {
+                    published.await_hand_over();
                     let _ = notify.send(Msg::Exit { pid, reason });
                 }
                 match published.next() {
@@ -257,6 +266,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             SUPERVISED.with(|s| s.set(false));
             match (notify, done_tx) {
                 (Some(notify), _) => {
+                    published.await_hand_over();
                     let _ = notify.send(Msg::Exit { pid, reason });
                 }
                 (None, Some(done)) => {
@@ -293,6 +303,13 @@ impl Spawned {
     /// Records that the supervisor has this child in its table.
     pub(crate) fn mark_known(&self) {
         self.shared.known.store(true, Ordering::Release);
+    }
+
+    /// For a child a caller spawned on a supervisor's behalf: call once the hand-over is
+    /// sent (or has failed); until then the child sends its supervisor nothing.
+    pub(crate) fn handed_over(&self) -> impl FnOnce() {
+        let shared = self.shared.clone();
+        move || shared.handed_over.store(true, Ordering::Release)
     }
 
     /// Ends the thread (a resumable one waits to be told) and joins it.

@@ -196,7 +196,7 @@ pub(crate) fn start_top(
         local: None,
         resumable: false,
         parent: None,
-        gate: None,
+        handed_over: true,
     })
     .map_err(|source| StartError::Spawn {
         id: label.clone(),

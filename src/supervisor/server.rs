@@ -89,7 +89,6 @@ impl Fast {
             return Err(SupervisorError::NoSupervisor);
         }
         self.reserve()?;
-        let (gate_tx, gate) = crossbeam_channel::bounded::<()>(0);
         let local = (!spec.fresh_thread).then(|| LocalRestart {
             restart: spec.restart,
             intensity: self.intensity.clone(),
@@ -106,7 +105,7 @@ impl Fast {
             local,
             resumable: false,
             parent: Some(self.sup),
-            gate: Some(gate),
+            handed_over: false,
         });
         let run = match spawned {
             Ok(run) => run,
@@ -119,11 +118,19 @@ impl Fast {
             }
         };
         let pid = run.pid;
-        if let Err(returned) = self.inbox.send(Msg::Adopt { spec, run }) {
-            // Cannot happen while open (the supervisor reads its inbox until it closes);
-            // be safe: stop the child we started.
+        let handed_over = run.handed_over();
+        // Like a restart notice: through the restart log when nobody watches the events
+        // (read before every message, without waking the supervisor), else the inbox.
+        let sent = if self.watched.load(Ordering::Acquire) {
+            self.inbox.send(Msg::Adopt { spec, run })
+        } else {
+            self.log.send(Msg::Adopt { spec, run })
+        };
+        handed_over();
+        if let Err(returned) = sent {
+            // Cannot happen while open (the supervisor reads both until it closes); be
+            // safe: stop the child we started.
             self.release();
-            drop(gate_tx);
             if let Msg::Adopt { mut run, .. } = returned.into_inner() {
                 run.stop.raise();
                 run.finish();
@@ -131,7 +138,6 @@ impl Fast {
             return Err(SupervisorError::NoSupervisor);
         }
         drop(open);
-        drop(gate_tx);
         Ok(pid)
     }
 }
@@ -318,7 +324,9 @@ impl Server {
             return;
         };
         *fast.open.lock() = false;
-        // Every hand-over was sent while open: it is queued now, or deferred.
+        // Every hand-over was sent while open: it is in the restart log or queued now,
+        // or deferred.
+        self.read_log();
         let queued = self.inbox_rx.len();
         let pending: Vec<Msg> = self.inbox_rx.try_iter().take(queued).collect();
         self.deferred.extend(pending);
@@ -400,8 +408,16 @@ impl Server {
     /// A child's restarts are always logged before its final exit notice is sent, so
     /// reading the log first keeps every child's history in order.
     fn read_log(&mut self) {
-        while let Ok(Msg::Restarted { old, new, reason }) = self.log_rx.try_recv() {
-            self.on_local_restart(old, new, reason);
+        while let Ok(msg) = self.log_rx.try_recv() {
+            match msg {
+                Msg::Restarted { old, .. } if !self.by_pid.contains_key(&old) => {
+                    // A child being stopped (its wait catches up on it) or stale.
+                    self.deferred.push_back(msg);
+                }
+                Msg::Restarted { old, new, reason } => self.on_local_restart(old, new, reason),
+                Msg::Adopt { spec, run } => self.adopt(spec, run),
+                other => self.deferred.push_back(other),
+            }
         }
     }
 
@@ -510,11 +526,15 @@ impl Server {
             // We hold a sender ourselves, so the inbox never disconnects.
             let Ok(msg) = msg else { continue };
             match msg {
-                Msg::Exit { pid, reason }
-                    if !self.by_pid.contains_key(&pid) && !self.adopting(pid) =>
-                {
-                    // The awaited child's, or one being stopped with it, or stale.
-                    self.early_exits.insert(pid, reason);
+                Msg::Exit { pid, reason } if !self.by_pid.contains_key(&pid) => {
+                    // A hand-over it follows may be waiting in the restart log.
+                    self.read_log();
+                    if self.by_pid.contains_key(&pid) || self.adopting(pid) {
+                        self.deferred.push_back(Msg::Exit { pid, reason });
+                    } else {
+                        // The awaited child's, or one being stopped with it, or stale.
+                        self.early_exits.insert(pid, reason);
+                    }
                 }
                 Msg::Call(req, Some(caller)) if pid::is_within(caller, run.current_pid()) => {
                     match req {
@@ -585,12 +605,13 @@ impl Server {
             // Crashes were reported once already, by the child's own thread.
             log::debug!("{}: child {id:?} ({pid}) exited: {reason}", self.cfg.label);
         }
+        if !restart && (temporary || self.is_dynamic()) {
+            // Gone before it is reported: whoever sees the exit finds its place free.
+            self.remove(seq);
+        }
         self.emit(Event::ChildExited { id, pid, reason });
         if restart {
             return self.restart(seq, reuse);
-        }
-        if temporary || self.is_dynamic() {
-            self.remove(seq);
         }
         Flow::Continue
     }
@@ -734,7 +755,7 @@ impl Server {
             local: self.local_restart(spec),
             resumable: self.resumable(spec),
             parent: None,
-            gate: None,
+            handed_over: true,
         })
         .map_err(|source| StartError::Spawn {
             id: spec.id.to_string(),
@@ -829,6 +850,11 @@ impl Server {
         let (id, shutdown) = (child.spec.id.clone(), child.spec.shutdown);
         self.by_pid.remove(&run.pid);
         let (pid, reason, kept) = self.wait_stopped(&id, shutdown, run, keep);
+        if self.is_dynamic() {
+            // A stopped dynamic child is forgotten; its place is free before its exit
+            // is reported.
+            self.remove(seq);
+        }
         self.emit(Event::ChildExited { id, pid, reason });
         kept
     }
