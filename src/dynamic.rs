@@ -136,6 +136,13 @@ impl DynamicSupervisorRef {
 
     /// Starts a child and returns its pid. Ids need not be unique here.
     ///
+    /// A plain worker (no [`ready_timeout`](ChildSpec::ready_timeout)) is spawned right
+    /// here, on the calling thread, and handed over to the supervisor, which takes it into
+    /// its table before it handles anything else that could concern it: the call costs
+    /// about what a bare `thread::spawn` costs, with no round trip through the
+    /// supervisor's thread. A child that waits for readiness, or a nested supervisor, is
+    /// started by the supervisor's thread, and the call waits for it.
+    ///
     /// # Errors
     ///
     /// [`SupervisorError::MaxChildren`] when full, [`SupervisorError::InvalidSpec`],
