@@ -110,12 +110,22 @@ fn one_for_one(c: &mut Criterion) {
         t.join().unwrap();
     }
 
-    for (name, crash) in [("panic", Crash::Panic), ("error", Crash::Error)] {
+    for (name, crash, fresh) in [
+        ("panic", Crash::Panic, false),
+        ("error", Crash::Error, false),
+        // What `ChildSpec::fresh_thread` costs: a new thread per restart, as the
+        // hand-rolled floor does.
+        ("fresh_thread_panic", Crash::Panic, true),
+    ] {
         let (crash_tx, crash_rx) = unbounded();
         let (started_tx, started) = unbounded();
+        let mut spec = crasher("w", crash_rx, started_tx);
+        if fresh {
+            spec = spec.fresh_thread();
+        }
         let sup = Supervisor::builder()
             .intensity(u32::MAX, Duration::from_secs(1))
-            .child(crasher("w", crash_rx, started_tx))
+            .child(spec)
             .start()
             .unwrap();
         started.recv().unwrap();

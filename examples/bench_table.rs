@@ -125,6 +125,75 @@ fn main() {
         sup.shutdown().unwrap();
     }
 
+    // fresh_thread restarts against a hand-rolled spawn-per-restart supervisor, samples
+    // taken in turn so that both see the same machine.
+    {
+        let (floor_crash, floor_crash_rx) = unbounded::<()>();
+        let (floor_started_tx, floor_started) = unbounded();
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let hand_rolled = thread::spawn(move || {
+            let (exit_tx, exit_rx) = unbounded::<()>();
+            let spawn = |exit: Sender<()>| {
+                let (crash, started) = (floor_crash_rx.clone(), floor_started_tx.clone());
+                thread::spawn(move || {
+                    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                        started.send(()).unwrap();
+                        if crash.recv().is_ok() {
+                            panic!("crash")
+                        }
+                    }));
+                    let _ = exit.send(());
+                })
+            };
+            let mut worker = spawn(exit_tx.clone());
+            loop {
+                crossbeam_channel::select! {
+                    recv(exit_rx) -> _ => {
+                        let _ = worker.join();
+                        worker = spawn(exit_tx.clone());
+                    }
+                    recv(stop_rx) -> _ => break,
+                }
+            }
+            worker
+        });
+        floor_started.recv().unwrap();
+        let (crash_tx, crash_rx) = unbounded();
+        let (started_tx, started) = unbounded();
+        let sup = Supervisor::builder()
+            .intensity(u32::MAX, Duration::from_secs(1))
+            .child(crasher("w", crash_rx, started_tx).fresh_thread())
+            .start()
+            .unwrap();
+        started.recv().unwrap();
+        let (mut floor_samples, mut our_samples) = (Vec::new(), Vec::new());
+        for _ in 0..1_000 {
+            let t = Instant::now();
+            floor_crash.send(()).unwrap();
+            floor_started.recv().unwrap();
+            floor_samples.push(t.elapsed());
+            let t = Instant::now();
+            crash_tx.send(true).unwrap();
+            started.recv().unwrap();
+            our_samples.push(t.elapsed());
+        }
+        let mid = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        row(
+            "restart fresh_thread (panic)",
+            "spawn per restart",
+            mid(floor_samples),
+            mid(our_samples),
+        );
+        drop(stop_tx);
+        drop(floor_crash);
+        let last = hand_rolled.join().unwrap();
+        let _ = last.join();
+        sup.shutdown().unwrap();
+    }
+
     // one_for_all with ten children: one crashes, all ten run again. Floor: what a group
     // restart does at the least with bare threads — stop and join nine, spawn ten.
     let floor = {
