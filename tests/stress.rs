@@ -185,6 +185,22 @@ fn a_crash_storm_is_seen_exactly_once_per_crash() {
     base.assert_restored();
 }
 
+/// How many of `events` report a panicked exit.
+fn panicked_exits(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::ChildExited {
+                    reason: ExitReason::Panicked(_),
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
 #[test]
 fn an_intensity_trip_mid_storm_stops_the_inner_tree_and_escalates() {
     let _serial = SERIAL.lock();
@@ -251,18 +267,7 @@ fn an_intensity_trip_mid_storm_stops_the_inner_tree_and_escalates() {
         .filter(|e| matches!(e, Event::ChildRestarted { .. }))
         .count();
     assert_eq!(restarts, INTENSITY as usize);
-    let crashes = first
-        .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                Event::ChildExited {
-                    reason: ExitReason::Panicked(_),
-                    ..
-                }
-            )
-        })
-        .count();
+    let crashes = panicked_exits(&first);
     // Orders stop once the first tree is gone; one already on its way may reach the
     // second tree: those crashes are counted when it is shut down, below.
     // A crash the supervisor learns of while stopping shows as an exit and a restart
@@ -297,18 +302,7 @@ fn an_intensity_trip_mid_storm_stops_the_inner_tree_and_escalates() {
     let second = until(&inner_events, |e| {
         matches!(e, Event::SupervisorStopped { .. })
     });
-    let late = second
-        .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                Event::ChildExited {
-                    reason: ExitReason::Panicked(_),
-                    ..
-                }
-            )
-        })
-        .count();
+    let late = panicked_exits(&second);
     assert_eq!(
         crashes + late,
         taken.load(Ordering::Relaxed),
