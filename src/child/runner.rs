@@ -201,7 +201,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         SUPERVISED.with(|s| s.set(true));
         let (mut pid, mut ready_tx) = (pid, ready_tx);
         let (mut stopping, mut stop_rx) = (stopping, stop_rx);
-        loop {
+        let last = loop {
             let reason = loop {
                 Pid::set_current(Some(pid));
                 let ctx = Context::new(
@@ -240,41 +240,35 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                     _ => break reason,
                 }
             };
-            if resumable {
-                // Report, then wait: a group restart hands this thread its next incarnation;
-                // anything else ends it (and joins it) right after reading the report.
-                Pid::set_current(None);
-                if let Some(notify) = &notify {
-                    published.await_hand_over();
-                    let _ = notify.send(Msg::Exit { pid, reason });
-                }
-                match published.next() {
-                    Some(next) => {
-                        (pid, stopping, stop_rx) = (next.pid, next.stopping, next.stop_rx);
-                        continue;
-                    }
-                    None => {
-                        drop(body);
-                        SUPERVISED.with(|s| s.set(false));
-                        return;
-                    }
-                }
+            if !resumable {
+                break Some((pid, reason));
             }
-            // Release the body (and what it captured) before reporting the exit.
-            drop(body);
+            // Resumable: report now, then wait. A group restart hands this thread its next
+            // incarnation; anything else ends it right after reading the report.
             Pid::set_current(None);
-            SUPERVISED.with(|s| s.set(false));
-            match (notify, done_tx) {
-                (Some(notify), _) => {
-                    published.await_hand_over();
-                    let _ = notify.send(Msg::Exit { pid, reason });
-                }
-                (None, Some(done)) => {
-                    let _ = done.send(reason);
-                }
-                (None, None) => {}
+            if let Some(notify) = &notify {
+                published.await_hand_over();
+                let _ = notify.send(Msg::Exit { pid, reason });
             }
-            return;
+            match published.next() {
+                Some(next) => (pid, stopping, stop_rx) = (next.pid, next.stopping, next.stop_rx),
+                None => break None,
+            }
+        };
+        // Release the body (and what it captured) before reporting the exit.
+        drop(body);
+        Pid::set_current(None);
+        SUPERVISED.with(|s| s.set(false));
+        let Some((pid, reason)) = last else { return };
+        match (notify, done_tx) {
+            (Some(notify), _) => {
+                published.await_hand_over();
+                let _ = notify.send(Msg::Exit { pid, reason });
+            }
+            (None, Some(done)) => {
+                let _ = done.send(reason);
+            }
+            (None, None) => {}
         }
     });
     match spawned {
