@@ -290,6 +290,10 @@ fn dynamic_children_restart_on_their_own_thread_too() {
     let pid = sup.start_child(spec).unwrap();
     let first = recv(&starts);
     assert_eq!(first.pid, pid);
+    // A child that crashes before its supervisor has taken it in (the caller spawned it
+    // and handed it over) is restarted by the supervisor, on a fresh thread; any request
+    // is served after the hand-over.
+    assert_eq!(sup.count_children().unwrap().active, 1);
     cmd.send(Cmd::Panic("x")).unwrap();
     let second = recv(&starts);
     assert_eq!(first.thread, second.thread);

@@ -196,7 +196,9 @@ impl ChildSpec {
     /// A child whose code keeps state in thread-locals (or must not see what a panic left
     /// there) should ask for a fresh thread per incarnation with this.
     ///
-    /// Children that wait for readiness and nested supervisors always get a fresh thread.
+    /// Children that wait for readiness and nested supervisors always get a fresh thread,
+    /// and so does a dynamic child that crashes before its supervisor has taken it in
+    /// (see [`DynamicSupervisorRef::start_child`](crate::DynamicSupervisorRef::start_child)).
     pub fn fresh_thread(mut self) -> ChildSpec {
         self.fresh_thread = true;
         self
