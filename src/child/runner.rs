@@ -308,7 +308,7 @@ impl Spawned {
 
     /// Ends the thread (a resumable one waits to be told) and joins it.
     pub(crate) fn finish(mut self) {
-        self.shared.set(Next::End);
+        self.end();
         if let Some(join) = self.join.take() {
             let _ = join.join();
         }
@@ -332,10 +332,20 @@ impl Spawned {
     }
 }
 
+impl Spawned {
+    /// Tells a resumable thread to end once its incarnation has returned (no other
+    /// thread waits for that word).
+    fn end(&self) {
+        if self.resumable {
+            self.shared.set(Next::End);
+        }
+    }
+}
+
 impl Drop for Spawned {
     /// Detaches: a resumable thread is told to end once its incarnation returns.
     fn drop(&mut self) {
-        self.shared.set(Next::End);
+        self.end();
     }
 }
 
