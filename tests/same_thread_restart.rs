@@ -315,6 +315,25 @@ thread_local! {
 /// Regression: a child that restarted itself and then ignored its stop signal was
 /// abandoned under the pid the supervisor knew (its previous, already exited incarnation);
 /// the supervisor then waited forever for a thread that was still running.
+/// Keeps `sup` busy: starts (from another thread) a child "slow" that reports ready only
+/// once `go` gets a message; returns once the supervisor waits for it.
+fn keep_busy(sup: &Supervisor) -> (thread::JoinHandle<Result<Pid, SupervisorError>>, Sender<()>) {
+    let (started_tx, started) = unbounded::<()>();
+    let (go_tx, go) = unbounded::<()>();
+    let slow = ChildSpec::worker("slow", move |ctx| {
+        started_tx.send(()).unwrap();
+        ctx.recv(&go)?;
+        ctx.ready();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    })
+    .ready_timeout(DEADLINE);
+    let handle = sup.handle();
+    let starter = thread::spawn(move || handle.start_child(slow));
+    started.recv_timeout(DEADLINE).unwrap();
+    (starter, go_tx)
+}
+
 #[test]
 fn abandoning_a_child_that_restarted_itself_unseen_ends_the_running_incarnation() {
     // x: crashes on command, on a fresh thread, and tells when its thread has ended.
@@ -350,19 +369,7 @@ fn abandoning_a_child_that_restarted_itself_unseen_ends_the_running_incarnation(
         .unwrap();
     let first_w = w_started.recv_timeout(DEADLINE).unwrap();
     // Keep the supervisor busy starting a child that is ready only when told.
-    let (slow_started_tx, slow_started) = unbounded::<()>();
-    let (go_tx, go) = unbounded::<()>();
-    let slow = ChildSpec::worker("slow", move |ctx| {
-        slow_started_tx.send(()).unwrap();
-        let _ = go.recv();
-        ctx.ready();
-        let _ = ctx.stop_signal().recv();
-        Ok(())
-    })
-    .ready_timeout(DEADLINE);
-    let h = sup.handle();
-    let starter = thread::spawn(move || h.start_child(slow));
-    slow_started.recv_timeout(DEADLINE).unwrap();
+    let (starter, go_tx) = keep_busy(&sup);
     // While it is busy: x's exit notice is queued first, then w's restart notice.
     x_cmd.send(Cmd::Return).unwrap();
     assert_eq!(
@@ -432,19 +439,7 @@ fn a_crash_restarted_unseen_just_before_a_terminate_is_still_reported() {
         .unwrap();
     let first = incarnations.recv_timeout(DEADLINE).unwrap();
     // Keep the supervisor busy: it waits for `slow` to report ready.
-    let (started_tx, started) = unbounded::<()>();
-    let (go_tx, go) = unbounded::<()>();
-    let slow = ChildSpec::worker("slow", move |ctx| {
-        started_tx.send(()).unwrap();
-        ctx.recv(&go)?;
-        ctx.ready();
-        let _ = ctx.stop_signal().recv();
-        Ok(())
-    })
-    .ready_timeout(DEADLINE);
-    let handle = sup.handle();
-    let starter = thread::spawn(move || handle.start_child(slow));
-    started.recv_timeout(DEADLINE).unwrap();
+    let (starter, go_tx) = keep_busy(&sup);
     // The terminate request: queued once its caller sleeps waiting for the reply.
     let (tid_tx, tid) = unbounded();
     let handle = sup.handle();
