@@ -224,6 +224,21 @@ enum Flow {
     Exit,
 }
 
+/// How many times a wait for a child's exit looks at the inbox, yielding in between,
+/// before it parks.
+const POLLS: usize = 20;
+
+/// Looks at `inbox` up to `POLLS` times, yielding in between.
+fn poll(inbox: &Receiver<Msg>) -> Option<Msg> {
+    for _ in 0..POLLS {
+        if let Ok(msg) = inbox.try_recv() {
+            return Some(msg);
+        }
+        std::thread::yield_now();
+    }
+    None
+}
+
 /// What a wait for a child ended with.
 enum Awaited {
     /// Its readiness report (`None`: the channel closed without one).
@@ -503,24 +518,34 @@ impl Server {
                     return Awaited::Exited(reason);
                 }
             }
-            let msg = match until {
-                Until::Now => match budget.checked_sub(1) {
-                    Some(left) => {
-                        budget = left;
-                        inbox.try_recv().map_err(|_| crossbeam_channel::RecvError)
-                    }
-                    None => return Awaited::TimedOut,
-                },
-                Until::Forever => select! {
-                    recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
-                    recv(inbox) -> msg => msg,
-                },
-                Until::Deadline(at) => select! {
-                    recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
-                    recv(inbox) -> msg => msg,
-                    default(at.saturating_duration_since(Instant::now())) => {
-                        return Awaited::TimedOut
-                    }
+            // A stopped child usually exits within microseconds: look again a few times,
+            // yielding the CPU to it, before parking (which costs a wake-up to undo).
+            let polled = if ready.is_none() && !matches!(until, Until::Now) {
+                poll(&inbox)
+            } else {
+                None
+            };
+            let msg = match polled {
+                Some(msg) => Ok(msg),
+                None => match until {
+                    Until::Now => match budget.checked_sub(1) {
+                        Some(left) => {
+                            budget = left;
+                            inbox.try_recv().map_err(|_| crossbeam_channel::RecvError)
+                        }
+                        None => return Awaited::TimedOut,
+                    },
+                    Until::Forever => select! {
+                        recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
+                        recv(inbox) -> msg => msg,
+                    },
+                    Until::Deadline(at) => select! {
+                        recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
+                        recv(inbox) -> msg => msg,
+                        default(at.saturating_duration_since(Instant::now())) => {
+                            return Awaited::TimedOut
+                        }
+                    },
                 },
             };
             // We hold a sender ourselves, so the inbox never disconnects.
