@@ -400,19 +400,37 @@ impl Drop for LiveThread {
     }
 }
 
-/// The default cap: an eighth of `vm.max_map_count` (each thread costs a few memory
-/// mappings; about 16,000 threads exhaust the stock 65,530) and half of
-/// `kernel.threads-max`, whichever is lower; 10,000 where neither can be read.
+/// The default cap: the lowest of an eighth of `vm.max_map_count` (each thread costs a few
+/// memory mappings; about 16,000 threads exhaust the stock 65,530), half of
+/// `kernel.threads-max`, half of this process's `RLIMIT_NPROC` (threads count against
+/// it), and, under an address-space limit, half of what it leaves for 2 MiB stacks;
+/// never below 64; 10,000 where none can be read.
 fn default_max_threads() -> usize {
     let read =
         |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
-    let by_maps = read("/proc/sys/vm/max_map_count").map(|n| n / 8);
-    let by_threads = read("/proc/sys/kernel/threads-max").map(|n| n / 2);
-    match (by_maps, by_threads) {
-        (Some(a), Some(b)) => a.min(b).max(64),
-        (Some(a), None) | (None, Some(a)) => a.max(64),
-        (None, None) => 10_000,
-    }
+    cap_from(
+        read("/proc/sys/vm/max_map_count"),
+        read("/proc/sys/kernel/threads-max"),
+        &std::fs::read_to_string("/proc/self/limits").unwrap_or_default(),
+    )
+}
+
+/// The default cap from the system's figures (`limits`: the text of `/proc/self/limits`).
+fn cap_from(max_map_count: Option<usize>, threads_max: Option<usize>, limits: &str) -> usize {
+    let soft_limit = |name: &str| -> Option<usize> {
+        let line = limits.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    [
+        max_map_count.map(|n| n / 8),
+        threads_max.map(|n| n / 2),
+        soft_limit("Max processes").map(|n| n / 2),
+        soft_limit("Max address space").map(|bytes| bytes / (2 << 20) / 2),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .map_or(10_000, |n| n.max(64))
 }
 
 /// Sets the most process threads steadfast will have alive at once, across every
@@ -426,8 +444,9 @@ fn default_max_threads() -> usize {
 /// of its own (`std::thread::spawn` panics then), and where the standard library cannot
 /// report the failure — a new thread's stack-guard set-up, an allocation — the process
 /// aborts. `tests/thread_cap.rs` shows both sides in subprocesses.
-/// The default is derived from the system: an eighth of `vm.max_map_count` and half of
-/// `kernel.threads-max`, whichever is lower (about 8,000 on a stock Linux).
+/// The default is derived from the system: an eighth of `vm.max_map_count`, half of
+/// `kernel.threads-max`, and half of the process's limits on processes (`ulimit -u`) and
+/// address space, whichever is lowest (about 8,000 on a stock Linux).
 /// Abandoned threads count until they really end.
 pub fn set_max_threads(n: usize) {
     MAX.store(n, Ordering::Relaxed);
@@ -482,4 +501,32 @@ pub fn route_panics_to_log() {
             }
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_from;
+
+    const LIMITS: &str = "\
+Limit                     Soft Limit           Hard Limit           Units
+Max processes             96365                96365                processes
+Max address space         unlimited            unlimited            bytes
+";
+
+    #[test]
+    fn the_default_cap_is_the_lowest_of_the_system_limits() {
+        // Stock Linux: the memory-map budget decides.
+        assert_eq!(cap_from(Some(65_530), Some(192_730), LIMITS), 8_191);
+        // A low `ulimit -u` decides, and so does an address-space limit (2 MiB stacks).
+        let low_nproc = LIMITS.replace("96365                96365", "4096 4096");
+        assert_eq!(cap_from(Some(65_530), Some(192_730), &low_nproc), 2_048);
+        let low_as = LIMITS.replace(
+            "Max address space         unlimited",
+            "Max address space         4294967296",
+        );
+        assert_eq!(cap_from(Some(65_530), Some(192_730), &low_as), 1_024);
+        // Never below 64; a fixed default when nothing can be read.
+        assert_eq!(cap_from(Some(80), None, ""), 64);
+        assert_eq!(cap_from(None, None, ""), 10_000);
+    }
 }
