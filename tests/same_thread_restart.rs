@@ -118,20 +118,27 @@ fn a_crashed_worker_restarts_on_its_own_thread_with_a_new_pid() {
 }
 
 #[test]
-fn fresh_thread_gives_every_incarnation_a_new_thread() {
-    let reg = Registry::new();
-    let (spec, cmd, starts) = reporting(&reg);
-    let sup = Supervisor::builder()
-        .child(spec.fresh_thread())
-        .start()
-        .unwrap();
-    let first = recv(&starts);
-    cmd.send(Cmd::Panic("x")).unwrap();
-    let second = recv(&starts);
-    assert_ne!(first.thread, second.thread);
-    assert_eq!(second.on_this_thread, 1);
-    assert!(second.registered);
-    sup.shutdown().unwrap();
+fn fresh_thread_gives_every_incarnation_a_new_thread_under_every_strategy() {
+    for strategy in [
+        Strategy::OneForOne,
+        Strategy::OneForAll,
+        Strategy::RestForOne,
+    ] {
+        let reg = Registry::new();
+        let (spec, cmd, starts) = reporting(&reg);
+        let sup = Supervisor::builder()
+            .strategy(strategy)
+            .child(spec.fresh_thread())
+            .start()
+            .unwrap();
+        let first = recv(&starts);
+        cmd.send(Cmd::Panic("x")).unwrap();
+        let second = recv(&starts);
+        assert_ne!(first.thread, second.thread, "{strategy:?}");
+        assert_eq!(second.on_this_thread, 1, "{strategy:?}");
+        assert!(second.registered, "{strategy:?}");
+        sup.shutdown().unwrap();
+    }
 }
 
 #[test]
@@ -171,23 +178,6 @@ fn group_restarts_reuse_each_members_thread_with_a_new_pid() {
     let first_now = pid_of(&sup.which_children().unwrap(), "first").unwrap();
     assert_ne!(first_now, first_pid);
     assert!(!first_pid.is_alive());
-    sup.shutdown().unwrap();
-}
-
-#[test]
-fn group_restarts_use_fresh_threads_when_asked() {
-    let reg = Registry::new();
-    let (spec, cmd, starts) = reporting(&reg);
-    let sup = Supervisor::builder()
-        .strategy(Strategy::RestForOne)
-        .child(spec.fresh_thread())
-        .start()
-        .unwrap();
-    let first = recv(&starts);
-    cmd.send(Cmd::Panic("x")).unwrap();
-    let second = recv(&starts);
-    assert_ne!(second.thread, first.thread);
-    assert_eq!(second.on_this_thread, 1);
     sup.shutdown().unwrap();
 }
 
