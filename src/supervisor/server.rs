@@ -1085,7 +1085,13 @@ impl Server {
             let _ = reply.send(Ok(()));
         }
         self.stop_child(seq);
-        if self.is_dynamic() || self.children[&seq].spec.restart == Restart::Temporary {
+        // A dynamic child is forgotten (a running one already was, before its exit was
+        // reported; this covers one that was `Restarting`); a temporary one's spec goes.
+        let temporary = self
+            .children
+            .get(&seq)
+            .is_some_and(|c| c.spec.restart == Restart::Temporary);
+        if self.is_dynamic() || temporary {
             self.remove(seq);
         }
         if !from_inside {
