@@ -197,7 +197,6 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     });
     let published = shared.clone();
     let spawned = builder.spawn(move || {
-        let _guard = guard;
         SUPERVISED.with(|s| s.set(true));
         let (mut pid, mut ready_tx) = (pid, ready_tx);
         let (mut stopping, mut stop_rx) = (stopping, stop_rx);
@@ -260,6 +259,9 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         Pid::set_current(None);
         SUPERVISED.with(|s| s.set(false));
         let Some((pid, reason)) = last else { return };
+        // It no longer counts against the cap once it reports: its supervisor may spawn
+        // a replacement before it joins this thread.
+        drop(guard);
         match (notify, done_tx) {
             (Some(notify), _) => {
                 published.await_hand_over();
@@ -269,6 +271,12 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                 let _ = done.send(reason);
             }
             (None, None) => {}
+        }
+        // Threads of exited children this process (a supervisor) let go of: joined now,
+        // after the report, so that whoever waits for this exit does not also wait for
+        // their teardown. This thread ends only after them, so joining it joins them too.
+        for run in AFTER_EXIT.with(|a| std::mem::take(&mut *a.borrow_mut())) {
+            run.finish();
         }
     });
     match spawned {
@@ -335,7 +343,7 @@ impl Spawned {
 impl Spawned {
     /// Tells a resumable thread to end once its incarnation has returned (no other
     /// thread waits for that word).
-    fn end(&self) {
+    pub(crate) fn end(&self) {
         if self.resumable {
             self.shared.set(Next::End);
         }
@@ -346,6 +354,21 @@ impl Drop for Spawned {
     /// Detaches: a resumable thread is told to end once its incarnation returns.
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+/// Joins `runs` — threads whose last incarnation has exited — once the calling process
+/// thread has reported its own exit (at once on any other thread).
+pub(crate) fn join_after_exit(runs: Vec<Spawned>) {
+    if runs.is_empty() {
+        return;
+    }
+    if SUPERVISED.with(|s| s.get()) {
+        AFTER_EXIT.with(|a| a.borrow_mut().extend(runs));
+    } else {
+        for run in runs {
+            run.finish();
+        }
     }
 }
 
@@ -379,7 +402,8 @@ fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static MAX: Lazy<AtomicUsize> = Lazy::new(|| AtomicUsize::new(default_max_threads()));
 
-/// One live process thread, counted against the cap until dropped (at the thread's end).
+/// One live process thread, counted against the cap until dropped: when the thread reports
+/// its exit, or ends without a report.
 struct LiveThread;
 
 impl LiveThread {
@@ -466,6 +490,7 @@ pub fn live_threads() -> usize {
 
 thread_local! {
     static SUPERVISED: Cell<bool> = const { Cell::new(false) };
+    static AFTER_EXIT: RefCell<Vec<Spawned>> = const { RefCell::new(Vec::new()) };
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 

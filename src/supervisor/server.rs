@@ -217,6 +217,17 @@ pub(crate) struct Server {
     end: Option<EndSlot>,
     /// Dynamic supervisors: what callers use to start children themselves.
     fast: Option<Arc<Fast>>,
+    /// Threads whose last incarnation has exited, still tearing down: joined when this
+    /// supervisor is next idle, and always before it exits (see `bury`).
+    graves: Vec<Spawned>,
+}
+
+impl Drop for Server {
+    /// No thread outlives its supervisor: those let go of and not joined yet are joined
+    /// by this supervisor's thread right after it reports its own exit, before it ends.
+    fn drop(&mut self) {
+        runner::join_after_exit(std::mem::take(&mut self.graves));
+    }
 }
 
 enum Flow {
@@ -312,11 +323,28 @@ impl Server {
             deferred: VecDeque::new(),
             early_exits: HashMap::new(),
             end,
+            graves: Vec::new(),
         }
     }
 
     fn is_dynamic(&self) -> bool {
         self.cfg.dynamic.is_some()
+    }
+
+    /// Lets go of a child whose last exit has been read. Its thread still has to tear
+    /// down (thread-local destructors, its stack); joining it at once would often put
+    /// this thread to sleep until the kernel wakes it, in the middle of a stop sequence
+    /// or a reply. It is joined when this supervisor is next idle, or before it exits.
+    fn bury(&mut self, run: Spawned) {
+        run.end();
+        self.graves.push(run);
+    }
+
+    /// Joins the threads `bury` let go of.
+    fn reap(&mut self) {
+        for run in self.graves.drain(..) {
+            run.finish();
+        }
     }
 
     /// What callers of a dynamic supervisor use to start children themselves.
@@ -384,6 +412,7 @@ impl Server {
                 // Deferred requests still waiting at shutdown get `NoSupervisor`.
                 Some(_) => break,
                 None => {
+                    self.reap();
                     let msg = select! {
                         recv(inbox) -> msg => msg,
                         recv(ctx.stop_signal()) -> _ => break,
@@ -615,11 +644,12 @@ impl Server {
         self.by_pid.remove(&pid);
         let restart = should_restart(child.spec.restart, &reason);
         // A thread a group restart can reuse waits for that; any other has sent this
-        // notice as its last act, so the join is immediate.
+        // notice as its last act and is let go of (joined once this supervisor is idle).
         let reuse = if restart && run.resumable {
             Some(run)
         } else {
-            run.finish();
+            run.end();
+            self.graves.push(run);
             None
         };
         let id = child.spec.id.clone();
@@ -920,7 +950,7 @@ impl Server {
                 if keep && run.resumable {
                     return (pid, reason, Some(run));
                 }
-                run.finish();
+                self.bury(run);
                 (pid, reason, None)
             }
             _ => {
