@@ -136,12 +136,26 @@ impl DynamicSupervisorRef {
 
     /// Starts a child and returns its pid. Ids need not be unique here.
     ///
-    /// A plain worker (no [`ready_timeout`](ChildSpec::ready_timeout)) is spawned right
-    /// here, on the calling thread, and handed over to the supervisor, which takes it into
-    /// its table before it handles anything else that could concern it: the call costs
-    /// about what a bare `thread::spawn` costs, with no round trip through the
-    /// supervisor's thread. A child that waits for readiness, or a nested supervisor, is
-    /// started by the supervisor's thread, and the call waits for it.
+    /// The child is spawned right here, on the calling thread, and handed over to the
+    /// supervisor, which takes it into its table before it handles anything else that
+    /// could concern it: for a plain worker the call costs about what a bare
+    /// `thread::spawn` costs, with no round trip through the supervisor's thread.
+    ///
+    /// A child that reports readiness (a worker with
+    /// [`ready_timeout`](ChildSpec::ready_timeout), or a nested supervisor) is awaited by
+    /// the calling thread and handed over once ready; until then it is not in the
+    /// supervisor's table, and the supervisor keeps serving everyone else — that child
+    /// included, which may call it before it is ready. If it exits before it is ready,
+    /// or is not ready in time (it is then stopped as its
+    /// [`shutdown`](ChildSpec::shutdown) says, or abandoned), the start fails and its
+    /// place is free again. A shutdown that begins meanwhile waits for the call to stop
+    /// that child, and the call returns [`SupervisorError::NoSupervisor`].
+    ///
+    /// The place a child left under `max_children` is free once the supervisor has
+    /// read its exit — at the latest when the [`Event::ChildExited`](crate::Event) is
+    /// out, or `terminate_child` has returned. A monitor, or a registry entry going
+    /// away, comes a moment before that; a start that finds no place then is served by
+    /// the supervisor's thread, after every exit sent before it.
     ///
     /// # Errors
     ///
@@ -149,10 +163,16 @@ impl DynamicSupervisorRef {
     /// [`SupervisorError::StartFailed`], [`SupervisorError::NoSupervisor`].
     pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
         match &self.0.fast {
-            // A plain worker is spawned right here, on the caller's thread, and handed
-            // over: no round trip through the supervisor's thread.
-            Some(fast) if fast.takes(&spec) => fast.start(spec),
-            _ => self.0.call(|r| Request::StartChild(spec, r))?,
+            // The child is spawned right here, on the caller's thread (which also waits
+            // for its readiness, if it reports any), and handed over: no round trip
+            // through the supervisor's thread.
+            Some(fast) => match fast.start(spec) {
+                Ok(started) => started,
+                // Full by the caller's count: the supervisor decides, having read every
+                // exit sent before this request.
+                Err(spec) => self.0.call(|r| Request::StartChild(spec, r))?,
+            },
+            None => self.0.call(|r| Request::StartChild(spec, r))?,
         }
     }
 

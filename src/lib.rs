@@ -152,7 +152,8 @@
 //! - A request from a child the supervisor is waiting for — one not yet ready, or being
 //!   stopped — fails with [`SupervisorError::WouldDeadlock`]; so does `join()` from inside
 //!   the tree. Its questions (`which_children`, `count_children`, `events`) are answered
-//!   even then.
+//!   even then. (A dynamic supervisor never waits for a child to be ready: the caller of
+//!   `start_child` does, so a child not yet ready is served like anyone else.)
 //!
 //! ## Threads and their limit
 //!

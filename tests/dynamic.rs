@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use steadfast::{
-    registry, ChildSpec, ChildStatus, DynamicSupervisor, DynamicSupervisorRef, Restart, Shutdown,
-    Supervisor, SupervisorError,
+    registry, ChildSpec, ChildStatus, DynamicSupervisor, DynamicSupervisorRef, Pid, Restart,
+    Shutdown, StartError, Supervisor, SupervisorError,
 };
 
 #[test]
@@ -278,5 +278,168 @@ fn a_child_crashing_before_the_supervisor_took_it_in_is_restarted_by_the_supervi
     // The second incarnation runs (it may not have reached its first line yet).
     steadfast::wait::until(DEADLINE, || runs.load(Ordering::SeqCst) == 2).unwrap();
     assert!(now.is_alive());
+    sup.shutdown().unwrap();
+}
+
+// ---- children with readiness: started and awaited by the caller -------------------------
+
+/// A worker that tells `running` it runs, waits for `go`, then reports ready and idles.
+fn gated(id: &str, running: Sender<Pid>, go: Receiver<()>) -> ChildSpec {
+    ChildSpec::worker(id, move |ctx| {
+        running.send(ctx.pid()).unwrap();
+        ctx.recv(&go)?;
+        ctx.ready();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    })
+    .ready_timeout(DEADLINE)
+}
+
+#[test]
+fn while_a_caller_waits_for_a_child_to_be_ready_the_supervisor_serves_others() {
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    let (running_tx, running) = unbounded();
+    let (go, go_rx) = unbounded();
+    let handle = sup.handle();
+    let starter = std::thread::spawn(move || handle.start_child(gated("slow", running_tx, go_rx)));
+    let slow = running.recv_timeout(DEADLINE).unwrap();
+    // Not ready yet, so not a child yet; the supervisor is free to start and answer.
+    assert_eq!(sup.count_children().unwrap().active, 0);
+    let other = sup.start_child(idle("other")).unwrap();
+    go.send(()).unwrap();
+    assert_eq!(starter.join().unwrap().unwrap(), slow);
+    let pids: Vec<_> = sup
+        .which_children()
+        .unwrap()
+        .iter()
+        .map(|c| c.pid.unwrap())
+        .collect();
+    assert_eq!(pids, [other, slow]);
+    sup.shutdown().unwrap();
+    assert!(!slow.is_alive());
+}
+
+#[test]
+fn a_child_that_exits_before_it_is_ready_fails_its_start_and_frees_its_place() {
+    let threads = steadfast::live_threads();
+    let sup = DynamicSupervisor::builder()
+        .max_children(1)
+        .start()
+        .unwrap();
+    let err = sup
+        .start_child(ChildSpec::worker("bad", |_| Err("no config".into())).ready_timeout(DEADLINE))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SupervisorError::StartFailed(StartError::ChildExited { ref id, .. }) if id == "bad"
+    ));
+    let nested = ChildSpec::supervisor(
+        "inner",
+        Supervisor::builder()
+            .child(ChildSpec::worker("x", |_| Err("no".into())).ready_timeout(DEADLINE)),
+    );
+    assert!(matches!(
+        sup.start_child(nested),
+        Err(SupervisorError::StartFailed(StartError::Nested { .. }))
+    ));
+    // The place is free and nothing is left running.
+    let pid = sup.start_child(idle("next")).unwrap();
+    assert_eq!(steadfast::live_threads(), threads + 2);
+    sup.terminate_child(pid).unwrap();
+    assert_eq!(sup.count_children().unwrap().specs, 0);
+    sup.shutdown().unwrap();
+    assert_eq!(steadfast::live_threads(), threads);
+}
+
+#[test]
+fn a_child_not_ready_in_time_is_stopped_or_abandoned_and_its_place_freed() {
+    let sup = DynamicSupervisor::builder()
+        .max_children(1)
+        .start()
+        .unwrap();
+    // Stops when asked.
+    let (running_tx, running) = unbounded();
+    let (_go, go_rx) = unbounded::<()>();
+    let err = sup
+        .start_child(gated("late", running_tx, go_rx).ready_timeout(Duration::from_millis(50)))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SupervisorError::StartFailed(StartError::ReadyTimeout { ref id, .. }) if id == "late"
+    ));
+    let late = running.recv_timeout(DEADLINE).unwrap();
+    assert!(!late.is_alive(), "stopped before start_child returned");
+    // Deaf to its stop: abandoned within its shutdown timeout.
+    let (running_tx, running) = unbounded();
+    let (release, deaf_rx) = unbounded::<()>();
+    let deaf = ChildSpec::worker("deaf", move |ctx| {
+        running_tx.send(ctx.pid()).unwrap();
+        let _ = deaf_rx.recv(); // not ctx.recv: the stop signal goes unheard
+        Ok(())
+    })
+    .ready_timeout(Duration::from_millis(50))
+    .shutdown(Shutdown::Timeout(Duration::from_millis(50)));
+    assert!(matches!(
+        sup.start_child(deaf),
+        Err(SupervisorError::StartFailed(
+            StartError::ReadyTimeout { .. }
+        ))
+    ));
+    let deaf = running.recv_timeout(DEADLINE).unwrap();
+    assert!(!deaf.is_alive(), "abandoned: its pid is gone");
+    drop(release); // let its thread end
+                   // Either way the place is free.
+    sup.start_child(idle("next")).unwrap();
+    sup.shutdown().unwrap();
+}
+
+#[test]
+fn a_shutdown_while_a_caller_waits_for_readiness_stops_that_child_before_it_returns() {
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    let handle = sup.handle();
+    let (running_tx, running) = unbounded();
+    let (go, go_rx) = unbounded();
+    let h = handle.clone();
+    let starter = std::thread::spawn(move || h.start_child(gated("pending", running_tx, go_rx)));
+    let pending = running.recv_timeout(DEADLINE).unwrap();
+    let stopper = std::thread::spawn(move || sup.shutdown());
+    // Once the supervisor no longer takes children, let the pending one become ready.
+    steadfast::wait::until(DEADLINE, || {
+        matches!(
+            handle.start_child(idle("probe")),
+            Err(SupervisorError::NoSupervisor)
+        )
+    })
+    .unwrap();
+    go.send(()).unwrap();
+    assert!(matches!(
+        starter.join().unwrap(),
+        Err(SupervisorError::NoSupervisor)
+    ));
+    stopper.join().unwrap().unwrap();
+    assert!(!pending.is_alive());
+}
+
+#[test]
+fn a_child_may_call_its_dynamic_supervisor_before_it_is_ready() {
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    let handle = sup.handle();
+    let eager = ChildSpec::worker("eager", move |ctx| {
+        // The caller, not the supervisor, waits for this child: the supervisor serves it.
+        let sibling = handle.start_child(idle("sibling"))?;
+        assert!(sibling.is_alive());
+        ctx.ready();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    })
+    .ready_timeout(DEADLINE);
+    sup.start_child(eager).unwrap();
+    let ids: Vec<_> = sup
+        .which_children()
+        .unwrap()
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(ids, ["sibling", "eager"]);
     sup.shutdown().unwrap();
 }

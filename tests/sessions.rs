@@ -230,6 +230,25 @@ fn a_session_dying_past_its_intensity_is_gone_before_its_exit_is_observed() {
 }
 
 #[test]
+fn a_session_that_died_frees_its_place_at_once_at_the_limit() {
+    // A session leaves the tables as its process exits, a moment before the session
+    // supervisor reads that exit; a create in that moment must not be refused.
+    let (m, agents) = manager(1);
+    for i in 0..20 {
+        let id = m.create_session(new(&format!("s{i}"), "limit")).unwrap();
+        let exit = monitor(m.get_session_pid(id).unwrap());
+        let tx = agents.lock()[&id].clone();
+        for _ in 0..3 {
+            tx.send(Cmd::Panic("past intensity")).unwrap();
+        }
+        exit.recv_timeout(DEADLINE).unwrap();
+        assert_eq!(m.count(), 0);
+    }
+    let last = m.create_session(new("last", "limit")).unwrap();
+    m.terminate_session(last).unwrap();
+}
+
+#[test]
 fn a_failed_start_leaves_nothing_behind() {
     let m = SessionManager::builder()
         .max_sessions(1)

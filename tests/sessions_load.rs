@@ -203,10 +203,15 @@ fn sessions_under_load_with_random_crashes_leave_nothing_behind() {
                 })
             })
             .collect();
-        for d in drivers {
-            d.join().unwrap();
-        }
+        let results: Vec<_> = drivers.into_iter().map(|d| d.join()).collect();
+        // Stop the crasher before reporting a driver's panic, or the scope would wait
+        // for it forever.
         done.store(true, Ordering::Release);
+        for r in results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
+        }
     });
     assert!(
         crashes.load(Ordering::Relaxed) > 0,

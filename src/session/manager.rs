@@ -112,7 +112,11 @@ impl SessionManagerBuilder {
         if self.period.is_zero() {
             return Err(StartError::InvalidSpec("period must not be zero".into()));
         }
-        let mut dynamic = DynamicSupervisor::builder().max_children(self.max_sessions);
+        // The limit is the session table's, checked with the id and the project under
+        // one lock. Not also `max_children`: a session leaves the table as its process
+        // exits, a moment before the supervisor reads that exit, and a create in that
+        // moment must not be refused.
+        let mut dynamic = DynamicSupervisor::builder();
         if let Some(name) = &self.name {
             dynamic = dynamic.name(format!("{name}.sessions"));
         }

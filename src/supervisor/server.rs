@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::child::context::{Context, ReadyMsg};
 use crate::child::runner::{self, LocalRestart, SpawnArgs, Spawned};
@@ -54,6 +54,9 @@ pub(crate) struct Fast {
     /// Whether the supervisor still takes children. Held while a caller spawns and hands
     /// over, so that a shutdown either sees the hand-over in its inbox or refuses it.
     open: Mutex<bool>,
+    /// Children a caller has started and is waiting for (readiness) before it hands them
+    /// over; a shutdown waits until there are none.
+    pending: AtomicUsize,
     inbox: Sender<Msg>,
     intensity: Arc<Mutex<Intensity>>,
     log: Sender<Msg>,
@@ -61,12 +64,6 @@ pub(crate) struct Fast {
 }
 
 impl Fast {
-    /// Whether `spec` can be started by the caller: a worker that needs no readiness wait
-    /// (a readiness wait or a nested supervisor goes through the supervisor).
-    pub(crate) fn takes(&self, spec: &ChildSpec) -> bool {
-        spec.kind == ChildKind::Worker && spec.readiness == Readiness::Spawned
-    }
-
     /// Reserves a place against `max_children`.
     fn reserve(&self) -> Result<(), SupervisorError> {
         let before = self.count.fetch_add(1, Ordering::AcqRel);
@@ -82,14 +79,38 @@ impl Fast {
     }
 
     /// Starts `spec` on the calling thread and hands it to the supervisor.
-    pub(crate) fn start(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        spec.validate().map_err(SupervisorError::InvalidSpec)?;
+    ///
+    /// A plain worker is spawned and handed over under the `open` lock. A child that
+    /// reports readiness (a worker with `ready_timeout`, a nested supervisor) is awaited
+    /// by the caller, outside the lock, and handed over once ready; until then it is
+    /// `pending`, and a shutdown waits for the caller to hand it over or stop it.
+    ///
+    /// `Err(spec)` when no place is free by the count here: exits the supervisor has not
+    /// read yet still hold theirs (a caller may have seen such an exit through a monitor
+    /// or an exit hook, which come first), so the caller asks the supervisor, which reads
+    /// every exit sent before the request.
+    pub(crate) fn start(&self, spec: ChildSpec) -> Result<Result<Pid, SupervisorError>, ChildSpec> {
+        if let Err(e) = spec.validate() {
+            return Ok(Err(SupervisorError::InvalidSpec(e)));
+        }
         let open = self.open.lock();
         if !*open {
-            return Err(SupervisorError::NoSupervisor);
+            return Ok(Err(SupervisorError::NoSupervisor));
         }
-        self.reserve()?;
-        let local = (!spec.fresh_thread).then(|| LocalRestart {
+        if self.reserve().is_err() {
+            return Err(spec);
+        }
+        Ok(self.start_reserved(open, spec))
+    }
+
+    /// `start`, once a place is reserved (the `open` lock still held).
+    fn start_reserved(
+        &self,
+        open: MutexGuard<'_, bool>,
+        spec: ChildSpec,
+    ) -> Result<Pid, SupervisorError> {
+        let awaits = spec.readiness != Readiness::Spawned;
+        let local = (!spec.fresh_thread && !awaits).then(|| LocalRestart {
             restart: spec.restart,
             intensity: self.intensity.clone(),
             log: self.log.clone(),
@@ -100,14 +121,14 @@ impl Fast {
             thread_name: format!("{}/{}", self.label, spec.id),
             body: spec.body.clone(),
             stack_size: spec.stack_size,
-            wants_ready: false,
+            wants_ready: awaits,
             notify: Some(self.inbox.clone()),
             local,
             resumable: false,
             parent: Some(self.sup),
             handed_over: false,
         });
-        let run = match spawned {
+        let mut run = match spawned {
             Ok(run) => run,
             Err(source) => {
                 self.release();
@@ -117,6 +138,73 @@ impl Fast {
                 }));
             }
         };
+        if !awaits {
+            return self.hand_over(open, spec, run);
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        drop(open);
+        let ready = run.ready.take().expect("a readiness child has a channel");
+        let outcome = match spec.readiness {
+            Readiness::Within(d) => ready.recv_timeout(d).map_err(|e| e.is_timeout()),
+            _ => ready.recv().map_err(|_| false),
+        };
+        let id = spec.id.to_string();
+        let failed = match outcome {
+            Ok(ReadyMsg::Ready) => {
+                let open = self.open.lock();
+                if *open {
+                    self.pending.fetch_sub(1, Ordering::AcqRel);
+                    return self.hand_over(open, spec, run);
+                }
+                // Shut down meanwhile: the shutdown waits for us to stop what we started.
+                drop(open);
+                self.stop_pending(&spec, run);
+                SupervisorError::NoSupervisor
+            }
+            Ok(ReadyMsg::Exited(reason)) => {
+                self.forget_pending(run);
+                SupervisorError::StartFailed(StartError::ChildExited { id, reason })
+            }
+            Ok(ReadyMsg::Failed(source)) => {
+                self.forget_pending(run);
+                SupervisorError::StartFailed(StartError::Nested {
+                    id,
+                    source: Box::new(source),
+                })
+            }
+            Err(true) => {
+                let timeout = match spec.readiness {
+                    Readiness::Within(d) => d,
+                    _ => unreachable!("only a bounded wait times out"),
+                };
+                let pid = run.pid;
+                self.stop_pending(&spec, run);
+                log::warn!(
+                    "{}: child {id:?} ({pid}) not ready in {timeout:?}",
+                    self.label
+                );
+                SupervisorError::StartFailed(StartError::ReadyTimeout { id, timeout })
+            }
+            // The runner always reports before it drops the channel; be safe anyway.
+            Err(false) => {
+                self.forget_pending(run);
+                SupervisorError::StartFailed(StartError::ChildExited {
+                    id,
+                    reason: ExitReason::Killed,
+                })
+            }
+        };
+        self.release();
+        Err(failed)
+    }
+
+    /// Sends a started child to the supervisor (still holding the `open` lock).
+    fn hand_over(
+        &self,
+        open: MutexGuard<'_, bool>,
+        spec: ChildSpec,
+        run: Spawned,
+    ) -> Result<Pid, SupervisorError> {
         let pid = run.pid;
         let handed_over = run.handed_over();
         // Like a restart notice: through the restart log when nobody watches the events
@@ -139,6 +227,40 @@ impl Fast {
         }
         drop(open);
         Ok(pid)
+    }
+
+    /// A pending child that has already exited: let it send its (stale) exit notice,
+    /// join it, and stop counting it as pending.
+    fn forget_pending(&self, run: Spawned) {
+        (run.handed_over())();
+        run.finish();
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Stops a pending child as its supervisor would (its shutdown setting, then
+    /// abandonment), and stops counting it as pending. It never was in the table, so no
+    /// event tells of it: the log does.
+    fn stop_pending(&self, spec: &ChildSpec, mut run: Spawned) {
+        let exited = pid::monitor(run.pid);
+        run.stop.raise();
+        let stopped = match spec.shutdown {
+            Shutdown::Timeout(d) => exited.recv_timeout(d).is_ok(),
+            Shutdown::Infinity => exited.recv().is_ok(),
+            Shutdown::Immediate => exited.try_recv().is_ok(),
+        };
+        (run.handed_over())();
+        if stopped {
+            run.finish();
+        } else {
+            pid::exit(run.pid, &ExitReason::Killed);
+            log::warn!(
+                "{}: child {:?} ({}) did not stop in time; abandoned (its thread is detached)",
+                self.label,
+                spec.id,
+                run.pid
+            );
+        }
+        self.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -301,6 +423,7 @@ impl Server {
                 max,
                 count: AtomicUsize::new(0),
                 open: Mutex::new(true),
+                pending: AtomicUsize::new(0),
                 inbox: inbox_tx.clone(),
                 intensity: intensity.clone(),
                 log: log_tx.clone(),
@@ -367,6 +490,16 @@ impl Server {
             return;
         };
         *fast.open.lock() = false;
+        // Children that callers are still waiting for (readiness) will not be handed over
+        // now: those callers stop them. Wait for that, refusing the requests that come
+        // meanwhile (a pending child may be making one).
+        while fast.pending.load(Ordering::Acquire) > 0 {
+            match self.inbox_rx.recv_timeout(Duration::from_millis(1)) {
+                Ok(Msg::Call(request, _)) => request.refuse(SupervisorError::NoSupervisor),
+                Ok(other) => self.deferred.push_back(other),
+                Err(_) => {}
+            }
+        }
         // Every hand-over was sent while open: it is in the restart log or queued now,
         // or deferred.
         self.read_log();
