@@ -48,4 +48,26 @@ fn thread_count_returns_to_baseline_after_a_tree_is_dropped() {
     steadfast::wait::until(DEADLINE, || thread_count() == baseline)
         .unwrap_or_else(|e| panic!("{e}: {} threads, baseline {baseline}", thread_count()));
     assert_eq!(steadfast::live_threads(), 0);
+
+    // Dynamic starts that fail while the caller waits for readiness: the caller joins
+    // what it started before it returns.
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    let with_pool = thread_count();
+    let early = ChildSpec::worker("early", |_| Err("no config".into())).ready_timeout(DEADLINE);
+    assert!(pool.start_child(early).is_err());
+    let nested = ChildSpec::supervisor(
+        "inner",
+        Supervisor::builder()
+            .child(ChildSpec::worker("x", |_| Err("no".into())).ready_timeout(DEADLINE)),
+    );
+    assert!(pool.start_child(nested).is_err());
+    let late = ChildSpec::worker("late", |ctx| {
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    })
+    .ready_timeout(std::time::Duration::from_millis(20));
+    assert!(pool.start_child(late).is_err());
+    assert_eq!(thread_count(), with_pool);
+    drop(pool);
+    assert_eq!(thread_count(), baseline);
 }
