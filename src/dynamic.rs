@@ -176,7 +176,9 @@ impl DynamicSupervisorRef {
         }
     }
 
-    /// Stops the child running as `pid` and forgets it.
+    /// Stops the child running as `pid` and forgets it. As for
+    /// [`SupervisorRef::terminate_child`](crate::SupervisorRef::terminate_child), the
+    /// child has exited when this returns, and its thread is joined just after.
     ///
     /// Called by that child itself, it returns `Ok(())` once the stop is raised (the
     /// caller cannot wait for its own end); the child then exits with `Shutdown`.

@@ -124,6 +124,11 @@ impl SupervisorRef {
     /// `Stopped` (a temporary child's spec is removed). A `Restarting` child stops being
     /// retried.
     ///
+    /// When it returns, the child (and its subtree) has exited: its function returned,
+    /// its names are released and its monitors fired. Its OS thread finishes tearing
+    /// down just after; the supervisor joins it when next idle, and always before it
+    /// exits itself, so a shutdown still leaves no thread behind.
+    ///
     /// Called by the child itself (or from inside its subtree), it returns `Ok(())` as soon
     /// as the stop is raised, since the caller cannot wait for its own end; the child then
     /// returns and exits with [`ExitReason::Shutdown`].
