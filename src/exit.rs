@@ -74,15 +74,21 @@ impl fmt::Display for ExitReason {
 }
 
 /// The text of a panic payload: `&str` and `String` payloads as they are, anything else as
-/// a placeholder (its type cannot be named at run time).
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// a placeholder (its type cannot be named at run time). One allocation, straight from the
+/// payload: this is on the path of every panicking restart.
+pub(crate) fn panic_reason(payload: &(dyn Any + Send)) -> Arc<str> {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
+        Arc::from(*s)
     } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
+        Arc::from(s.as_str())
     } else {
-        "<non-string panic payload>".to_owned()
+        Arc::from("<non-string panic payload>")
     }
+}
+
+/// [`panic_reason`] as a `String`.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    panic_reason(payload).to_string()
 }
 
 #[cfg(test)]
@@ -94,6 +100,9 @@ mod tests {
         assert_eq!(panic_message(&"boom"), "boom");
         assert_eq!(panic_message(&String::from("bang")), "bang");
         assert_eq!(panic_message(&42u32), "<non-string panic payload>");
+        assert_eq!(&*panic_reason(&"boom"), "boom");
+        assert_eq!(&*panic_reason(&String::from("bang")), "bang");
+        assert_eq!(&*panic_reason(&42u32), "<non-string panic payload>");
     }
 
     #[test]

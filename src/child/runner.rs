@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::child::context::{Context, ReadyMsg, StopHandle};
 use crate::child::spec::{Body, Restart};
 use crate::error::SpawnError;
-use crate::exit::{panic_message, ExitReason};
+use crate::exit::{panic_reason, ExitReason};
 use crate::pid::{self, Pid};
 use crate::supervisor::intensity::Intensity;
 use crate::supervisor::server::Msg;
@@ -382,7 +382,7 @@ fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
             reason
         }
         Err(payload) => {
-            let msg = panic_message(&*payload);
+            let msg = panic_reason(&*payload);
             let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
             match location {
                 Some(at) => log::error!("child {id:?} ({pid}) panicked at {at}: {msg}"),
@@ -392,7 +392,7 @@ fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
             if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
                 std::mem::forget(inner);
             }
-            ExitReason::Panicked(msg.into())
+            ExitReason::Panicked(msg)
         }
     }
 }
@@ -517,6 +517,10 @@ pub fn route_panics_to_log() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if SUPERVISED.with(|s| s.get()) {
+                // The location is only for the log line: no formatting when nobody logs.
+                if !log::log_enabled!(log::Level::Error) {
+                    return;
+                }
                 if let Some(loc) = info.location() {
                     let at = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
                     PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(at));
