@@ -48,13 +48,14 @@ impl Rng {
 
 /// The test harness runs each test on a thread named after it (helpers a test spawns
 /// inherit that name), and starts the next test's thread whenever one finishes.
-const TESTS: [&str; 6] = [
+const TESTS: [&str; 7] = [
     "a_crash_storm_is_seen_exactly_once_per_crash",
     "an_intensity_trip_mid_storm_stops_the_inner_tree_and_escalates",
     "churn_of_dynamic_children_with_concurrent_listing",
     "a_full_thread_cap_refuses_starts_and_recovers",
     "registry_under_random_concurrent_use_matches_a_model",
     "starts_racing_a_shutdown_either_fail_or_are_stopped_by_it",
+    "readiness_starts_racing_a_shutdown_are_handed_over_or_stopped",
 ];
 
 /// This process's threads, from /proc, except the harness's own test threads (Linux
@@ -584,6 +585,75 @@ fn starts_racing_a_shutdown_either_fail_or_are_stopped_by_it() {
         assert!(started.len() >= 3);
         // Every child that was started is gone: none escaped the shutdown.
         assert!(started.iter().all(|p| !p.is_alive()), "round {round}");
+    }
+    base.assert_restored();
+}
+
+/// A child that reports readiness, of one of four kinds: ready at once, ready after a few
+/// yields, exiting before it is ready, or a nested supervisor with one idle worker.
+fn ready_kind(kind: usize) -> ChildSpec {
+    match kind {
+        0 => ChildSpec::worker("ready", |ctx| {
+            ctx.ready();
+            let _ = ctx.stop_signal().recv();
+            Ok(())
+        })
+        .ready_timeout(DEADLINE),
+        1 => ChildSpec::worker("slow", |ctx| {
+            for _ in 0..50 {
+                thread::yield_now();
+            }
+            ctx.ready();
+            let _ = ctx.stop_signal().recv();
+            Ok(())
+        })
+        .ready_timeout(DEADLINE),
+        2 => ChildSpec::worker("broken", |_| Err("no config".into())).ready_timeout(DEADLINE),
+        _ => ChildSpec::supervisor("inner", Supervisor::builder().child(idle("w"))),
+    }
+}
+
+#[test]
+fn readiness_starts_racing_a_shutdown_are_handed_over_or_stopped() {
+    // Callers await readiness themselves; a shutdown that comes meanwhile must wait for
+    // them to stop what they started, and none of it may outlive the shutdown.
+    let _serial = SERIAL.lock();
+    let base = Baseline::take();
+    for round in 0..scaled(20) {
+        let pool = DynamicSupervisor::builder().start().unwrap();
+        let starters: Vec<_> = (0..3)
+            .map(|t| {
+                let handle = pool.handle();
+                thread::spawn(move || {
+                    let mut rng = Rng::new((round * 3 + t) as u64 + 1);
+                    let mut started = Vec::new();
+                    loop {
+                        let kind = rng.below(4);
+                        match handle.start_child(ready_kind(kind)) {
+                            Ok(pid) => {
+                                assert_ne!(kind, 2, "round {round}: a broken child started");
+                                started.push(pid);
+                            }
+                            Err(SupervisorError::StartFailed(StartError::ChildExited {
+                                ..
+                            })) if kind == 2 => {}
+                            Err(SupervisorError::NoSupervisor) => return started,
+                            Err(e) => panic!("round {round}: kind {kind}: unexpected {e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        steadfast::wait::until(DEADLINE, || {
+            pool.count_children().map(|c| c.active).unwrap_or(0) >= 6
+        })
+        .unwrap();
+        pool.shutdown().unwrap();
+        for starter in starters {
+            let started = starter.join().unwrap();
+            // Every child that was started is gone: none escaped the shutdown.
+            assert!(started.iter().all(|p| !p.is_alive()), "round {round}");
+        }
     }
     base.assert_restored();
 }
