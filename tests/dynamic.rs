@@ -308,13 +308,7 @@ fn while_a_caller_waits_for_a_child_to_be_ready_the_supervisor_serves_others() {
     let other = sup.start_child(idle("other")).unwrap();
     go.send(()).unwrap();
     assert_eq!(starter.join().unwrap().unwrap(), slow);
-    let pids: Vec<_> = sup
-        .which_children()
-        .unwrap()
-        .iter()
-        .map(|c| c.pid.unwrap())
-        .collect();
-    assert_eq!(pids, [other, slow]);
+    assert_eq!(pids(sup.which_children().unwrap()), [other, slow]);
     sup.shutdown().unwrap();
     assert!(!slow.is_alive());
 }
@@ -431,12 +425,6 @@ fn a_child_may_call_its_dynamic_supervisor_before_it_is_ready() {
     })
     .ready_timeout(DEADLINE);
     sup.start_child(eager).unwrap();
-    let ids: Vec<_> = sup
-        .which_children()
-        .unwrap()
-        .iter()
-        .map(|c| c.id.to_string())
-        .collect();
-    assert_eq!(ids, ["sibling", "eager"]);
+    assert_eq!(ids(sup.which_children().unwrap()), ["sibling", "eager"]);
     sup.shutdown().unwrap();
 }

@@ -297,13 +297,7 @@ fn a_child_calling_its_supervisor_before_it_is_ready_is_refused_not_deadlocked()
     assert_would_deadlock(result_rx.recv_timeout(DEADLINE).unwrap());
     starter.join().unwrap().unwrap();
     // Questions are still answered meanwhile; the refused start left nothing behind.
-    let ids: Vec<_> = sup
-        .which_children()
-        .unwrap()
-        .iter()
-        .map(|c| c.id.to_string())
-        .collect();
-    assert_eq!(ids, ["first", "eager"]);
+    assert_eq!(ids(sup.which_children().unwrap()), ["first", "eager"]);
     sup.shutdown().unwrap();
     assert!(!briefs_through(&events, "supervisor-stopped")
         .iter()

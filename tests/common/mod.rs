@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use steadfast::{ChildSpec, Event, ExitReason, Pid};
+use steadfast::{ChildInfo, ChildSpec, Event, ExitReason, Pid};
 
 /// A deadline for anything a test waits on: generous, for a loaded 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -106,4 +106,17 @@ pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// The ids of `which_children`'s answer, in its order.
+pub fn ids(children: Vec<ChildInfo>) -> Vec<String> {
+    children.iter().map(|c| c.id.to_string()).collect()
+}
+
+/// The pids of `which_children`'s answer, in its order (every child must be running).
+pub fn pids(children: Vec<ChildInfo>) -> Vec<Pid> {
+    children
+        .iter()
+        .map(|c| c.pid.expect("a running child"))
+        .collect()
 }
