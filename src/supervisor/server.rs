@@ -161,22 +161,8 @@ impl Fast {
                 self.stop_pending(&spec, run);
                 SupervisorError::NoSupervisor
             }
-            Ok(ReadyMsg::Exited(reason)) => {
-                self.forget_pending(run);
-                SupervisorError::StartFailed(StartError::ChildExited { id, reason })
-            }
-            Ok(ReadyMsg::Failed(source)) => {
-                self.forget_pending(run);
-                SupervisorError::StartFailed(StartError::Nested {
-                    id,
-                    source: Box::new(source),
-                })
-            }
             Err(true) => {
-                let timeout = match spec.readiness {
-                    Readiness::Within(d) => d,
-                    _ => unreachable!("only a bounded wait times out"),
-                };
+                let timeout = ready_timeout(&spec);
                 let pid = run.pid;
                 self.stop_pending(&spec, run);
                 log::warn!(
@@ -185,13 +171,9 @@ impl Fast {
                 );
                 SupervisorError::StartFailed(StartError::ReadyTimeout { id, timeout })
             }
-            // The runner always reports before it drops the channel; be safe anyway.
-            Err(false) => {
+            report => {
                 self.forget_pending(run);
-                SupervisorError::StartFailed(StartError::ChildExited {
-                    id,
-                    reason: ExitReason::Killed,
-                })
+                SupervisorError::StartFailed(not_started(id, report.ok()))
             }
         };
         self.release();
@@ -261,6 +243,30 @@ impl Fast {
             );
         }
         self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a child that reports readiness did not start, from its report (`None`: none came;
+/// the runner always reports before it drops the channel, so this is only for safety).
+fn not_started(id: String, report: Option<ReadyMsg>) -> StartError {
+    match report {
+        Some(ReadyMsg::Exited(reason)) => StartError::ChildExited { id, reason },
+        Some(ReadyMsg::Failed(source)) => StartError::Nested {
+            id,
+            source: Box::new(source),
+        },
+        Some(ReadyMsg::Ready) | None => StartError::ChildExited {
+            id,
+            reason: ExitReason::Killed,
+        },
+    }
+}
+
+/// The readiness deadline of a child whose bounded wait timed out.
+fn ready_timeout(spec: &ChildSpec) -> Duration {
+    match spec.readiness {
+        Readiness::Within(d) => d,
+        _ => unreachable!("only a bounded wait times out"),
     }
 }
 
@@ -960,22 +966,8 @@ impl Server {
         let id = spec.id.to_string();
         match outcome {
             Awaited::Ready(Some(ReadyMsg::Ready)) => Ok(run),
-            Awaited::Ready(Some(ReadyMsg::Exited(reason))) => {
-                run.finish();
-                Err(StartError::ChildExited { id, reason })
-            }
-            Awaited::Ready(Some(ReadyMsg::Failed(source))) => {
-                run.finish();
-                Err(StartError::Nested {
-                    id,
-                    source: Box::new(source),
-                })
-            }
             Awaited::TimedOut => {
-                let timeout = match spec.readiness {
-                    Readiness::Within(d) => d,
-                    _ => unreachable!("only a bounded wait times out"),
-                };
+                let timeout = ready_timeout(spec);
                 let pid = run.pid;
                 self.wait_stopped(&spec.id, spec.shutdown, run, false);
                 log::warn!(
@@ -984,13 +976,13 @@ impl Server {
                 );
                 Err(StartError::ReadyTimeout { id, timeout })
             }
-            // The runner always reports before it drops the channel; be safe anyway.
-            Awaited::Ready(None) | Awaited::Exited(_) => {
+            Awaited::Ready(report) => {
                 run.finish();
-                Err(StartError::ChildExited {
-                    id,
-                    reason: ExitReason::Killed,
-                })
+                Err(not_started(id, report))
+            }
+            Awaited::Exited(_) => {
+                run.finish();
+                Err(not_started(id, None))
             }
         }
     }
