@@ -162,18 +162,18 @@ impl DynamicSupervisorRef {
     /// [`SupervisorError::MaxChildren`] when full, [`SupervisorError::InvalidSpec`],
     /// [`SupervisorError::StartFailed`], [`SupervisorError::NoSupervisor`].
     pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        match &self.0.fast {
-            // The child is spawned right here, on the caller's thread (which also waits
-            // for its readiness, if it reports any), and handed over: no round trip
-            // through the supervisor's thread.
+        // The child is spawned right here, on the caller's thread (which also waits for
+        // its readiness, if it reports any), and handed over: no round trip through the
+        // supervisor's thread. Unless it is full by the caller's count: then the
+        // supervisor decides, having read every exit sent before this request.
+        let spec = match &self.0.fast {
             Some(fast) => match fast.start(spec) {
-                Ok(started) => started,
-                // Full by the caller's count: the supervisor decides, having read every
-                // exit sent before this request.
-                Err(spec) => self.0.call(|r| Request::StartChild(spec, r))?,
+                Ok(started) => return started,
+                Err(full) => full,
             },
-            None => self.0.call(|r| Request::StartChild(spec, r))?,
-        }
+            None => spec,
+        };
+        self.0.call(|r| Request::StartChild(spec, r))?
     }
 
     /// Stops the child running as `pid` and forgets it. As for
