@@ -74,8 +74,11 @@
 //! stop signal and waits up to its [`Shutdown`] timeout (5 s for workers by default). A child
 //! still running then is **abandoned**: its thread is detached, its exit is reported as
 //! [`ExitReason::Killed`], its names are released at once and the tree carries on. Static
-//! supervisors stop children one at a time in reverse start order; dynamic ones signal all
-//! at once. Dropping a [`Supervisor`] shuts its tree down and joins every thread.
+//! supervisors stop children one at a time in reverse start order — a child's signal is
+//! raised only once every child after it has exited (names released, monitors fired); the
+//! exiting child's own thread raises it, so each step costs one hand-off between threads.
+//! Dynamic supervisors signal all at once. Dropping a [`Supervisor`] shuts its tree down
+//! and joins every thread.
 //!
 //! ## Dynamic supervisors
 //!

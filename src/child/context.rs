@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender, TryRecvError};
@@ -22,30 +22,57 @@ pub(crate) enum ReadyMsg {
 }
 
 /// The stopping side of a process's stop signal, held by its supervisor.
-pub(crate) struct StopHandle {
+///
+/// Dropping it disconnects the signal's channel too (waking any wait on it), but only
+/// [`raise`](StopHandle::raise) sets the flag.
+pub(crate) struct StopHandle(Arc<StopInner>);
+
+struct StopInner {
     flag: Arc<AtomicBool>,
-    tx: Option<Sender<()>>,
+    tx: Mutex<Option<Sender<()>>>,
+}
+
+impl StopInner {
+    fn raise(&self) {
+        self.flag.store(true, Ordering::Release);
+        let tx = self.tx.lock().take();
+        drop(tx);
+    }
 }
 
 impl StopHandle {
     pub(crate) fn new() -> (StopHandle, Arc<AtomicBool>, Receiver<()>) {
         let (tx, rx) = crossbeam_channel::bounded(0);
         let flag = Arc::new(AtomicBool::new(false));
-        (
-            StopHandle {
-                flag: flag.clone(),
-                tx: Some(tx),
-            },
-            flag,
-            rx,
-        )
+        let inner = StopInner {
+            flag: flag.clone(),
+            tx: Mutex::new(Some(tx)),
+        };
+        (StopHandle(Arc::new(inner)), flag, rx)
     }
 
     /// Raises the signal: sets the flag, then disconnects the channel so that every wait
     /// on it wakes. Idempotent.
-    pub(crate) fn raise(&mut self) {
-        self.flag.store(true, Ordering::Release);
-        self.tx = None;
+    pub(crate) fn raise(&self) {
+        self.0.raise();
+    }
+
+    /// A way for another thread to raise this signal later, which keeps nothing alive:
+    /// once this handle is dropped, raising the baton does nothing.
+    pub(crate) fn baton(&self) -> Baton {
+        Baton(Arc::downgrade(&self.0))
+    }
+}
+
+/// A weak [`StopHandle`], passed to the process that must exit before this signal is
+/// raised (see `Spawned::pass_baton`).
+pub(crate) struct Baton(Weak<StopInner>);
+
+impl Baton {
+    pub(crate) fn raise(self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.raise();
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 
-use crate::child::context::{Context, ReadyMsg, StopHandle};
+use crate::child::context::{Baton, Context, ReadyMsg, StopHandle};
 use crate::child::spec::{Body, Restart};
 use crate::error::SpawnError;
 use crate::exit::{panic_reason, ExitReason};
@@ -61,6 +61,9 @@ struct Shared {
     /// For a resumable thread: its next incarnation, or word to end.
     next: Mutex<Next>,
     wake: Condvar,
+    /// The next process of an ordered stop, whose signal this thread raises right after
+    /// it has reported its exit (see [`Spawned::pass_baton`]).
+    baton: Mutex<Option<Baton>>,
 }
 
 enum Next {
@@ -97,6 +100,15 @@ impl Shared {
     fn await_hand_over(&self) {
         while !self.handed_over.load(Ordering::Acquire) {
             thread::yield_now();
+        }
+    }
+
+    /// Raises the stop signal handed on to this thread, if any: called after the exit
+    /// notice is sent, so the next process is signalled only once this one has exited.
+    fn pass_baton(&self) {
+        let baton = self.baton.lock().take();
+        if let Some(baton) = baton {
+            baton.raise();
         }
     }
 
@@ -194,6 +206,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         handed_over: AtomicBool::new(handed_over),
         next: Mutex::new(Next::Nothing),
         wake: Condvar::new(),
+        baton: Mutex::new(None),
     });
     let published = shared.clone();
     let spawned = builder.spawn(move || {
@@ -247,6 +260,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             Pid::set_current(None);
             if let Some(notify) = &notify {
                 published.await_hand_over();
+                published.pass_baton();
                 let _ = notify.send(Msg::Exit { pid, reason });
             }
             match published.next() {
@@ -265,6 +279,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         match (notify, done_tx) {
             (Some(notify), _) => {
                 published.await_hand_over();
+                published.pass_baton();
                 let _ = notify.send(Msg::Exit { pid, reason });
             }
             (None, Some(done)) => {
@@ -302,6 +317,16 @@ impl Spawned {
         Pid::from_raw(self.shared.current.load(Ordering::Acquire)).unwrap_or(self.pid)
     }
 
+    /// Has this process raise `next`'s stop signal as soon as it has reported its exit,
+    /// sparing an ordered stop the supervisor's turn between two children: the next is
+    /// signalled by the thread that just exited, while the supervisor is still reading
+    /// that exit. Set it only just before raising this process's own stop, when every
+    /// process due to stop before it has exited: whatever ends this incarnation, `next` is
+    /// then signalled after it, in order. Raising `next` again later does nothing.
+    pub(crate) fn pass_baton(&self, next: Baton) {
+        *self.shared.baton.lock() = Some(next);
+    }
+
     /// Records that the supervisor has this child in its table.
     pub(crate) fn mark_known(&self) {
         self.shared.known.store(true, Ordering::Release);
@@ -328,6 +353,7 @@ impl Spawned {
         debug_assert!(self.resumable);
         let pid = Pid::spawn(Pid::current_if_any());
         let (stop, stopping, stop_rx) = StopHandle::new();
+        self.shared.baton.lock().take();
         self.shared.current.store(pid.as_u64(), Ordering::Release);
         self.shared.set(Next::Run(Incarnation {
             pid,

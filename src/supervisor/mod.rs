@@ -253,7 +253,7 @@ impl Owned {
     /// itself): from there, a stop is only raised — the tree then stops the caller like
     /// any other child once it returns — and a plain join is refused with `WouldDeadlock`.
     pub(crate) fn stop_and_join(&mut self, stop: bool) -> Result<(), SupervisorError> {
-        let Some(mut run) = self.run.take() else {
+        let Some(run) = self.run.take() else {
             return Ok(());
         };
         if Pid::current_if_any().is_some_and(|me| crate::pid::is_within(me, run.pid)) {
