@@ -82,6 +82,20 @@ struct Incarnation {
 impl Shared {
     /// Blocks until handed the next incarnation (`Some`) or told to end (`None`).
     fn next(&self) -> Option<Incarnation> {
+        // A group restart resumes its members right after the last of them has stopped:
+        // the ones stopped last need not park (the supervisor then wakes nobody).
+        for step in 0..16u32 {
+            if !matches!(*self.next.lock(), Next::Nothing) {
+                break;
+            }
+            if step < 6 {
+                for _ in 0..1u32 << step {
+                    std::hint::spin_loop();
+                }
+            } else {
+                thread::yield_now();
+            }
+        }
         let mut next = self.next.lock();
         loop {
             match std::mem::replace(&mut *next, Next::Nothing) {
