@@ -187,6 +187,30 @@ fn one_for_one(c: &mut Criterion) {
             h.join().unwrap();
         }
     });
+    g.bench_function("one_for_all_10/floor_9_ordered_handoffs", |b| {
+        // What the stop order alone costs (DESIGN 2.7: each child signalled only once the
+        // one after it has exited): nine parked threads, each waking the next, the last
+        // waking the caller. No work, no supervisor, no restart.
+        let (first, mut rx) = bounded::<()>(1);
+        let mut chain = Vec::new();
+        for _ in 0..9 {
+            let (tx, next) = bounded::<()>(1);
+            let mine = std::mem::replace(&mut rx, next);
+            chain.push(thread::spawn(move || {
+                while mine.recv().is_ok() {
+                    tx.send(()).unwrap();
+                }
+            }));
+        }
+        b.iter(|| {
+            first.send(()).unwrap();
+            rx.recv().unwrap();
+        });
+        drop(first);
+        for t in chain {
+            t.join().unwrap();
+        }
+    });
     g.finish();
 }
 
