@@ -60,6 +60,15 @@ fn hand_rolled(crash: Receiver<Crash>, started: Sender<()>, stop: Receiver<()>) 
     let _ = worker.join();
 }
 
+/// Waits for a message without ever parking: the rows that use it measure the restart
+/// itself, without the measuring thread's own wake-up (a parked thread takes 5–30 µs to
+/// wake on a VM, more than a panicking restart costs).
+fn spin_recv(rx: &Receiver<()>) {
+    while rx.try_recv().is_err() {
+        std::hint::spin_loop();
+    }
+}
+
 fn one_for_one(c: &mut Criterion) {
     // Silence panic output for every thread, floors included, so that no row pays for a
     // stderr print; supervised panics are still logged through `log` (no logger here).
@@ -106,6 +115,15 @@ fn one_for_one(c: &mut Criterion) {
                 started.recv().unwrap();
             })
         });
+        g.bench_function(
+            "one_for_one/floor_same_thread_reentry_observer_spins",
+            |b| {
+                b.iter(|| {
+                    crash_tx.send(Crash::Panic).unwrap();
+                    spin_recv(&started);
+                })
+            },
+        );
         drop(crash_tx);
         t.join().unwrap();
     }
@@ -135,6 +153,14 @@ fn one_for_one(c: &mut Criterion) {
                 started.recv().unwrap();
             })
         });
+        if name == "panic" {
+            g.bench_function("one_for_one/steadfast_panic_observer_spins", |b| {
+                b.iter(|| {
+                    crash_tx.send(crash).unwrap();
+                    spin_recv(&started);
+                })
+            });
+        }
         sup.shutdown().unwrap();
     }
 
