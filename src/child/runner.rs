@@ -61,8 +61,8 @@ struct Shared {
     /// For a resumable thread: its next incarnation, or word to end.
     next: Mutex<Next>,
     wake: Condvar,
-    /// The next process of an ordered stop, whose signal this thread raises right after
-    /// it has reported its exit (see [`Spawned::pass_baton`]).
+    /// The next process of an ordered stop, whose signal this thread raises as soon as
+    /// its exit is complete (see [`Spawned::pass_baton`]).
     baton: Mutex<Option<Baton>>,
 }
 
@@ -117,8 +117,10 @@ impl Shared {
         }
     }
 
-    /// Raises the stop signal handed on to this thread, if any: called after the exit
-    /// notice is sent, so the next process is signalled only once this one has exited.
+    /// Raises the stop signal handed on to this thread, if any. Called once the exit is
+    /// complete (names released, monitors fired), just before the exit notice is sent:
+    /// the next process is signalled only once this one has exited, and need not wait
+    /// for the notice (the supervisor takes the two notices in either order).
     fn pass_baton(&self) {
         let baton = self.baton.lock().take();
         if let Some(baton) = baton {
@@ -331,10 +333,10 @@ impl Spawned {
         Pid::from_raw(self.shared.current.load(Ordering::Acquire)).unwrap_or(self.pid)
     }
 
-    /// Has this process raise `next`'s stop signal as soon as it has reported its exit,
+    /// Has this process raise `next`'s stop signal as soon as its exit is complete,
     /// sparing an ordered stop the supervisor's turn between two children: the next is
-    /// signalled by the thread that just exited, while the supervisor is still reading
-    /// that exit. Set it only just before raising this process's own stop, when every
+    /// signalled by the thread that just exited, before the supervisor has read that
+    /// exit. Set it only just before raising this process's own stop, when every
     /// process due to stop before it has exited: whatever ends this incarnation, `next` is
     /// then signalled after it, in order. Raising `next` again later does nothing.
     pub(crate) fn pass_baton(&self, next: Baton) {

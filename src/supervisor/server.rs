@@ -1174,7 +1174,7 @@ impl Server {
     }
 
     /// In an ordered stop, about to stop child `seq`, with `next` to stop after it: has
-    /// `seq`'s thread raise `next`'s signal as soon as it has reported its exit. The next
+    /// `seq`'s thread raise `next`'s signal as soon as its exit is complete. The next
     /// child then starts stopping while this supervisor reads the exit, instead of after
     /// (one hand-off between threads per child instead of two). This supervisor still
     /// waits for each child in turn, within its `Shutdown`, and raises each signal itself
