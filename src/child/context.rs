@@ -76,6 +76,28 @@ impl Baton {
     }
 }
 
+/// Asks `probe` a few times, spinning and then yielding in between, before the caller
+/// parks — as crossbeam's own `recv` spins before it blocks: parking and waking a thread
+/// costs microseconds (tens of them on a VM), a few spins and yields do not. Returns the
+/// first answer, or `None` if there was none.
+pub(crate) fn look_briefly<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    const SPINS: u32 = 6;
+    const YIELDS: u32 = 10;
+    for step in 0..SPINS + YIELDS {
+        if let Some(answer) = probe() {
+            return Some(answer);
+        }
+        if step < SPINS {
+            for _ in 0..1u32 << step {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    None
+}
+
 /// What a child sees of itself: its identity, its stop signal and its readiness.
 ///
 /// A `Context` is handed by reference to the child's function for one incarnation.
@@ -229,30 +251,18 @@ impl Context {
     }
 
     /// Polls `rx` (and the stop flag) for a short while before the caller parks in
-    /// `select!`, as crossbeam's own `recv` spins before it blocks: parking and waking a
-    /// thread costs microseconds (tens of them on a VM), a few spins and yields do not.
-    /// `None` when nothing came.
+    /// `select!`. `None` when nothing came.
     fn poll_briefly<T>(&self, rx: &Receiver<T>) -> Option<Result<T, RecvError>> {
-        const SPINS: u32 = 6;
-        const YIELDS: u32 = 10;
-        for step in 0..SPINS + YIELDS {
+        look_briefly(|| {
             if self.is_stopping() {
                 return Some(Err(RecvError::Stopped));
             }
             match rx.try_recv() {
-                Ok(msg) => return Some(Ok(msg)),
-                Err(TryRecvError::Disconnected) => return Some(Err(RecvError::Disconnected)),
-                Err(TryRecvError::Empty) => {}
+                Ok(msg) => Some(Ok(msg)),
+                Err(TryRecvError::Disconnected) => Some(Err(RecvError::Disconnected)),
+                Err(TryRecvError::Empty) => None,
             }
-            if step < SPINS {
-                for _ in 0..1u32 << step {
-                    std::hint::spin_loop();
-                }
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        None
+        })
     }
 
     /// Tells the supervisor that this child has finished starting.

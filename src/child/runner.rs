@@ -15,7 +15,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 
-use crate::child::context::{Baton, Context, ReadyMsg, StopHandle};
+use crate::child::context::{look_briefly, Baton, Context, ReadyMsg, StopHandle};
 use crate::child::spec::{Body, Restart};
 use crate::error::SpawnError;
 use crate::exit::{panic_reason, ExitReason};
@@ -84,18 +84,7 @@ impl Shared {
     fn next(&self) -> Option<Incarnation> {
         // A group restart resumes its members right after the last of them has stopped:
         // the ones stopped last need not park (the supervisor then wakes nobody).
-        for step in 0..16u32 {
-            if !matches!(*self.next.lock(), Next::Nothing) {
-                break;
-            }
-            if step < 6 {
-                for _ in 0..1u32 << step {
-                    std::hint::spin_loop();
-                }
-            } else {
-                thread::yield_now();
-            }
-        }
+        look_briefly(|| (!matches!(*self.next.lock(), Next::Nothing)).then_some(()));
         let mut next = self.next.lock();
         loop {
             match std::mem::replace(&mut *next, Next::Nothing) {
