@@ -33,7 +33,9 @@ pub enum Restart {
 ///
 /// Stopping is cooperative: a child that has not returned when the time is up is
 /// *abandoned* — its thread is detached, its exit is reported as [`ExitReason::Killed`],
-/// its names are released, and the supervisor carries on.
+/// its names are released, and the supervisor carries on. In an ordered stop the signal
+/// may be raised by the thread of the child stopped just before, a moment before the
+/// supervisor starts counting: the wait is never shorter than the setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shutdown {
     /// Wait up to this long (workers default to 5 s).
