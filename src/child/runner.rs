@@ -110,7 +110,7 @@ impl Shared {
     /// complete (names released, monitors fired), just before the exit notice is sent:
     /// the next process is signalled only once this one has exited, and need not wait
     /// for the notice (the supervisor takes the two notices in either order).
-    fn pass_baton(&self) {
+    fn raise_baton(&self) {
         let baton = self.baton.lock().take();
         if let Some(baton) = baton {
             baton.raise();
@@ -265,7 +265,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             Pid::set_current(None);
             if let Some(notify) = &notify {
                 published.await_hand_over();
-                published.pass_baton();
+                published.raise_baton();
                 let _ = notify.send(Msg::Exit { pid, reason });
             }
             match published.next() {
@@ -284,7 +284,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         match (notify, done_tx) {
             (Some(notify), _) => {
                 published.await_hand_over();
-                published.pass_baton();
+                published.raise_baton();
                 let _ = notify.send(Msg::Exit { pid, reason });
             }
             (None, Some(done)) => {
