@@ -8,11 +8,13 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::child::spec::ChildSpec;
+use crate::child::spec::{check_name, check_period};
 use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
-use crate::supervisor::server::{ChildRef, Config, Request};
-use crate::supervisor::{start_top, Handle, Owned, Strategy, SupervisorSpec};
+use crate::supervisor::inbox::{ChildRef, Request};
+use crate::supervisor::server::{Config, Mode};
+use crate::supervisor::{start_top, Handle, Owned, SupervisorSpec};
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
 #[derive(Clone, Debug)]
@@ -65,18 +67,17 @@ impl DynamicSupervisorBuilder {
     }
 
     fn config(&self, label: &str) -> Result<Arc<Config>, StartError> {
-        if self.period.is_zero() {
-            return Err(StartError::InvalidSpec("period must not be zero".into()));
-        }
-        if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            return Err(StartError::InvalidSpec("name must not be empty".into()));
+        check_period(self.period).map_err(StartError::InvalidSpec)?;
+        if let Some(name) = &self.name {
+            check_name("supervisor name", name).map_err(StartError::InvalidSpec)?;
         }
         Ok(Arc::new(Config {
             label: Arc::from(self.name.as_deref().unwrap_or(label)),
-            strategy: Strategy::OneForOne,
+            mode: Mode::Dynamic {
+                max_children: self.max_children,
+            },
             intensity: self.intensity,
             period: self.period,
-            dynamic: Some(self.max_children),
             children: Vec::new(),
             sinks: self.sinks.clone(),
             observer: None,
@@ -145,7 +146,9 @@ impl DynamicSupervisorRef {
     /// [`ready_timeout`](ChildSpec::ready_timeout), or a nested supervisor) is awaited by
     /// the calling thread and handed over once ready; until then it is not in the
     /// supervisor's table, and the supervisor keeps serving everyone else — that child
-    /// included, which may call it before it is ready. If it exits before it is ready,
+    /// included, which may call it before it is ready. (A *restart* of such a child, after
+    /// a crash, is awaited by the supervisor itself, as OTP's restarts wait for `init`;
+    /// see the crate docs on deadlocks.) If it exits before it is ready,
     /// or is not ready in time (it is then stopped as its
     /// [`shutdown`](ChildSpec::shutdown) says, or abandoned), the start fails and its
     /// place is free again. A shutdown that begins meanwhile waits for the call to stop
@@ -166,8 +169,8 @@ impl DynamicSupervisorRef {
         // its readiness, if it reports any), and handed over: no round trip through the
         // supervisor's thread. Unless it is full by the caller's count: then the
         // supervisor decides, having read every exit sent before this request.
-        let spec = match &self.0.fast {
-            Some(fast) => match fast.start(spec) {
+        let spec = match &self.0.handover {
+            Some(handover) => match handover.start(spec) {
                 Ok(started) => return started,
                 Err(full) => full,
             },

@@ -155,8 +155,11 @@
 //! - A request from a child the supervisor is waiting for — one not yet ready, or being
 //!   stopped — fails with [`SupervisorError::WouldDeadlock`]; so does `join()` from inside
 //!   the tree. Its questions (`which_children`, `count_children`, `events`) are answered
-//!   even then. (A dynamic supervisor never waits for a child to be ready: the caller of
-//!   `start_child` does, so a child not yet ready is served like anyone else.)
+//!   even then. A dynamic supervisor does not wait for a child it is *asked* to start
+//!   (the caller of `start_child` does, so that child is served like anyone else while
+//!   it gets ready); it does wait when it *restarts* a child that reports readiness, as
+//!   OTP's supervisors wait for a restarted child's `init`, and that child's requests
+//!   other than questions fail with `WouldDeadlock` until it is ready.
 //!
 //! ## Threads and their limit
 //!

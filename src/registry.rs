@@ -152,25 +152,34 @@ where
         }
         let inner = &self.inner;
         let h = inner.hash(&key);
-        {
-            let mut shard = inner.shard(h).write();
-            if let Some(holder) = shard.get(h, &key).map(|s| s.pid) {
-                if holder == pid || holder.is_alive() {
-                    return Err(RegistryError::AlreadyRegistered(holder));
-                }
+        // The exit hook learns of the entry before anyone can see it: an owner that exits
+        // after the check below (under the shard lock) has its hook remove the entry, and
+        // its monitors fire only after that. (The other order left a window in which a
+        // look-up made after the owner's monitor fired could still return it.)
+        if !pid::add_exit_token(pid, self.hook_key(), &self.hook, h) {
+            return Err(RegistryError::NotAlive(pid));
+        }
+        let mut shard = inner.shard(h).write();
+        let refused = match shard.get(h, &key).map(|s| s.pid) {
+            _ if !pid.is_alive() => Some(RegistryError::NotAlive(pid)),
+            Some(holder) if holder == pid || holder.is_alive() => {
+                Some(RegistryError::AlreadyRegistered(holder))
+            }
+            Some(holder) => {
                 // A dead holder whose clean-up has not reached this key yet: replace it.
                 shard.remove(h, &key, holder);
                 inner.count.fetch_sub(1, Ordering::Relaxed);
+                None
             }
-            shard.insert(h, Slot { key, pid, value });
-            inner.count.fetch_add(1, Ordering::Relaxed);
+            None => None,
+        };
+        if let Some(e) = refused {
+            drop(shard);
+            pid::remove_exit_token(pid, self.hook_key(), h);
+            return Err(e);
         }
-        // The exit hook learns of the entry only now; if the owner exited in between, its
-        // clean-up could not see the entry, so undo it here.
-        if !pid::add_exit_token(pid, self.hook_key(), &self.hook, h) {
-            inner.remove_held(h, pid);
-            return Err(RegistryError::NotAlive(pid));
-        }
+        shard.insert(h, Slot { key, pid, value });
+        inner.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

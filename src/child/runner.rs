@@ -9,20 +9,33 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver};
 use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 
 use crate::child::context::{look_briefly, Baton, Context, ReadyMsg, StopHandle};
-use crate::child::spec::{Body, Restart};
+use crate::child::spec::Body;
 use crate::error::SpawnError;
 use crate::exit::{panic_reason, ExitReason};
 use crate::pid::{self, Pid};
-use crate::supervisor::intensity::Intensity;
-use crate::supervisor::server::Msg;
-use crate::supervisor::strategy::should_restart;
+
+/// Where a supervised process reports: its supervisor, seen from the child's side.
+pub(crate) trait Notify: Send + Sync {
+    /// The process's last incarnation, `pid`, has exited (sent last, once its names are
+    /// released and its monitors fired).
+    fn exited(&self, pid: Pid, reason: ExitReason);
+    /// Incarnation `old` ended with `reason` and `new` runs in its place on the same
+    /// thread. May hold the thread back while the supervisor catches up, until
+    /// `stopping` is raised.
+    fn restarted(&self, old: Pid, new: Pid, reason: ExitReason, stopping: &AtomicBool);
+}
+
+/// The supervisor's leave for a child to restart itself on its own thread after an exit
+/// with the given reason: the decision stays the supervisor's (restart type, intensity),
+/// handed to the child as a value. `false` leaves the exit to the supervisor, as if
+/// there were no fast path.
+pub(crate) type RestartPermit = Arc<dyn Fn(&ExitReason) -> bool + Send + Sync>;
 
 /// A running process, as its supervisor holds it.
 ///
@@ -130,10 +143,10 @@ pub(crate) struct SpawnArgs {
     pub(crate) body: Body,
     pub(crate) stack_size: Option<usize>,
     pub(crate) wants_ready: bool,
-    /// The supervisor's inbox, told of the exit last.
-    pub(crate) notify: Option<Sender<Msg>>,
+    /// The supervisor, told of the exit last.
+    pub(crate) notify: Option<Arc<dyn Notify>>,
     /// Set when a crashed incarnation may be restarted on this same thread.
-    pub(crate) local: Option<LocalRestart>,
+    pub(crate) permit: Option<RestartPermit>,
     /// Whether the thread waits for a next incarnation after each exit (group restarts
     /// reuse it); a readiness child never does.
     pub(crate) resumable: bool,
@@ -143,31 +156,6 @@ pub(crate) struct SpawnArgs {
     /// `false` when a caller spawns the child on a supervisor's behalf and hands it over
     /// afterwards (see [`Spawned::handed_over`]).
     pub(crate) handed_over: bool,
-}
-
-/// What the runner needs to restart a child on its own thread: the child's restart type
-/// and its supervisor's intensity window (shared with the supervisor).
-pub(crate) struct LocalRestart {
-    pub(crate) restart: Restart,
-    pub(crate) intensity: Arc<Mutex<Intensity>>,
-    /// Where to report a restart nobody watches: read by the supervisor before anything
-    /// else it does, without waking it.
-    pub(crate) log: Sender<Msg>,
-    /// Whether the supervisor's events are watched: then report through `notify`, which
-    /// wakes it, so the events go out at once.
-    pub(crate) watched: Arc<AtomicBool>,
-}
-
-impl LocalRestart {
-    /// Whether the incarnation that just ended with `reason` is restarted here and now:
-    /// not asked to stop, the restart table says so, and the restart fits the intensity
-    /// window. Anything else — including a restart that would exceed the intensity — is
-    /// left to the supervisor, as if there were no fast path.
-    fn allows(&self, reason: &ExitReason, stopping: &AtomicBool) -> bool {
-        !stopping.load(Ordering::Acquire)
-            && should_restart(self.restart, reason)
-            && self.intensity.lock().try_add_restart(Instant::now())
-    }
 }
 
 /// Spawns a process thread running `args.body` under `catch_unwind`.
@@ -191,7 +179,9 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     } else {
         (None, None)
     };
-    let mut builder = thread::Builder::new().name(args.thread_name);
+    // Names are validated before anything is reserved; a NUL byte that got past that
+    // must still not make the thread builder panic.
+    let mut builder = thread::Builder::new().name(args.thread_name.replace('\0', "?"));
     if let Some(size) = args.stack_size {
         builder = builder.stack_size(size);
     }
@@ -199,7 +189,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         id,
         body,
         notify,
-        local,
+        permit,
         resumable,
         handed_over,
         ..
@@ -232,26 +222,18 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                 pid::exit(pid, &reason);
                 ctx.report_early_exit(&reason);
                 drop(ctx);
-                match (&local, &notify) {
-                    (Some(local), Some(notify))
+                match (&permit, &notify) {
+                    (Some(permit), Some(notify))
                         if published.known.load(Ordering::Acquire)
-                            && local.allows(&reason, &stopping) =>
+                            && !stopping.load(Ordering::Acquire)
+                            && permit(&reason) =>
                     {
                         // Same-thread restart: the old pid is gone (names released, monitors
-                        // fired); the supervisor learns of it before it could see the new
-                        // incarnation exit: it reads the restart log before each message.
+                        // fired); the notice is queued before anything the new incarnation
+                        // sends, so the supervisor reads the two in that order.
                         let new = Pid::spawn(parent);
                         published.current.store(new.as_u64(), Ordering::Release);
-                        let msg = Msg::Restarted {
-                            old: pid,
-                            new,
-                            reason,
-                        };
-                        if local.watched.load(Ordering::Acquire) {
-                            let _ = notify.send(msg);
-                        } else {
-                            let _ = local.log.send(msg);
-                        }
+                        notify.restarted(pid, new, reason, &stopping);
                         pid = new;
                     }
                     _ => break reason,
@@ -266,7 +248,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             if let Some(notify) = &notify {
                 published.await_hand_over();
                 published.raise_baton();
-                let _ = notify.send(Msg::Exit { pid, reason });
+                notify.exited(pid, reason);
             }
             match published.next() {
                 Some(next) => (pid, stopping, stop_rx) = (next.pid, next.stopping, next.stop_rx),
@@ -285,7 +267,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             (Some(notify), _) => {
                 published.await_hand_over();
                 published.raise_baton();
-                let _ = notify.send(Msg::Exit { pid, reason });
+                notify.exited(pid, reason);
             }
             (None, Some(done)) => {
                 let _ = done.send(reason);

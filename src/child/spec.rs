@@ -218,14 +218,32 @@ impl ChildSpec {
 
     /// Checks what a supervisor checks before it starts the child.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.id.trim().is_empty() {
-            return Err("child id must not be empty".to_owned());
-        }
+        check_name("child id", &self.id)?;
         if self.stack_size == Some(0) {
             return Err(format!("child {:?}: stack size must not be zero", self.id));
         }
         Ok(())
     }
+}
+
+/// A name that ends up in a thread's name (a child id, a supervisor name): not blank, and
+/// free of NUL bytes, which the thread builder refuses.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if name.contains('\0') {
+        return Err(format!("{what} {name:?} must not contain a NUL byte"));
+    }
+    Ok(())
+}
+
+/// A restart-intensity period: not zero.
+pub(crate) fn check_period(period: Duration) -> Result<(), String> {
+    if period.is_zero() {
+        return Err("period must not be zero".to_owned());
+    }
+    Ok(())
 }
 
 impl fmt::Debug for ChildSpec {

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::unbounded;
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
@@ -23,6 +22,7 @@ use crate::session::{
     normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
 };
 use crate::supervisor::event::Event;
+use crate::supervisor::inbox::Inbox;
 use crate::supervisor::{
     run_supervisor, Handle, Strategy, Supervisor, SupervisorRef, DEFAULT_INTENSITY, DEFAULT_PERIOD,
 };
@@ -380,12 +380,12 @@ impl SessionManager {
             }));
         let (id, table, hook) = (info.id, self.inner.table.clone(), self.inner.hook.clone());
         let body: Body = Arc::new(move |ctx: &Context| {
-            let (tx, rx) = unbounded();
+            let inbox = Arc::new(Inbox::new());
             let me = SupervisorRef(Handle {
                 pid: ctx.pid(),
-                tx: tx.clone(),
+                inbox: inbox.clone(),
                 dynamic: false,
-                fast: None,
+                handover: None,
             });
             // Tie the session's tables to this process before any child starts, so that
             // however it ends, its exit cleans them.
@@ -394,7 +394,7 @@ impl SessionManager {
                 ctx.send_ready(ReadyMsg::Failed(e));
                 return reason;
             }
-            run_supervisor(cfg.clone(), None, ctx, tx, rx, None)
+            run_supervisor(cfg.clone(), None, ctx, inbox, None)
         });
         let spec = ChildSpec::nested(label, body)
             .restart(Restart::Temporary)

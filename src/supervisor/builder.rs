@@ -4,17 +4,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
 use crate::child::runner::{self, SpawnArgs};
-use crate::child::spec::{Body, ChildSpec};
+use crate::child::spec::{check_name, check_period, Body, ChildSpec};
 use crate::error::{RegistryError, StartError};
 use crate::exit::ExitReason;
 use crate::registry::registry;
 use crate::supervisor::event::Event;
-use crate::supervisor::server::{Config, EndSlot, Server};
+use crate::supervisor::inbox::Inbox;
+use crate::supervisor::server::{Config, EndSlot, Mode, Server};
 use crate::supervisor::strategy::Strategy;
 use crate::supervisor::{Handle, Owned, Supervisor, SupervisorRef, SUPERVISORS};
 
@@ -94,13 +95,9 @@ impl SupervisorBuilder {
     }
 
     pub(crate) fn validate(&self) -> Result<(), StartError> {
-        if self.period.is_zero() {
-            return Err(StartError::InvalidSpec("period must not be zero".into()));
-        }
+        check_period(self.period).map_err(StartError::InvalidSpec)?;
         if let Some(name) = &self.name {
-            if name.trim().is_empty() {
-                return Err(StartError::InvalidSpec("name must not be empty".into()));
-            }
+            check_name("supervisor name", name).map_err(StartError::InvalidSpec)?;
         }
         let mut seen = HashSet::new();
         for spec in &self.children {
@@ -118,10 +115,9 @@ impl SupervisorBuilder {
     pub(crate) fn config(&self, label: &str) -> Arc<Config> {
         Arc::new(Config {
             label: Arc::from(self.name.as_deref().unwrap_or(label)),
-            strategy: self.strategy,
+            mode: Mode::Static(self.strategy),
             intensity: self.intensity,
             period: self.period,
-            dynamic: None,
             children: self.children.clone(),
             sinks: self.sinks.clone(),
             observer: None,
@@ -168,21 +164,16 @@ pub(crate) fn start_top(
     name: Option<String>,
 ) -> Result<(Handle, Owned), StartError> {
     let label = cfg.label.to_string();
-    let dynamic = cfg.dynamic.is_some();
+    let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
     let end: EndSlot = Arc::new(Mutex::new(None));
-    let (tx, rx) = unbounded();
-    let inbox = Mutex::new(Some((tx.clone(), rx)));
-    let slot = end.clone();
+    let inbox = Arc::new(Inbox::new());
+    let (slot, first) = (end.clone(), inbox.clone());
     let body: Body = Arc::new(move |ctx: &Context| {
-        let Some((tx, rx)) = inbox.lock().take() else {
-            return ExitReason::failed("a top-level supervisor runs once");
-        };
         run_supervisor(
             cfg.clone(),
             name.as_deref(),
             ctx,
-            tx,
-            rx,
+            first.clone(),
             Some(slot.clone()),
         )
     });
@@ -193,7 +184,7 @@ pub(crate) fn start_top(
         stack_size: None,
         wants_ready: true,
         notify: None,
-        local: None,
+        permit: None,
         resumable: false,
         parent: None,
         handed_over: true,
@@ -209,9 +200,9 @@ pub(crate) fn start_top(
             // supervisor start children with) before reporting ready.
             let handle = Handle::lookup(run.pid, dynamic).unwrap_or(Handle {
                 pid: run.pid,
-                tx,
+                inbox,
                 dynamic,
-                fast: None,
+                handover: None,
             });
             return Ok((
                 handle,
@@ -238,17 +229,16 @@ pub(crate) fn run_supervisor(
     cfg: Arc<Config>,
     name: Option<&str>,
     ctx: &Context,
-    tx: Sender<crate::supervisor::server::Msg>,
-    rx: crossbeam_channel::Receiver<crate::supervisor::server::Msg>,
+    inbox: Arc<Inbox>,
     end: Option<EndSlot>,
 ) -> ExitReason {
-    let dynamic = cfg.dynamic.is_some();
-    let mut server = Server::new(cfg, tx.clone(), rx, end);
+    let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
+    let mut server = Server::new(cfg, inbox.clone(), end);
     let handle = Handle {
         pid: ctx.pid(),
-        tx,
+        inbox,
         dynamic,
-        fast: server.fast(),
+        handover: server.handover(),
     };
     // Known by pid to its parent's callers; the entry goes with the process.
     let _ = SUPERVISORS.register_for(ctx.pid(), ctx.pid(), handle.clone());
@@ -333,10 +323,7 @@ impl ChildSpec {
         let spec: SupervisorSpec = builder.into();
         let label = id.clone();
         let body: Body = Arc::new(move |ctx: &Context| match (spec.make)(&label) {
-            Ok(cfg) => {
-                let (tx, rx) = unbounded();
-                run_supervisor(cfg, spec.name.as_deref(), ctx, tx, rx, None)
-            }
+            Ok(cfg) => run_supervisor(cfg, spec.name.as_deref(), ctx, Arc::new(Inbox::new()), None),
             Err(e) => {
                 let reason = ExitReason::failed(&e);
                 ctx.send_ready(ReadyMsg::Failed(e));

@@ -3,6 +3,8 @@
 
 mod builder;
 pub(crate) mod event;
+pub(crate) mod handover;
+pub(crate) mod inbox;
 pub(crate) mod intensity;
 pub(crate) mod server;
 pub(crate) mod strategy;
@@ -11,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
 use once_cell::sync::Lazy;
 
 use crate::child::spec::ChildSpec;
@@ -19,7 +22,8 @@ use crate::exit::ExitReason;
 use crate::pid::Pid;
 use crate::registry::Registry;
 use event::{ChildCounts, ChildInfo, Event};
-use server::{ChildRef, EndSlot, Msg, Request};
+use inbox::{ChildRef, Inbox, Msg, Request};
+use server::EndSlot;
 
 pub(crate) use builder::{run_supervisor, start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
 pub use builder::{SupervisorBuilder, SupervisorSpec};
@@ -34,10 +38,10 @@ pub(crate) static SUPERVISORS: Lazy<Registry<Pid, Handle>> = Lazy::new(Registry:
 #[derive(Clone)]
 pub(crate) struct Handle {
     pub(crate) pid: Pid,
-    pub(crate) tx: Sender<Msg>,
+    pub(crate) inbox: Arc<Inbox>,
     pub(crate) dynamic: bool,
     /// Dynamic supervisors: lets a caller start a child on its own thread.
-    pub(crate) fast: Option<Arc<server::Fast>>,
+    pub(crate) handover: Option<Arc<handover::HandOver>>,
 }
 
 impl Handle {
@@ -47,7 +51,7 @@ impl Handle {
         request: impl FnOnce(Sender<T>) -> Request,
     ) -> Result<T, SupervisorError> {
         let (tx, rx) = bounded(1);
-        self.tx
+        self.inbox
             .send(Msg::Call(request(tx), Pid::current_if_any()))
             .map_err(|_| SupervisorError::NoSupervisor)?;
         rx.recv().map_err(|_| SupervisorError::NoSupervisor)

@@ -1,306 +1,55 @@
 //! The supervisor event loop. One thread owns the child table; every change to it happens
-//! here, in the order events arrive: requests from handles and exit notices from children.
-//! Static and dynamic supervisors share this machinery; `Mode` says which one runs.
+//! here, in the order the inbox holds what happened (see `inbox` for the ordering rule).
+//! Static and dynamic supervisors share this machinery.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, unbounded, Receiver, Sender};
-use parking_lot::{Mutex, MutexGuard};
+use crossbeam_channel::{select, Receiver, Sender};
+use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
-use crate::child::runner::{self, LocalRestart, SpawnArgs, Spawned};
+use crate::child::runner::{self, Notify, RestartPermit, SpawnArgs, Spawned};
 use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart, Shutdown};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
 use crate::supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};
+use crate::supervisor::handover::{log_abandoned, not_started, ready_timeout, HandOver};
+use crate::supervisor::inbox::{ChildRef, Inbox, Msg, Reply, Request};
 use crate::supervisor::intensity::Intensity;
 use crate::supervisor::strategy::{affected, should_restart, Strategy};
 
-/// Everything a supervisor's inbox carries.
-pub(crate) enum Msg {
-    /// A child's thread has exited (sent last, after its names were released).
-    Exit { pid: Pid, reason: ExitReason },
-    /// A request from a handle, with its own reply channel, and the calling process (if
-    /// the caller is one).
-    Call(Request, Option<Pid>),
-    /// A child crashed and restarted itself on its own thread (the fast path), already
-    /// counted in the intensity window.
-    Restarted {
-        old: Pid,
-        new: Pid,
-        reason: ExitReason,
-    },
-    /// A restart failed earlier: try again (sent by the supervisor to itself, so that
-    /// requests that arrived meanwhile — a shutdown, a `terminate_child` — are served first).
-    RetryRestart { seq: u64 },
-    /// A dynamic child a caller spawned on this supervisor's behalf (see `Fast`); its
-    /// thread waits until this message is sent.
-    Adopt { spec: ChildSpec, run: Spawned },
-}
-
-/// What a caller needs to start a dynamic supervisor's child itself — on its own thread,
-/// handing the running child over afterwards — instead of a round trip through the
-/// supervisor's thread: the child's settings, and a reservation against `max_children`.
-pub(crate) struct Fast {
-    sup: Pid,
-    label: Arc<str>,
-    max: Option<usize>,
-    /// Children in the table plus those reserved by callers about to hand one over.
-    count: AtomicUsize,
-    /// Whether the supervisor still takes children. Held while a caller spawns and hands
-    /// over, so that a shutdown either sees the hand-over in its inbox or refuses it.
-    open: Mutex<bool>,
-    /// Children a caller has started and is waiting for (readiness) before it hands them
-    /// over; a shutdown waits until there are none.
-    pending: AtomicUsize,
-    inbox: Sender<Msg>,
-    intensity: Arc<Mutex<Intensity>>,
-    log: Sender<Msg>,
-    watched: Arc<AtomicBool>,
-}
-
-impl Fast {
-    /// Reserves a place against `max_children`.
-    fn reserve(&self) -> Result<(), SupervisorError> {
-        let before = self.count.fetch_add(1, Ordering::AcqRel);
-        if self.max.is_some_and(|max| before >= max) {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            return Err(SupervisorError::MaxChildren);
-        }
-        Ok(())
-    }
-
-    fn release(&self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Starts `spec` on the calling thread and hands it to the supervisor.
-    ///
-    /// A plain worker is spawned and handed over under the `open` lock. A child that
-    /// reports readiness (a worker with `ready_timeout`, a nested supervisor) is awaited
-    /// by the caller, outside the lock, and handed over once ready; until then it is
-    /// `pending`, and a shutdown waits for the caller to hand it over or stop it.
-    ///
-    /// `Err(spec)` when no place is free by the count here: exits the supervisor has not
-    /// read yet still hold theirs (a caller may have seen such an exit through a monitor
-    /// or an exit hook, which come first), so the caller asks the supervisor, which reads
-    /// every exit sent before the request.
-    pub(crate) fn start(&self, spec: ChildSpec) -> Result<Result<Pid, SupervisorError>, ChildSpec> {
-        if let Err(e) = spec.validate() {
-            return Ok(Err(SupervisorError::InvalidSpec(e)));
-        }
-        let open = self.open.lock();
-        if !*open {
-            return Ok(Err(SupervisorError::NoSupervisor));
-        }
-        if self.reserve().is_err() {
-            return Err(spec);
-        }
-        Ok(self.start_reserved(open, spec))
-    }
-
-    /// `start`, once a place is reserved (the `open` lock still held).
-    fn start_reserved(
-        &self,
-        open: MutexGuard<'_, bool>,
-        spec: ChildSpec,
-    ) -> Result<Pid, SupervisorError> {
-        let awaits = spec.readiness != Readiness::Spawned;
-        let local = (!spec.fresh_thread && !awaits).then(|| LocalRestart {
-            restart: spec.restart,
-            intensity: self.intensity.clone(),
-            log: self.log.clone(),
-            watched: self.watched.clone(),
-        });
-        let spawned = runner::spawn(SpawnArgs {
-            id: spec.id.clone(),
-            thread_name: format!("{}/{}", self.label, spec.id),
-            body: spec.body.clone(),
-            stack_size: spec.stack_size,
-            wants_ready: awaits,
-            notify: Some(self.inbox.clone()),
-            local,
-            resumable: false,
-            parent: Some(self.sup),
-            handed_over: false,
-        });
-        let mut run = match spawned {
-            Ok(run) => run,
-            Err(source) => {
-                self.release();
-                return Err(SupervisorError::StartFailed(StartError::Spawn {
-                    id: spec.id.to_string(),
-                    source,
-                }));
-            }
-        };
-        if !awaits {
-            return self.hand_over(open, spec, run);
-        }
-        self.pending.fetch_add(1, Ordering::AcqRel);
-        drop(open);
-        let ready = run.ready.take().expect("a readiness child has a channel");
-        let outcome = match spec.readiness {
-            Readiness::Within(d) => ready.recv_timeout(d).map_err(|e| e.is_timeout()),
-            _ => ready.recv().map_err(|_| false),
-        };
-        let id = spec.id.to_string();
-        let failed = match outcome {
-            Ok(ReadyMsg::Ready) => {
-                let open = self.open.lock();
-                if *open {
-                    self.pending.fetch_sub(1, Ordering::AcqRel);
-                    return self.hand_over(open, spec, run);
-                }
-                // Shut down meanwhile: the shutdown waits for us to stop what we started.
-                drop(open);
-                self.stop_pending(&spec, run);
-                SupervisorError::NoSupervisor
-            }
-            Err(true) => {
-                let timeout = ready_timeout(&spec);
-                let pid = run.pid;
-                self.stop_pending(&spec, run);
-                log::warn!(
-                    "{}: child {id:?} ({pid}) not ready in {timeout:?}",
-                    self.label
-                );
-                SupervisorError::StartFailed(StartError::ReadyTimeout { id, timeout })
-            }
-            report => {
-                self.forget_pending(run);
-                SupervisorError::StartFailed(not_started(id, report.ok()))
-            }
-        };
-        self.release();
-        Err(failed)
-    }
-
-    /// Sends a started child to the supervisor (still holding the `open` lock).
-    fn hand_over(
-        &self,
-        open: MutexGuard<'_, bool>,
-        spec: ChildSpec,
-        run: Spawned,
-    ) -> Result<Pid, SupervisorError> {
-        let pid = run.pid;
-        let handed_over = run.handed_over();
-        // Like a restart notice: through the restart log when nobody watches the events
-        // (read before every message, without waking the supervisor), else the inbox.
-        let sent = if self.watched.load(Ordering::Acquire) {
-            self.inbox.send(Msg::Adopt { spec, run })
-        } else {
-            self.log.send(Msg::Adopt { spec, run })
-        };
-        handed_over();
-        if let Err(returned) = sent {
-            // Cannot happen while open (the supervisor reads both until it closes); be
-            // safe: stop the child we started.
-            self.release();
-            if let Msg::Adopt { run, .. } = returned.into_inner() {
-                run.stop.raise();
-                run.finish();
-            }
-            return Err(SupervisorError::NoSupervisor);
-        }
-        drop(open);
-        Ok(pid)
-    }
-
-    /// A pending child that has already exited: let it send its (stale) exit notice,
-    /// join it, and stop counting it as pending.
-    fn forget_pending(&self, run: Spawned) {
-        (run.handed_over())();
-        run.finish();
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Stops a pending child as its supervisor would (its shutdown setting, then
-    /// abandonment), and stops counting it as pending. It never was in the table, so no
-    /// event tells of it: the log does.
-    fn stop_pending(&self, spec: &ChildSpec, run: Spawned) {
-        let exited = pid::monitor(run.pid);
-        run.stop.raise();
-        let stopped = match spec.shutdown {
-            Shutdown::Timeout(d) => exited.recv_timeout(d).is_ok(),
-            Shutdown::Infinity => exited.recv().is_ok(),
-            Shutdown::Immediate => exited.try_recv().is_ok(),
-        };
-        (run.handed_over())();
-        if stopped {
-            run.finish();
-        } else {
-            pid::exit(run.pid, &ExitReason::Killed);
-            log::warn!(
-                "{}: child {:?} ({}) did not stop in time; abandoned (its thread is detached)",
-                self.label,
-                spec.id,
-                run.pid
-            );
-        }
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Why a child that reports readiness did not start, from its report (`None`: none came;
-/// the runner always reports before it drops the channel, so this is only for safety).
-fn not_started(id: String, report: Option<ReadyMsg>) -> StartError {
-    match report {
-        Some(ReadyMsg::Exited(reason)) => StartError::ChildExited { id, reason },
-        Some(ReadyMsg::Failed(source)) => StartError::Nested {
-            id,
-            source: Box::new(source),
-        },
-        Some(ReadyMsg::Ready) | None => StartError::ChildExited {
-            id,
-            reason: ExitReason::Killed,
-        },
-    }
-}
-
-/// The readiness deadline of a child whose bounded wait timed out.
-fn ready_timeout(spec: &ChildSpec) -> Duration {
-    match spec.readiness {
-        Readiness::Within(d) => d,
-        _ => unreachable!("only a bounded wait times out"),
-    }
-}
-
-type Reply<T> = Sender<Result<T, SupervisorError>>;
-
-/// How a handle names a child: static supervisors by id, dynamic ones by pid.
-pub(crate) enum ChildRef {
-    Id(String),
-    Pid(Pid),
-}
-
-pub(crate) enum Request {
-    StartChild(ChildSpec, Reply<Pid>),
-    TerminateChild(ChildRef, Reply<()>),
-    RestartChild(String, Reply<Pid>),
-    DeleteChild(String, Reply<()>),
-    WhichChildren(Sender<Vec<ChildInfo>>),
-    CountChildren(Sender<ChildCounts>),
-    Subscribe(Sender<Event>, Sender<()>),
+/// What kind of supervisor runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Children given up front, restarted by a strategy, stopped in order.
+    Static(Strategy),
+    /// Children started at run time (one_for_one), up to a limit, stopped all at once.
+    Dynamic { max_children: Option<usize> },
 }
 
 /// The settings a supervisor runs with, shared by all its incarnations.
 pub(crate) struct Config {
     /// Names its threads: `label/child-id`.
     pub(crate) label: Arc<str>,
-    pub(crate) strategy: Strategy,
+    pub(crate) mode: Mode,
     pub(crate) intensity: u32,
-    pub(crate) period: std::time::Duration,
-    /// `Some` for a dynamic supervisor.
-    pub(crate) dynamic: Option<Option<usize>>,
+    pub(crate) period: Duration,
     pub(crate) children: Vec<ChildSpec>,
     pub(crate) sinks: Vec<Sender<Event>>,
     /// Sees every event first (the session layer counts restarts with it).
     pub(crate) observer: Option<Observer>,
+}
+
+impl Config {
+    fn strategy(&self) -> Strategy {
+        match self.mode {
+            Mode::Static(strategy) => strategy,
+            Mode::Dynamic { .. } => Strategy::OneForOne,
+        }
+    }
 }
 
 /// A crate-internal watcher of a supervisor's events, called on the supervisor's thread.
@@ -324,37 +73,25 @@ pub(crate) struct Server {
     children: BTreeMap<u64, Child>,
     by_pid: HashMap<Pid, u64>,
     next_seq: u64,
-    /// Shared with children that may restart on their own thread.
+    /// Shared with children that may restart on their own thread (their permit).
     intensity: Arc<Mutex<Intensity>>,
     subscribers: Vec<Sender<Event>>,
-    inbox_tx: Sender<Msg>,
-    inbox_rx: Receiver<Msg>,
-    /// Messages taken from the inbox while waiting for a child to start or stop, to be
-    /// handled, in order, before the inbox.
-    deferred: VecDeque<Msg>,
-    /// Exit notices of children no longer in `by_pid` (being stopped), taken from the
-    /// inbox during a wait; emptied after each message the loop handles.
-    early_exits: HashMap<Pid, ExitReason>,
-    /// Same-thread restarts nobody is watching are written here instead of to the inbox,
-    /// so that they do not wake this thread; it reads them before anything else it does.
-    log_tx: Sender<Msg>,
-    log_rx: Receiver<Msg>,
-    /// Whether anyone watches the events (subscribers or an observer): then same-thread
-    /// restarts are sent to the inbox, so that their events go out at once.
-    watched: Arc<AtomicBool>,
+    inbox: Arc<Inbox>,
     end: Option<EndSlot>,
     /// Dynamic supervisors: what callers use to start children themselves.
-    fast: Option<Arc<Fast>>,
+    handover: Option<Arc<HandOver>>,
     /// Threads whose last incarnation has exited, still tearing down: joined when this
-    /// supervisor is next idle, and always before it exits (see `bury`).
-    graves: Vec<Spawned>,
+    /// supervisor is next idle, and always before it exits.
+    exited: Vec<Spawned>,
 }
 
 impl Drop for Server {
-    /// No thread outlives its supervisor: those let go of and not joined yet are joined
-    /// by this supervisor's thread right after it reports its own exit, before it ends.
+    /// Whatever is still queued is dropped (callers get `NoSupervisor`), and no thread
+    /// outlives its supervisor: those not joined yet are joined by this supervisor's
+    /// thread right after it reports its own exit, before it ends.
     fn drop(&mut self) {
-        runner::join_after_exit(std::mem::take(&mut self.graves));
+        drop(self.inbox.close());
+        runner::join_after_exit(std::mem::take(&mut self.exited));
     }
 }
 
@@ -363,160 +100,122 @@ enum Flow {
     Exit,
 }
 
-/// How many times a wait for a child's exit looks at the inbox, yielding in between,
-/// before it parks.
+/// How many times a wait for a child's exit looks for it, yielding in between, before it
+/// parks (a stopped child usually exits within microseconds; parking costs a wake-up).
 const POLLS: usize = 20;
 
-/// Looks at `inbox` up to `POLLS` times, yielding in between.
-fn poll(inbox: &Receiver<Msg>) -> Option<Msg> {
-    for _ in 0..POLLS {
-        if let Ok(msg) = inbox.try_recv() {
-            return Some(msg);
-        }
-        std::thread::yield_now();
-    }
-    None
-}
-
-/// What a wait for a child ended with.
-enum Awaited {
-    /// Its readiness report (`None`: the channel closed without one).
-    Ready(Option<ReadyMsg>),
-    Exited(ExitReason),
-    TimedOut,
-}
-
-/// How long to wait for a child to start or stop.
-#[derive(Clone, Copy)]
+/// Until when to wait for a child to start or stop.
+#[derive(Clone, Copy, Debug)]
 enum Until {
+    /// Only what has arrived already.
     Now,
     Deadline(Instant),
     Forever,
 }
 
-impl Request {
-    /// Answers a request with `error` without serving it.
-    fn refuse(self, error: SupervisorError) {
+impl Until {
+    /// `d` after `from`; a deadline too far to represent means no deadline.
+    fn after(from: Instant, d: Duration) -> Until {
+        from.checked_add(d).map_or(Until::Forever, Until::Deadline)
+    }
+
+    /// How a child stopped at `from` is waited for.
+    fn stop(from: Instant, shutdown: Shutdown) -> Until {
+        match shutdown {
+            Shutdown::Timeout(d) => Until::after(from, d),
+            Shutdown::Infinity => Until::Forever,
+            Shutdown::Immediate => Until::Now,
+        }
+    }
+
+    fn passed(self, now: Instant) -> bool {
         match self {
-            Request::StartChild(_, r) | Request::RestartChild(_, r) => {
-                let _ = r.send(Err(error));
-            }
-            Request::TerminateChild(_, r) | Request::DeleteChild(_, r) => {
-                let _ = r.send(Err(error));
-            }
-            // Questions are always answered; dropping the reply is the fallback.
-            Request::WhichChildren(_) | Request::CountChildren(_) | Request::Subscribe(..) => {}
+            Until::Now => true,
+            Until::Deadline(at) => now >= at,
+            Until::Forever => false,
         }
     }
 }
 
+/// A child the supervisor waits for: to exit once its stop is raised, or to report ready.
+struct Waiting {
+    id: Arc<str>,
+    run: Spawned,
+    until: Until,
+    /// Its exit reason, once read.
+    exit: Option<ExitReason>,
+    /// Its deadline passed with no exit read.
+    late: bool,
+}
+
+impl Waiting {
+    fn new(id: Arc<str>, run: Spawned, until: Until) -> Waiting {
+        Waiting {
+            id,
+            run,
+            until,
+            exit: None,
+            late: false,
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.exit.is_none() && !self.late
+    }
+}
+
 impl Server {
-    pub(crate) fn new(
-        cfg: Arc<Config>,
-        inbox_tx: Sender<Msg>,
-        inbox_rx: Receiver<Msg>,
-        end: Option<EndSlot>,
-    ) -> Server {
-        let (log_tx, log_rx) = unbounded();
-        let watched = Arc::new(AtomicBool::new(
-            !cfg.sinks.is_empty() || cfg.observer.is_some(),
-        ));
+    pub(crate) fn new(cfg: Arc<Config>, inbox: Arc<Inbox>, end: Option<EndSlot>) -> Server {
+        inbox.set_watched(!cfg.sinks.is_empty() || cfg.observer.is_some());
         let intensity = Arc::new(Mutex::new(Intensity::new(cfg.intensity, cfg.period)));
-        let fast = cfg.dynamic.map(|max| {
-            Arc::new(Fast {
-                sup: Pid::current(),
-                label: cfg.label.clone(),
-                max,
-                count: AtomicUsize::new(0),
-                open: Mutex::new(true),
-                pending: AtomicUsize::new(0),
-                inbox: inbox_tx.clone(),
-                intensity: intensity.clone(),
-                log: log_tx.clone(),
-                watched: watched.clone(),
-            })
-        });
+        let handover = match cfg.mode {
+            Mode::Dynamic { max_children } => {
+                let window = intensity.clone();
+                Some(Arc::new(HandOver::new(
+                    Pid::current(),
+                    cfg.label.clone(),
+                    max_children,
+                    inbox.clone(),
+                    Arc::new(move |spec: &ChildSpec| permit(spec, &window)),
+                )))
+            }
+            Mode::Static(_) => None,
+        };
         Server {
-            log_tx,
-            log_rx,
-            watched,
-            fast,
+            handover,
             intensity,
             subscribers: cfg.sinks.clone(),
             cfg,
             children: BTreeMap::new(),
             by_pid: HashMap::new(),
             next_seq: 0,
-            inbox_tx,
-            inbox_rx,
-            deferred: VecDeque::new(),
-            early_exits: HashMap::new(),
+            inbox,
             end,
-            graves: Vec::new(),
+            exited: Vec::new(),
         }
     }
 
     fn is_dynamic(&self) -> bool {
-        self.cfg.dynamic.is_some()
+        matches!(self.cfg.mode, Mode::Dynamic { .. })
+    }
+
+    /// What callers of a dynamic supervisor use to start children themselves.
+    pub(crate) fn handover(&self) -> Option<Arc<HandOver>> {
+        self.handover.clone()
     }
 
     /// Lets go of a child whose last exit has been read. Its thread still has to tear
     /// down (thread-local destructors, its stack); joining it at once would often put
-    /// this thread to sleep until the kernel wakes it, in the middle of a stop sequence
-    /// or a reply. It is joined when this supervisor is next idle, or before it exits.
-    fn bury(&mut self, run: Spawned) {
+    /// this thread to sleep in the middle of a stop sequence or a reply. It is joined
+    /// when this supervisor is next idle, or before it exits.
+    fn let_go(&mut self, run: Spawned) {
         run.end();
-        self.graves.push(run);
+        self.exited.push(run);
     }
 
-    /// Joins the threads `bury` let go of.
-    fn reap(&mut self) {
-        for run in self.graves.drain(..) {
+    fn join_exited(&mut self) {
+        for run in self.exited.drain(..) {
             run.finish();
-        }
-    }
-
-    /// What callers of a dynamic supervisor use to start children themselves.
-    pub(crate) fn fast(&self) -> Option<Arc<Fast>> {
-        self.fast.clone()
-    }
-
-    /// Takes a child a caller started on this supervisor's behalf into the table.
-    fn adopt(&mut self, spec: ChildSpec, run: Spawned) {
-        run.mark_known();
-        let (id, pid) = (spec.id.clone(), run.pid);
-        self.insert(spec, run);
-        self.emit(Event::ChildStarted { id, pid });
-    }
-
-    /// Stops taking children from callers, and takes in those already handed over (so
-    /// that the shutdown that follows stops them too).
-    fn close(&mut self) {
-        let Some(fast) = self.fast.clone() else {
-            return;
-        };
-        *fast.open.lock() = false;
-        // Children that callers are still waiting for (readiness) will not be handed over
-        // now: those callers stop them. Wait for that, refusing the requests that come
-        // meanwhile (a pending child may be making one).
-        while fast.pending.load(Ordering::Acquire) > 0 {
-            match self.inbox_rx.recv_timeout(Duration::from_millis(1)) {
-                Ok(Msg::Call(request, _)) => request.refuse(SupervisorError::NoSupervisor),
-                Ok(other) => self.deferred.push_back(other),
-                Err(_) => {}
-            }
-        }
-        // Every hand-over was sent while open: it is in the restart log or queued now,
-        // or deferred.
-        self.read_log();
-        let queued = self.inbox_rx.len();
-        let pending: Vec<Msg> = self.inbox_rx.try_iter().take(queued).collect();
-        self.deferred.extend(pending);
-        for msg in std::mem::take(&mut self.deferred) {
-            match msg {
-                Msg::Adopt { spec, run } => self.adopt(spec, run),
-                other => self.deferred.push_back(other),
-            }
         }
     }
 
@@ -524,7 +223,7 @@ impl Server {
     pub(crate) fn start_initial(&mut self) -> Result<(), StartError> {
         let cfg = self.cfg.clone();
         for spec in &cfg.children {
-            match self.spawn_child(spec) {
+            match self.spawn_child(spec, true) {
                 Ok(run) => {
                     let pid = run.pid;
                     self.insert(spec.clone(), run);
@@ -542,98 +241,41 @@ impl Server {
         Ok(())
     }
 
-    /// The loop: serve the inbox until asked to stop or until intensity is exceeded.
+    /// The loop: take the oldest message and act on it, until asked to stop or until
+    /// intensity is exceeded; then stop every child.
     pub(crate) fn run(mut self, ctx: &Context) -> ExitReason {
-        let inbox = self.inbox_rx.clone();
-        loop {
-            let msg = match self.deferred.pop_front() {
-                Some(msg) if !ctx.is_stopping() => msg,
-                // Deferred requests still waiting at shutdown get `NoSupervisor`.
-                Some(_) => break,
-                None => {
-                    self.reap();
-                    let msg = select! {
-                        recv(inbox) -> msg => msg,
-                        recv(ctx.stop_signal()) -> _ => break,
-                    };
-                    // We hold a sender ourselves, so the inbox never disconnects.
-                    let Ok(msg) = msg else { break };
-                    msg
+        let inbox = self.inbox.clone();
+        while !ctx.is_stopping() {
+            let Some(msg) = inbox.pop() else {
+                self.join_exited();
+                select! {
+                    recv(inbox.bell()) -> _ => continue,
+                    recv(ctx.stop_signal()) -> _ => break,
                 }
             };
-            self.read_log();
             if let Flow::Exit = self.handle(msg) {
-                // Children handed over meanwhile are stopped too.
-                if self.is_dynamic() {
-                    self.close();
-                    self.stop_all_concurrently();
-                }
-                self.emit(Event::SupervisorStopped {
-                    reason: ExitReason::Shutdown,
-                });
-                return ExitReason::Shutdown;
+                break;
             }
         }
-        self.read_log();
-        self.close();
-        if self.is_dynamic() {
-            self.stop_all_concurrently();
-        } else {
-            self.stop_all();
-        }
+        self.stop_everything();
         self.emit(Event::SupervisorStopped {
             reason: ExitReason::Shutdown,
         });
         ExitReason::Shutdown
     }
 
-    /// Applies the same-thread restarts written to the log since last time, in order.
-    /// A child's restarts are always logged before its final exit notice is sent, so
-    /// reading the log first keeps every child's history in order.
-    fn read_log(&mut self) {
-        while let Ok(msg) = self.log_rx.try_recv() {
-            match msg {
-                Msg::Restarted { old, .. } if !self.by_pid.contains_key(&old) => {
-                    // A child being stopped (its wait catches up on it) or stale.
-                    self.deferred.push_back(msg);
-                }
-                Msg::Restarted { old, new, reason } => self.on_local_restart(old, new, reason),
-                Msg::Adopt { spec, run } => self.adopt(spec, run),
-                other => self.deferred.push_back(other),
-            }
-        }
-    }
-
-    fn update_watched(&self) {
-        let watched = !self.subscribers.is_empty() || self.cfg.observer.is_some();
-        self.watched.store(watched, Ordering::Release);
-    }
-
     fn handle(&mut self, msg: Msg) -> Flow {
-        let flow = match msg {
-            Msg::Exit { pid, reason } => self.on_exit(pid, reason),
-            Msg::Restarted { old, new, reason } => {
-                self.on_local_restart(old, new, reason);
-                Flow::Continue
-            }
+        match msg {
+            Msg::Exit { pid, reason } => return self.on_exit(pid, reason),
+            Msg::Restarted { old, new, reason } => self.on_local_restart(old, new, reason),
             Msg::RetryRestart { seq } => match self.children.get(&seq) {
-                Some(c) if c.status == ChildStatus::Restarting => self.restart(seq, None),
-                _ => Flow::Continue,
+                Some(c) if c.status == ChildStatus::Restarting => return self.restart(seq, None),
+                _ => {}
             },
-            Msg::Call(req, caller) => {
-                self.serve(req, caller);
-                Flow::Continue
-            }
-            Msg::Adopt { spec, run } => {
-                self.adopt(spec, run);
-                Flow::Continue
-            }
-        };
-        // Whatever is left aside belongs to no child this supervisor still tracks.
-        if !self.early_exits.is_empty() {
-            self.early_exits.clear();
+            Msg::Call(req, caller) => self.serve(req, caller),
+            Msg::HandOver { spec, run } => self.adopt(spec, run),
         }
-        flow
+        Flow::Continue
     }
 
     fn serve(&mut self, req: Request, caller: Option<Pid>) {
@@ -662,106 +304,44 @@ impl Server {
         }
     }
 
-    /// Waits until `until` for `run` to report ready (with `ready`) or, without it, to
-    /// exit (its `Exit` notice, the last thing its thread sends), reading the inbox
-    /// meanwhile. A request from inside the awaited child's subtree cannot wait (its
-    /// sender is what we wait for): a question is answered at once, anything else refused
-    /// with `WouldDeadlock`. Exits of children already being stopped are kept aside for
-    /// their own wait; everything else is deferred, in order, for the loop — so other
-    /// callers never see the table halfway through a stop or a group restart.
-    fn await_child(
-        &mut self,
-        run: &Spawned,
-        ready: Option<&Receiver<ReadyMsg>>,
-        until: Until,
-    ) -> Awaited {
-        let inbox = self.inbox_rx.clone();
-        let never = crossbeam_channel::never();
-        let ready_rx = ready.unwrap_or(&never);
-        // `Now` looks only at what is queued already (others may keep writing).
-        let mut budget = inbox.len();
-        loop {
-            if ready.is_none() {
-                if let Some(reason) = self.take_exit(run.current_pid()) {
-                    return Awaited::Exited(reason);
-                }
-            }
-            // A stopped child usually exits within microseconds: look again a few times,
-            // yielding the CPU to it, before parking (which costs a wake-up to undo).
-            let polled = if ready.is_none() && !matches!(until, Until::Now) {
-                poll(&inbox)
-            } else {
-                None
-            };
-            let msg = match polled {
-                Some(msg) => Ok(msg),
-                None => match until {
-                    Until::Now => match budget.checked_sub(1) {
-                        Some(left) => {
-                            budget = left;
-                            inbox.try_recv().map_err(|_| crossbeam_channel::RecvError)
-                        }
-                        None => return Awaited::TimedOut,
-                    },
-                    Until::Forever => select! {
-                        recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
-                        recv(inbox) -> msg => msg,
-                    },
-                    Until::Deadline(at) => select! {
-                        recv(ready_rx) -> r => return Awaited::Ready(r.ok()),
-                        recv(inbox) -> msg => msg,
-                        default(at.saturating_duration_since(Instant::now())) => {
-                            return Awaited::TimedOut
-                        }
-                    },
-                },
-            };
-            // We hold a sender ourselves, so the inbox never disconnects.
-            let Ok(msg) = msg else { continue };
-            match msg {
-                Msg::Exit { pid, reason } if !self.by_pid.contains_key(&pid) => {
-                    // A hand-over it follows may be waiting in the restart log.
-                    self.read_log();
-                    if self.by_pid.contains_key(&pid) || self.adopting(pid) {
-                        self.deferred.push_back(Msg::Exit { pid, reason });
-                    } else {
-                        // The awaited child's, or one being stopped with it, or stale.
-                        self.early_exits.insert(pid, reason);
-                    }
-                }
-                Msg::Call(req, Some(caller)) if pid::is_within(caller, run.current_pid()) => {
-                    match req {
-                        Request::WhichChildren(_)
-                        | Request::CountChildren(_)
-                        | Request::Subscribe(..) => self.serve(req, Some(caller)),
-                        req => req.refuse(SupervisorError::WouldDeadlock),
-                    }
-                }
-                msg => self.deferred.push_back(msg),
-            }
-        }
+    fn update_watched(&self) {
+        let watched = !self.subscribers.is_empty() || self.cfg.observer.is_some();
+        self.inbox.set_watched(watched);
     }
 
-    /// Whether a deferred hand-over brings child `pid` (its notices must stay behind it).
-    fn adopting(&self, pid: Pid) -> bool {
-        self.deferred
-            .iter()
-            .any(|m| matches!(m, Msg::Adopt { run, .. } if run.pid == pid))
+    // ---- dynamic hand-overs -------------------------------------------------------
+
+    /// Takes a child a caller started on this supervisor's behalf into the table.
+    fn adopt(&mut self, spec: ChildSpec, run: Spawned) {
+        run.mark_known();
+        let (id, pid) = (spec.id.clone(), run.pid);
+        self.insert(spec, run);
+        self.emit(Event::ChildStarted { id, pid });
     }
 
-    /// The exit notice of `pid`, if it has arrived: kept aside during a wait, or deferred
-    /// (it came while the child still ran, during an earlier wait).
-    fn take_exit(&mut self, pid: Pid) -> Option<ExitReason> {
-        if let Some(reason) = self.early_exits.remove(&pid) {
-            return Some(reason);
+    /// Stops taking children from callers, and takes in those already handed over (so
+    /// that the shutdown that follows stops them too).
+    fn close_handover(&mut self) {
+        let Some(handover) = self.handover.clone() else {
+            return;
+        };
+        *handover.open.lock() = false;
+        // Children that callers are still waiting for (readiness) will not be handed over
+        // now: those callers stop them. Wait for that, refusing the calls that come
+        // meanwhile (a pending child may be making one).
+        while handover.pending.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            for msg in self.inbox.take(|m| matches!(m, Msg::Call(..))) {
+                if let Msg::Call(req, _) = msg {
+                    req.refuse(SupervisorError::NoSupervisor);
+                }
+            }
+            let _ = self.inbox.bell().recv_timeout(Duration::from_millis(1));
         }
-        let at = self
-            .deferred
-            .iter()
-            .position(|m| matches!(m, Msg::Exit { pid: p, .. } if *p == pid))?;
-        match self.deferred.remove(at) {
-            Some(Msg::Exit { reason, .. }) => Some(reason),
-            _ => None,
+        // Every hand-over was queued while open, before anything its child sent.
+        for msg in self.inbox.take(|m| matches!(m, Msg::HandOver { .. })) {
+            if let Msg::HandOver { spec, run } = msg {
+                self.adopt(spec, run);
+            }
         }
     }
 
@@ -782,19 +362,18 @@ impl Server {
         let run = child.run.take().expect("checked above");
         self.by_pid.remove(&pid);
         let restart = should_restart(child.spec.restart, &reason);
-        // A thread a group restart can reuse waits for that; any other has sent this
-        // notice as its last act and is let go of (joined once this supervisor is idle).
-        let reuse = if restart && run.resumable {
-            Some(run)
-        } else {
-            run.end();
-            self.graves.push(run);
-            None
-        };
         let id = child.spec.id.clone();
         let temporary = child.spec.restart == Restart::Temporary;
         child.status = ChildStatus::Stopped;
         child.last_pid = Some(pid);
+        // A thread a group restart can reuse waits for that; any other has sent this
+        // notice as its last act and is let go of.
+        let reuse = if restart && run.resumable {
+            Some(run)
+        } else {
+            self.let_go(run);
+            None
+        };
         if !matches!(reason, ExitReason::Panicked(_) | ExitReason::Failed(_)) {
             // Crashes were reported once already, by the child's own thread.
             log::debug!("{}: child {id:?} ({pid}) exited: {reason}", self.cfg.label);
@@ -828,6 +407,14 @@ impl Server {
         let id = child.spec.id.clone();
         self.by_pid.remove(&old);
         self.by_pid.insert(new, seq);
+        self.emit_restart(id, old, new, reason);
+    }
+
+    fn emit_restart(&mut self, id: Arc<str>, old: Pid, new: Pid, reason: ExitReason) {
+        log::info!(
+            "{}: child {id:?} restarted on its own thread ({old} -> {new})",
+            self.cfg.label
+        );
         self.emit(Event::ChildExited {
             id: id.clone(),
             pid: old,
@@ -837,31 +424,16 @@ impl Server {
     }
 
     /// Restarts child `seq` (and, for group strategies, its group). Counts once toward
-    /// intensity; on exceeding it stops everything and tells the loop to exit.
+    /// intensity; on exceeding it, tells the loop to stop everything and exit.
     ///
-    /// `reuse` is the dead child's thread if it waits to be reused. Group members whose
-    /// threads can wait too are stopped and resumed on their own threads: a group restart
-    /// then costs the stops and hand-offs, not a thread spawn per child.
+    /// `reuse` is the dead child's thread if it waits to be reused.
     fn restart(&mut self, seq: u64, reuse: Option<Spawned>) -> Flow {
         let within = self.intensity.lock().add_restart(Instant::now());
         if !within {
             if let Some(run) = reuse {
                 run.finish();
             }
-            let (restarts, period) = (self.cfg.intensity, self.cfg.period);
-            log::error!(
-                "{}: restart intensity exceeded ({restarts} in {period:?}); stopping",
-                self.cfg.label
-            );
-            self.emit(Event::IntensityExceeded { restarts, period });
-            if self.is_dynamic() {
-                self.stop_all_concurrently();
-            } else {
-                self.stop_all();
-            }
-            if let Some(end) = &self.end {
-                *end.lock() = Some(SupervisorError::IntensityExceeded { restarts, period });
-            }
+            self.give_up();
             return Flow::Exit;
         }
         let order: Vec<u64> = self.children.keys().copied().collect();
@@ -869,13 +441,42 @@ impl Server {
             .iter()
             .position(|&k| k == seq)
             .expect("restarting child exists");
-        let group = &order[affected(self.cfg.strategy, pos, order.len())];
-        let mut parked: HashMap<u64, Spawned> = HashMap::new();
+        let group = order[affected(self.cfg.strategy(), pos, order.len())].to_vec();
+        let mut parked = self.stop_group(seq, &group);
         if let Some(run) = reuse {
             parked.insert(seq, run);
         }
-        // Stop the others in reverse start order; temporary bystanders are dropped.
-        let stops: Vec<u64> = group.iter().rev().copied().filter(|&k| k != seq).collect();
+        self.start_group(&group, &mut parked);
+        // Threads kept for members that were not started after all (a failed restart).
+        for (_, run) in parked {
+            run.finish();
+        }
+        Flow::Continue
+    }
+
+    /// Intensity exceeded: say so; the loop then stops everything.
+    fn give_up(&mut self) {
+        let (restarts, period) = (self.cfg.intensity, self.cfg.period);
+        log::error!(
+            "{}: restart intensity exceeded ({restarts} in {period:?}); stopping",
+            self.cfg.label
+        );
+        self.emit(Event::IntensityExceeded { restarts, period });
+        if let Some(end) = &self.end {
+            *end.lock() = Some(SupervisorError::IntensityExceeded { restarts, period });
+        }
+    }
+
+    /// Stops the members of `group` other than `failed`, in reverse start order; a
+    /// temporary bystander is dropped. Returns the threads that wait to be resumed.
+    fn stop_group(&mut self, failed: u64, group: &[u64]) -> HashMap<u64, Spawned> {
+        let mut parked = HashMap::new();
+        let stops: Vec<u64> = group
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&k| k != failed)
+            .collect();
         for (i, &k) in stops.iter().enumerate() {
             self.hand_on(k, stops.get(i + 1).copied());
             let temporary = self.children[&k].spec.restart == Restart::Temporary;
@@ -886,7 +487,13 @@ impl Server {
                 self.remove(k);
             }
         }
-        // Start the group in start order.
+        parked
+    }
+
+    /// Starts what is left of `group` in start order, resuming parked threads. A member
+    /// that fails to start is left `Restarting` (retried through the inbox), and the rest
+    /// of the group waits for it.
+    fn start_group(&mut self, group: &[u64], parked: &mut HashMap<u64, Spawned>) {
         let group: Vec<u64> = group
             .iter()
             .copied()
@@ -899,12 +506,14 @@ impl Server {
                     run.resume();
                     Ok(run)
                 }
-                None => self.spawn_child(&spec),
+                // A restart waits for readiness, as OTP's restart waits for `init`.
+                None => self.spawn_child(&spec, true),
             };
             match started {
                 Ok(run) => {
                     let pid = run.pid;
                     self.set_running(k, run);
+                    log::info!("{}: child {:?} restarted ({pid})", self.cfg.label, spec.id);
                     self.emit(Event::ChildRestarted { id: spec.id, pid });
                 }
                 Err(e) => {
@@ -915,7 +524,6 @@ impl Server {
                         // Dynamic children stay known by their old pid while restarting.
                         self.by_pid.insert(old, k);
                     }
-                    // The rest of the group waits for the retry to bring it back.
                     for &later in &group[i + 1..] {
                         self.children.get_mut(&later).expect("child exists").status =
                             ChildStatus::Stopped;
@@ -925,30 +533,26 @@ impl Server {
                         error: error_chain(&e),
                     });
                     // Back to the loop before trying again, so that requests are served.
-                    let _ = self.inbox_tx.send(Msg::RetryRestart { seq: k });
+                    let _ = self.inbox.send(Msg::RetryRestart { seq: k });
                     break;
                 }
             }
         }
-        // Threads kept for members that were not started after all (a failed restart).
-        for (_, run) in parked {
-            run.finish();
-        }
-        Flow::Continue
     }
 
-    // ---- starting and stopping children -------------------------------------------
+    // ---- starting children ----------------------------------------------------------
 
-    /// Spawns a child and waits until it is started (as its readiness says).
-    fn spawn_child(&mut self, spec: &ChildSpec) -> Result<Spawned, StartError> {
+    /// Spawns a child; with `await_ready`, waits until it is started (as its readiness
+    /// says), else counts it started once spawned.
+    fn spawn_child(&mut self, spec: &ChildSpec, await_ready: bool) -> Result<Spawned, StartError> {
         let mut run = runner::spawn(SpawnArgs {
             id: spec.id.clone(),
             thread_name: format!("{}/{}", self.cfg.label, spec.id),
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready: spec.readiness != Readiness::Spawned,
-            notify: Some(self.inbox_tx.clone()),
-            local: self.local_restart(spec),
+            notify: Some(self.inbox.clone() as Arc<dyn Notify>),
+            permit: self.permit(spec),
             resumable: self.resumable(spec),
             parent: None,
             handed_over: true,
@@ -957,211 +561,67 @@ impl Server {
             id: spec.id.to_string(),
             source,
         })?;
-        let Some(ready) = run.ready.take() else {
+        let ready = run.ready.take();
+        let Some(ready) = ready.filter(|_| await_ready) else {
             return Ok(run);
         };
         let until = match spec.readiness {
-            Readiness::Within(d) => Until::Deadline(Instant::now() + d),
+            Readiness::Within(d) => Until::after(Instant::now(), d),
             _ => Until::Forever,
         };
-        let outcome = self.await_child(&run, Some(&ready), until);
+        let mut waiting = Waiting::new(spec.id.clone(), run, until);
+        let report = self.await_ready(&mut waiting, &ready);
         let id = spec.id.to_string();
-        match outcome {
-            Awaited::Ready(Some(ReadyMsg::Ready)) => Ok(run),
-            Awaited::TimedOut => {
+        match report {
+            Some(Some(ReadyMsg::Ready)) => Ok(waiting.run),
+            None => {
                 let timeout = ready_timeout(spec);
-                let pid = run.pid;
-                self.wait_stopped(&spec.id, spec.shutdown, run, false);
+                let pid = waiting.run.pid;
+                // Its exit, if any, stays queued: the stop below takes it.
+                self.stop_waiting(waiting, spec.shutdown, false);
                 log::warn!(
                     "{}: child {id:?} ({pid}) not ready in {timeout:?}",
                     self.cfg.label
                 );
                 Err(StartError::ReadyTimeout { id, timeout })
             }
-            Awaited::Ready(report) => {
-                run.finish();
+            Some(report) => {
+                waiting.run.finish();
                 Err(not_started(id, report))
-            }
-            Awaited::Exited(_) => {
-                run.finish();
-                Err(not_started(id, None))
             }
         }
     }
 
-    /// Whether `spec`'s crashes may be restarted on the child's own thread: only where a
-    /// restart touches that child alone (one_for_one, dynamic), and only for plain workers
-    /// that need no readiness wait and did not ask for a fresh thread.
-    fn local_restart(&self, spec: &ChildSpec) -> Option<LocalRestart> {
-        let eligible = self.cfg.strategy == Strategy::OneForOne
-            && spec.kind == ChildKind::Worker
-            && spec.readiness == Readiness::Spawned
-            && !spec.fresh_thread;
-        eligible.then(|| LocalRestart {
-            restart: spec.restart,
-            intensity: self.intensity.clone(),
-            log: self.log_tx.clone(),
-            watched: self.watched.clone(),
-        })
+    /// Whether `spec`'s crashes may be restarted on the child's own thread, and with
+    /// what leave.
+    fn permit(&self, spec: &ChildSpec) -> Option<RestartPermit> {
+        if self.cfg.strategy() != Strategy::OneForOne {
+            return None;
+        }
+        permit(spec, &self.intensity)
     }
 
     /// Whether `spec`'s thread may be reused by group restarts: plain workers under
     /// one_for_all or rest_for_one (one_for_one restarts on the child's own thread
     /// already), with no readiness wait and no request for a fresh thread.
     fn resumable(&self, spec: &ChildSpec) -> bool {
-        self.cfg.strategy != Strategy::OneForOne
-            && !self.is_dynamic()
+        self.cfg.strategy() != Strategy::OneForOne
             && spec.kind == ChildKind::Worker
             && spec.readiness == Readiness::Spawned
             && !spec.fresh_thread
     }
 
-    /// Stops child `seq` if it runs: raise its signal, wait its shutdown, abandon if late.
-    /// The child stays in the table, `Stopped`.
-    fn stop_child(&mut self, seq: u64) {
-        self.stop_child_keeping(seq, false);
-    }
+    // ---- stopping children ----------------------------------------------------------
 
-    /// As `stop_child`; with `keep`, a thread that waits to be reused after its stop is
-    /// returned, not ended.
-    fn stop_child_keeping(&mut self, seq: u64, keep: bool) -> Option<Spawned> {
-        let child = self.children.get_mut(&seq)?;
-        child.status = ChildStatus::Stopped;
-        let run = child.run.take()?;
-        child.last_pid = Some(run.pid);
-        let (id, shutdown) = (child.spec.id.clone(), child.spec.shutdown);
-        self.by_pid.remove(&run.pid);
-        let (pid, reason, kept) = self.wait_stopped(&id, shutdown, run, keep);
+    /// Stops every child: a static supervisor one at a time in reverse start order, a
+    /// dynamic one all at once (after taking in the children handed over meanwhile).
+    fn stop_everything(&mut self) {
         if self.is_dynamic() {
-            // A stopped dynamic child is forgotten; its place is free before its exit
-            // is reported.
-            self.remove(seq);
+            self.close_handover();
+            self.stop_all_concurrently();
+        } else {
+            self.stop_all();
         }
-        self.emit(Event::ChildExited { id, pid, reason });
-        kept
-    }
-
-    /// Raises `run`'s stop signal and waits for it as `shutdown` says; abandons it if it
-    /// is still running then. Returns its last incarnation's pid and how it ended.
-    fn wait_stopped(
-        &mut self,
-        id: &Arc<str>,
-        shutdown: Shutdown,
-        run: Spawned,
-        keep: bool,
-    ) -> (Pid, ExitReason, Option<Spawned>) {
-        run.stop.raise();
-        self.wait_or_abandon(id, shutdown, Instant::now(), run, keep)
-    }
-
-    /// Waits for a signalled child until `signalled + its timeout` (as `shutdown` says),
-    /// then joins it, or abandons it if it is still running. Returns the pid of its last
-    /// incarnation (it may have restarted itself unseen just before) and how it ended.
-    fn wait_or_abandon(
-        &mut self,
-        id: &Arc<str>,
-        shutdown: Shutdown,
-        signalled: Instant,
-        mut run: Spawned,
-        keep: bool,
-    ) -> (Pid, ExitReason, Option<Spawned>) {
-        let until = match shutdown {
-            Shutdown::Timeout(d) => Until::Deadline(signalled + d),
-            Shutdown::Infinity => Until::Forever,
-            Shutdown::Immediate => Until::Now,
-        };
-        match self.await_child(&run, None, until) {
-            Awaited::Exited(reason) => {
-                self.catch_up(id, &mut run);
-                let pid = run.pid;
-                if keep && run.resumable {
-                    return (pid, reason, Some(run));
-                }
-                self.bury(run);
-                (pid, reason, None)
-            }
-            _ => {
-                self.catch_up(id, &mut run);
-                let (pid, reason) = self.abandon(id, run);
-                (pid, reason, None)
-            }
-        }
-    }
-
-    /// Reports the same-thread restarts of a child being stopped that this supervisor
-    /// had not read yet (the child crashed and restarted itself just before its stop), so
-    /// that every crash appears in the events, in order, before the child's last exit.
-    /// Afterwards `run.pid` is its latest known incarnation.
-    fn catch_up(&mut self, id: &Arc<str>, run: &mut Spawned) {
-        // The thread publishes each new pid before it sends the notice: nothing unseen.
-        if run.current_pid() == run.pid {
-            return;
-        }
-        // Its notices are in the restart log, the inbox, or already deferred; other
-        // children's notices are applied or kept as usual.
-        // They were sent before its last exit, so they are among what is queued now; take
-        // no more than that (other children may keep writing while we read).
-        let mut notices: Vec<Msg> = self.log_rx.try_iter().take(self.log_rx.len()).collect();
-        let queued = self.inbox_rx.len();
-        self.deferred.extend(self.inbox_rx.try_iter().take(queued));
-        let mut kept = VecDeque::with_capacity(self.deferred.len());
-        for msg in std::mem::take(&mut self.deferred) {
-            match msg {
-                Msg::Restarted { .. } => notices.push(msg),
-                other => kept.push_back(other),
-            }
-        }
-        self.deferred = kept;
-        for msg in notices {
-            let Msg::Restarted { old, new, reason } = msg else {
-                continue;
-            };
-            if old == run.pid {
-                run.pid = new;
-                self.emit(Event::ChildExited {
-                    id: id.clone(),
-                    pid: old,
-                    reason,
-                });
-                self.emit(Event::ChildRestarted {
-                    id: id.clone(),
-                    pid: new,
-                });
-            } else {
-                self.on_local_restart(old, new, reason);
-            }
-        }
-    }
-
-    /// Gives up on a child that did not stop in time: releases its names and monitors at
-    /// once, and detaches its thread.
-    fn abandon(&mut self, id: &Arc<str>, run: Spawned) -> (Pid, ExitReason) {
-        // The thread may have restarted itself since this supervisor last heard of it:
-        // end whichever incarnation runs now.
-        let current = run.current_pid();
-        if !pid::exit(current, &ExitReason::Killed) {
-            // That incarnation ended just now; once stopping, the thread does not restart
-            // again, so its final reason is on its way.
-            let soon = Until::Deadline(Instant::now() + Duration::from_secs(1));
-            if let Awaited::Exited(reason) = self.await_child(&run, None, soon) {
-                run.finish();
-                return (current, reason);
-            }
-        }
-        let latest = run.current_pid();
-        if latest != current {
-            pid::exit(latest, &ExitReason::Killed);
-        }
-
-        log::warn!(
-            "{}: child {id:?} ({latest}) did not stop in time; abandoned (its thread is detached)",
-            self.cfg.label,
-        );
-        self.emit(Event::ChildAbandoned {
-            id: id.clone(),
-            pid: latest,
-        });
-        (latest, ExitReason::Killed)
     }
 
     /// Stops every child, one at a time, in reverse start order.
@@ -1169,7 +629,7 @@ impl Server {
         let order: Vec<u64> = self.children.keys().rev().copied().collect();
         for (i, &seq) in order.iter().enumerate() {
             self.hand_on(seq, order.get(i + 1).copied());
-            self.stop_child(seq);
+            self.stop_child_keeping(seq, false);
         }
     }
 
@@ -1187,22 +647,241 @@ impl Server {
         }
     }
 
-    /// Dynamic supervisors: raise every stop signal, then wait for each within its own
-    /// deadline, counted from the moment all were signalled.
+    /// Stops child `seq` if it runs: raise its signal, wait its shutdown, abandon it if
+    /// late. The child stays in the table, `Stopped` (a dynamic one is removed). With
+    /// `keep`, a thread that waits to be reused is returned, not ended.
+    fn stop_child_keeping(&mut self, seq: u64, keep: bool) -> Option<Spawned> {
+        let child = self.children.get_mut(&seq)?;
+        child.status = ChildStatus::Stopped;
+        let run = child.run.take()?;
+        child.last_pid = Some(run.pid);
+        let (id, shutdown) = (child.spec.id.clone(), child.spec.shutdown);
+        self.by_pid.remove(&run.pid);
+        let waiting = Waiting::new(id.clone(), run, Until::Now);
+        let (pid, reason, kept) = self.stop_waiting(waiting, shutdown, keep);
+        if self.is_dynamic() {
+            // A stopped dynamic child is forgotten; its place is free before its exit
+            // is reported.
+            self.remove(seq);
+        }
+        self.emit(Event::ChildExited { id, pid, reason });
+        kept
+    }
+
+    /// Raises the stop of a child no longer in the table, waits for it as `shutdown`
+    /// says, and abandons it if late (see `settle`).
+    fn stop_waiting(
+        &mut self,
+        mut w: Waiting,
+        shutdown: Shutdown,
+        keep: bool,
+    ) -> (Pid, ExitReason, Option<Spawned>) {
+        w.run.stop.raise();
+        w.until = Until::stop(Instant::now(), shutdown);
+        let mut all = [w];
+        self.await_exits(&mut all);
+        let [w] = all;
+        self.settle(w, keep)
+    }
+
+    /// Dynamic supervisors: raise every stop signal, then wait for all of them at once,
+    /// each within its own deadline counted from that moment.
     fn stop_all_concurrently(&mut self) {
-        let mut running = Vec::new();
+        let start = Instant::now();
+        let mut waiting = Vec::new();
         for child in self.children.values_mut() {
             child.status = ChildStatus::Stopped;
             if let Some(run) = child.run.take() {
                 run.stop.raise();
-                running.push((child.spec.id.clone(), child.spec.shutdown, run));
+                let until = Until::stop(start, child.spec.shutdown);
+                waiting.push(Waiting::new(child.spec.id.clone(), run, until));
             }
         }
         self.by_pid.clear();
-        let start = Instant::now();
-        for (id, shutdown, run) in running {
-            let (pid, reason, _) = self.wait_or_abandon(&id, shutdown, start, run, false);
+        self.await_exits(&mut waiting);
+        for w in waiting {
+            let id = w.id.clone();
+            let (pid, reason, _) = self.settle(w, false);
             self.emit(Event::ChildExited { id, pid, reason });
+        }
+    }
+
+    /// How a waited-for child ended: its last pid and its exit as read, or, late,
+    /// abandoned. With `keep`, a thread that waits to be reused is returned, not ended.
+    fn settle(&mut self, w: Waiting, keep: bool) -> (Pid, ExitReason, Option<Spawned>) {
+        let Waiting { id, run, exit, .. } = w;
+        match exit {
+            Some(reason) => {
+                let pid = run.pid;
+                if keep && run.resumable {
+                    (pid, reason, Some(run))
+                } else {
+                    self.let_go(run);
+                    (pid, reason, None)
+                }
+            }
+            None => {
+                let (pid, reason) = self.abandon(&id, run);
+                (pid, reason, None)
+            }
+        }
+    }
+
+    /// Gives up on a child that did not stop in time: releases its names and monitors at
+    /// once, and detaches its thread.
+    fn abandon(&mut self, id: &Arc<str>, run: Spawned) -> (Pid, ExitReason) {
+        // The thread may have restarted itself since this supervisor last heard of it:
+        // end whichever incarnation runs now.
+        let current = run.current_pid();
+        if !pid::exit(current, &ExitReason::Killed) {
+            // That incarnation ended just now; once stopping, the thread does not restart
+            // again, so its final notice is on its way.
+            let soon = Until::after(Instant::now(), Duration::from_secs(1));
+            let mut all = [Waiting::new(id.clone(), run, soon)];
+            self.await_exits(&mut all);
+            let [w] = all;
+            if let Some(reason) = w.exit {
+                let pid = w.run.pid;
+                w.run.finish();
+                return (pid, reason);
+            }
+            return self.detach(id, w.run);
+        }
+        self.detach(id, run)
+    }
+
+    fn detach(&mut self, id: &Arc<str>, run: Spawned) -> (Pid, ExitReason) {
+        let latest = run.current_pid();
+        pid::exit(latest, &ExitReason::Killed);
+        log_abandoned(&self.cfg.label, id, latest);
+        self.emit(Event::ChildAbandoned {
+            id: id.clone(),
+            pid: latest,
+        });
+        (latest, ExitReason::Killed)
+    }
+
+    // ---- waiting --------------------------------------------------------------------
+
+    /// Waits until every child in `waiting` has exited or passed its deadline, reading
+    /// what the wait may take from the inbox (see `take_for_wait`).
+    fn await_exits(&mut self, waiting: &mut [Waiting]) {
+        loop {
+            self.take_for_wait(waiting, true);
+            let now = Instant::now();
+            for w in waiting.iter_mut().filter(|w| w.open()) {
+                w.late = w.until.passed(now);
+            }
+            if !waiting.iter().any(Waiting::open) {
+                return;
+            }
+            if self.poll_bell() {
+                continue;
+            }
+            let next = waiting
+                .iter()
+                .filter(|w| w.open())
+                .filter_map(|w| match w.until {
+                    Until::Deadline(at) => Some(at),
+                    _ => None,
+                })
+                .min();
+            match next {
+                Some(at) => {
+                    let _ = self
+                        .inbox
+                        .bell()
+                        .recv_timeout(at.saturating_duration_since(now));
+                }
+                None => {
+                    let _ = self.inbox.bell().recv();
+                }
+            }
+        }
+    }
+
+    /// Looks for the bell a few times, yielding in between.
+    fn poll_bell(&self) -> bool {
+        for _ in 0..POLLS {
+            if self.inbox.bell().try_recv().is_ok() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    /// Waits for a child's readiness report until its deadline (`None`: timed out; the
+    /// inner `None`: the channel closed without a report).
+    fn await_ready(
+        &mut self,
+        w: &mut Waiting,
+        ready: &Receiver<ReadyMsg>,
+    ) -> Option<Option<ReadyMsg>> {
+        let bell = self.inbox.bell().clone();
+        loop {
+            self.take_for_wait(std::slice::from_mut(w), false);
+            let at = match w.until {
+                Until::Deadline(at) => at,
+                Until::Forever => {
+                    select! {
+                        recv(ready) -> r => return Some(r.ok()),
+                        recv(bell) -> _ => continue,
+                    }
+                }
+                Until::Now => return ready.try_recv().ok().map(Some),
+            };
+            select! {
+                recv(ready) -> r => return Some(r.ok()),
+                recv(bell) -> _ => continue,
+                default(at.saturating_duration_since(Instant::now())) => {
+                    return ready.try_recv().ok().map(Some);
+                }
+            }
+        }
+    }
+
+    /// Takes out of the inbox, in order, what a wait may act on now; everything else stays
+    /// queued, in place, for the loop:
+    /// - the same-thread restarts of the awaited children (caught up on, so every crash is
+    ///   reported before the last exit) and, with `exits`, their exit notices;
+    /// - calls from inside an awaited child's subtree: such a caller is what we wait for,
+    ///   so a question is answered now and anything else refused (`WouldDeadlock`).
+    fn take_for_wait(&mut self, waiting: &mut [Waiting], exits: bool) {
+        let mut awaited: Vec<Pid> = waiting.iter().map(|w| w.run.pid).collect();
+        let roots: Vec<Pid> = waiting.iter().map(|w| w.run.current_pid()).collect();
+        let taken = self.inbox.take(|msg| match msg {
+            Msg::Restarted { old, new, .. } => match awaited.iter_mut().find(|p| **p == *old) {
+                Some(p) => {
+                    *p = *new;
+                    true
+                }
+                None => false,
+            },
+            Msg::Exit { pid, .. } => exits && awaited.contains(pid),
+            Msg::Call(_, Some(caller)) => roots.iter().any(|r| pid::is_within(*caller, *r)),
+            _ => false,
+        });
+        for msg in taken {
+            match msg {
+                Msg::Restarted { old, new, reason } => {
+                    if let Some(w) = waiting.iter_mut().find(|w| w.run.pid == old) {
+                        w.run.pid = new;
+                        let id = w.id.clone();
+                        self.emit_restart(id, old, new, reason);
+                    }
+                }
+                Msg::Exit { pid, reason } => {
+                    if let Some(w) = waiting.iter_mut().find(|w| w.run.pid == pid) {
+                        w.exit = Some(reason);
+                    }
+                }
+                Msg::Call(req, caller) if req.is_question() => self.serve(req, caller),
+                Msg::Call(req, _) => req.refuse(SupervisorError::WouldDeadlock),
+                Msg::RetryRestart { .. } | Msg::HandOver { .. } => {
+                    unreachable!("a wait takes only restarts, exits and calls")
+                }
+            }
         }
     }
 
@@ -1210,8 +889,8 @@ impl Server {
 
     fn start_child(&mut self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
         spec.validate().map_err(SupervisorError::InvalidSpec)?;
-        match &self.fast {
-            Some(fast) => fast.reserve()?,
+        match &self.handover {
+            Some(handover) => handover.reserve()?,
             None => {
                 if let Some(child) = self.find_id(&spec.id).map(|s| &self.children[&s]) {
                     return Err(match &child.run {
@@ -1221,11 +900,11 @@ impl Server {
                 }
             }
         }
-        let run = match self.spawn_child(&spec) {
+        let run = match self.spawn_child(&spec, true) {
             Ok(run) => run,
             Err(e) => {
-                if let Some(fast) = &self.fast {
-                    fast.release();
+                if let Some(handover) = &self.handover {
+                    handover.release();
                 }
                 return Err(SupervisorError::StartFailed(e));
             }
@@ -1256,7 +935,7 @@ impl Server {
         if from_inside {
             let _ = reply.send(Ok(()));
         }
-        self.stop_child(seq);
+        self.stop_child_keeping(seq, false);
         // A dynamic child is forgotten (a running one already was, before its exit was
         // reported; this covers one that was `Restarting`); a temporary one's spec goes.
         let temporary = self
@@ -1280,7 +959,7 @@ impl Server {
         }
         let spec = self.children[&seq].spec.clone();
         let run = self
-            .spawn_child(&spec)
+            .spawn_child(&spec, true)
             .map_err(SupervisorError::StartFailed)?;
         let pid = run.pid;
         self.set_running(seq, run);
@@ -1364,8 +1043,8 @@ impl Server {
 
     fn remove(&mut self, seq: u64) {
         if let Some(child) = self.children.remove(&seq) {
-            if let Some(fast) = &self.fast {
-                fast.release();
+            if let Some(handover) = &self.handover {
+                handover.release();
             }
             if let Some(pid) = child.last_pid {
                 if self.by_pid.get(&pid) == Some(&seq) {
@@ -1385,6 +1064,21 @@ impl Server {
             self.update_watched();
         }
     }
+}
+
+/// The leave for a plain worker (no readiness wait, no fresh thread) to restart itself
+/// on its own thread: its restart type says so and the restart fits the intensity window.
+/// A restart that would exceed the window is left to the supervisor.
+fn permit(spec: &ChildSpec, intensity: &Arc<Mutex<Intensity>>) -> Option<RestartPermit> {
+    let eligible = spec.kind == ChildKind::Worker
+        && spec.readiness == Readiness::Spawned
+        && !spec.fresh_thread;
+    let (restart, window) = (spec.restart, intensity.clone());
+    eligible.then(|| -> RestartPermit {
+        Arc::new(move |reason: &ExitReason| {
+            should_restart(restart, reason) && window.lock().try_add_restart(Instant::now())
+        })
+    })
 }
 
 /// An error and its sources, on one line.

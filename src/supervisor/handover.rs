@@ -1,0 +1,258 @@
+//! A dynamic supervisor's children started by the caller: `start_child` spawns the child on
+//! the calling thread (awaiting its readiness there, if it reports any) and hands the
+//! running child over through the supervisor's inbox, instead of a round trip through the
+//! supervisor's thread.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::child::context::ReadyMsg;
+use crate::child::runner::{self, Notify, RestartPermit, SpawnArgs, Spawned};
+use crate::child::spec::{ChildSpec, Readiness, Shutdown};
+use crate::error::{StartError, SupervisorError};
+use crate::exit::ExitReason;
+use crate::pid::{self, Pid};
+use crate::supervisor::inbox::{Inbox, Msg};
+
+/// What a caller needs to start a dynamic supervisor's child itself: the child's settings,
+/// a reservation against `max_children`, and the way in to the supervisor.
+pub(crate) struct HandOver {
+    pub(crate) sup: Pid,
+    pub(crate) label: Arc<str>,
+    pub(crate) max: Option<usize>,
+    /// Children in the table plus those reserved by callers about to hand one over.
+    count: AtomicUsize,
+    /// Whether the supervisor still takes children. Held while a caller spawns and hands
+    /// over, so that a shutdown either finds the hand-over in its inbox or refuses it.
+    pub(crate) open: Mutex<bool>,
+    /// Children a caller has started and is waiting for (readiness) before it hands them
+    /// over; a shutdown waits until there are none.
+    pub(crate) pending: AtomicUsize,
+    pub(crate) inbox: Arc<Inbox>,
+    /// The supervisor's leave for a child of a given restart type to restart itself.
+    pub(crate) permit: PermitFor,
+}
+
+/// Makes the restart permit of a child from its spec (see `RestartPermit`).
+pub(crate) type PermitFor = Arc<dyn Fn(&ChildSpec) -> Option<RestartPermit> + Send + Sync>;
+
+impl HandOver {
+    pub(crate) fn new(
+        sup: Pid,
+        label: Arc<str>,
+        max: Option<usize>,
+        inbox: Arc<Inbox>,
+        permit: PermitFor,
+    ) -> HandOver {
+        HandOver {
+            sup,
+            label,
+            max,
+            count: AtomicUsize::new(0),
+            open: Mutex::new(true),
+            pending: AtomicUsize::new(0),
+            inbox,
+            permit,
+        }
+    }
+
+    /// Reserves a place against `max_children`.
+    pub(crate) fn reserve(&self) -> Result<(), SupervisorError> {
+        let before = self.count.fetch_add(1, Ordering::AcqRel);
+        if self.max.is_some_and(|max| before >= max) {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(SupervisorError::MaxChildren);
+        }
+        Ok(())
+    }
+
+    /// Gives a place back.
+    pub(crate) fn release(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Starts `spec` on the calling thread and hands it to the supervisor.
+    ///
+    /// A plain worker is spawned and handed over under the `open` lock. A child that
+    /// reports readiness (a worker with `ready_timeout`, a nested supervisor) is awaited
+    /// by the caller, outside the lock, and handed over once ready; until then it is
+    /// `pending`, and a shutdown waits for the caller to hand it over or stop it.
+    ///
+    /// `Err(spec)` when no place is free by the count here: exits the supervisor has not
+    /// read yet still hold theirs (a caller may have seen such an exit through a monitor
+    /// or an exit hook, which come first), so the caller asks the supervisor, which reads
+    /// every exit sent before the request.
+    pub(crate) fn start(&self, spec: ChildSpec) -> Result<Result<Pid, SupervisorError>, ChildSpec> {
+        if let Err(e) = spec.validate() {
+            return Ok(Err(SupervisorError::InvalidSpec(e)));
+        }
+        let open = self.open.lock();
+        if !*open {
+            return Ok(Err(SupervisorError::NoSupervisor));
+        }
+        if self.reserve().is_err() {
+            return Err(spec);
+        }
+        Ok(self.start_reserved(open, spec))
+    }
+
+    /// `start`, once a place is reserved (the `open` lock still held).
+    fn start_reserved(
+        &self,
+        open: MutexGuard<'_, bool>,
+        spec: ChildSpec,
+    ) -> Result<Pid, SupervisorError> {
+        let awaits = spec.readiness != Readiness::Spawned;
+        let spawned = runner::spawn(SpawnArgs {
+            id: spec.id.clone(),
+            thread_name: format!("{}/{}", self.label, spec.id),
+            body: spec.body.clone(),
+            stack_size: spec.stack_size,
+            wants_ready: awaits,
+            notify: Some(self.inbox.clone() as Arc<dyn Notify>),
+            permit: (self.permit)(&spec),
+            resumable: false,
+            parent: Some(self.sup),
+            handed_over: false,
+        });
+        let mut run = match spawned {
+            Ok(run) => run,
+            Err(source) => {
+                self.release();
+                return Err(SupervisorError::StartFailed(StartError::Spawn {
+                    id: spec.id.to_string(),
+                    source,
+                }));
+            }
+        };
+        if !awaits {
+            return self.hand_over(open, spec, run);
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        drop(open);
+        let ready = run.ready.take().expect("a readiness child has a channel");
+        let outcome = match spec.readiness {
+            // crossbeam treats a deadline past what an `Instant` holds as no deadline.
+            Readiness::Within(d) => ready.recv_timeout(d).map_err(|e| e.is_timeout()),
+            _ => ready.recv().map_err(|_| false),
+        };
+        let id = spec.id.to_string();
+        let failed = match outcome {
+            Ok(ReadyMsg::Ready) => {
+                let open = self.open.lock();
+                if *open {
+                    self.pending.fetch_sub(1, Ordering::AcqRel);
+                    return self.hand_over(open, spec, run);
+                }
+                // Shut down meanwhile: the shutdown waits for us to stop what we started.
+                drop(open);
+                self.stop_pending(&spec, run);
+                SupervisorError::NoSupervisor
+            }
+            Err(true) => {
+                let timeout = ready_timeout(&spec);
+                let pid = run.pid;
+                self.stop_pending(&spec, run);
+                log::warn!(
+                    "{}: child {id:?} ({pid}) not ready in {timeout:?}",
+                    self.label
+                );
+                SupervisorError::StartFailed(StartError::ReadyTimeout { id, timeout })
+            }
+            report => {
+                self.forget_pending(run);
+                SupervisorError::StartFailed(not_started(id, report.ok()))
+            }
+        };
+        self.release();
+        Err(failed)
+    }
+
+    /// Queues a started child for the supervisor (still holding the `open` lock, so the
+    /// supervisor's inbox is open too).
+    fn hand_over(
+        &self,
+        open: MutexGuard<'_, bool>,
+        spec: ChildSpec,
+        run: Spawned,
+    ) -> Result<Pid, SupervisorError> {
+        let pid = run.pid;
+        let handed_over = run.handed_over();
+        let sent = self.inbox.send_notice(Msg::HandOver { spec, run });
+        handed_over();
+        drop(open);
+        if let Err(returned) = sent {
+            // Cannot happen while open; be safe: stop the child we started.
+            self.release();
+            if let Msg::HandOver { run, .. } = *returned {
+                run.stop.raise();
+                run.finish();
+            }
+            return Err(SupervisorError::NoSupervisor);
+        }
+        Ok(pid)
+    }
+
+    /// A pending child that has already exited: let it send its (stale) exit notice,
+    /// join it, and stop counting it as pending.
+    fn forget_pending(&self, run: Spawned) {
+        (run.handed_over())();
+        run.finish();
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Stops a pending child as its supervisor would (its shutdown setting, then
+    /// abandonment), and stops counting it as pending. It never was in the table, so no
+    /// event tells of it: the log does.
+    fn stop_pending(&self, spec: &ChildSpec, run: Spawned) {
+        let exited = pid::monitor(run.pid);
+        run.stop.raise();
+        let stopped = match spec.shutdown {
+            Shutdown::Timeout(d) => exited.recv_timeout(d).is_ok(),
+            Shutdown::Infinity => exited.recv().is_ok(),
+            Shutdown::Immediate => exited.try_recv().is_ok(),
+        };
+        (run.handed_over())();
+        if stopped {
+            run.finish();
+        } else {
+            pid::exit(run.pid, &ExitReason::Killed);
+            log_abandoned(&self.label, &spec.id, run.pid);
+        }
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The one log line for a child that did not stop in time.
+pub(crate) fn log_abandoned(label: &str, id: &str, pid: Pid) {
+    log::warn!(
+        "{label}: child {id:?} ({pid}) did not stop in time; abandoned (its thread is detached)"
+    );
+}
+
+/// Why a child that reports readiness did not start, from its report (`None`: none came;
+/// the runner always reports before it drops the channel, so this is only for safety).
+pub(crate) fn not_started(id: String, report: Option<ReadyMsg>) -> StartError {
+    match report {
+        Some(ReadyMsg::Exited(reason)) => StartError::ChildExited { id, reason },
+        Some(ReadyMsg::Failed(source)) => StartError::Nested {
+            id,
+            source: Box::new(source),
+        },
+        Some(ReadyMsg::Ready) | None => StartError::ChildExited {
+            id,
+            reason: ExitReason::Killed,
+        },
+    }
+}
+
+/// The readiness deadline of a child whose bounded wait timed out.
+pub(crate) fn ready_timeout(spec: &ChildSpec) -> Duration {
+    match spec.readiness {
+        Readiness::Within(d) => d,
+        _ => Duration::MAX,
+    }
+}
