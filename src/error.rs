@@ -176,6 +176,15 @@ pub enum RecvTimeoutError {
     Disconnected,
 }
 
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Stopped => RecvTimeoutError::Stopped,
+            RecvError::Disconnected => RecvTimeoutError::Disconnected,
+        }
+    }
+}
+
 /// Why a registry operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -55,20 +55,25 @@ pub fn until_some<T>(
     mut probe: impl FnMut() -> Option<T>,
 ) -> Result<T, Timeout> {
     let start = Instant::now();
-    let deadline = start + timeout;
+    // A timeout too large to represent means no deadline.
+    let deadline = start.checked_add(timeout);
     let mut backoff = Backoff::new();
     loop {
         if let Some(v) = probe() {
             return Ok(v);
         }
         let now = Instant::now();
-        if now >= deadline {
-            return Err(Timeout {
-                what: what.to_string(),
-                waited: now - start,
-            });
-        }
-        backoff.wait(deadline - now);
+        let left = match deadline {
+            Some(deadline) if now >= deadline => {
+                return Err(Timeout {
+                    what: what.to_string(),
+                    waited: now - start,
+                })
+            }
+            Some(deadline) => deadline - now,
+            None => Duration::MAX,
+        };
+        backoff.wait(left);
     }
 }
 

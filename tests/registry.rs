@@ -284,3 +284,45 @@ fn lookups_from_other_processes_see_the_holder() {
     assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), 42);
     sup.shutdown().unwrap();
 }
+
+/// `register_for` racing its owner's exit: once the owner's exit has been observed (its
+/// monitor fired), no look-up returns it, however the registration interleaved with the
+/// exit. A registrar loops registering and unregistering on the owner's behalf while the
+/// owner exits.
+#[test]
+fn register_for_racing_the_owners_exit_leaves_no_stale_name() {
+    let reg: Registry<u32, u32> = Registry::new();
+    let pool = steadfast::DynamicSupervisor::builder().start().unwrap();
+    for round in 0..2_000 {
+        let (go_tx, go) = crossbeam_channel::bounded::<()>(1);
+        let owner = ChildSpec::worker("owner", move |_| {
+            let _ = go.recv_timeout(DEADLINE);
+            Ok(())
+        })
+        .restart(Restart::Temporary);
+        let owner = pool.start_child(owner).unwrap();
+        let exited = monitor(owner);
+        let r = reg.clone();
+        let registrar = std::thread::spawn(move || loop {
+            match r.register_for(owner, 1, round) {
+                Err(RegistryError::NotAlive(_)) => break,
+                Ok(()) => {
+                    r.unregister_for(owner, &1);
+                }
+                Err(RegistryError::AlreadyRegistered(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        });
+        go_tx.send(()).unwrap();
+        exited.recv_timeout(DEADLINE).unwrap();
+        for _ in 0..20 {
+            if let Some((holder, _)) = reg.lookup(&1) {
+                panic!("round {round}: {holder} returned after its exit was observed");
+            }
+        }
+        registrar.join().unwrap();
+        assert!(reg.lookup(&1).is_none());
+        assert_eq!(reg.count(), 0);
+    }
+    pool.shutdown().unwrap();
+}

@@ -364,3 +364,110 @@ fn the_manager_is_send_sync_and_cheap_to_share() {
     .unwrap();
     assert!(m.session_running(id));
 }
+
+thread_local! {
+    static HELD: std::cell::RefCell<Option<Held>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Holds its thread's end (its thread-locals' destruction) until the gate opens.
+struct Held(Receiver<()>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.recv_timeout(DEADLINE);
+    }
+}
+
+/// A failed session start cleans up only its own record: a live session that took the
+/// same id meanwhile keeps it. The window is forced open: the failed session's
+/// supervisor has exited (its record is gone) but `create_session` has not returned yet,
+/// because one of its children's threads holds its end at a gate.
+#[test]
+fn a_failed_start_does_not_remove_a_live_session_that_reused_its_id() {
+    let (gate_tx, gate) = unbounded::<()>();
+    let (held_tx, held) = unbounded::<()>();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let m = SessionManager::builder()
+        .children(move |_| {
+            if calls.fetch_add(1, Ordering::SeqCst) > 0 {
+                return vec![idle("state")];
+            }
+            let (gate, held_tx) = (gate.clone(), held_tx.clone());
+            let holder = ChildSpec::worker("holder", move |ctx| {
+                HELD.with(|h| *h.borrow_mut() = Some(Held(gate.clone())));
+                let _ = held_tx.send(());
+                let _ = ctx.stop_signal().recv();
+                Ok(())
+            });
+            let broken =
+                ChildSpec::worker("broken", |_| Err("no config".into())).ready_timeout(DEADLINE);
+            vec![holder, broken]
+        })
+        .start()
+        .unwrap();
+    let id = SessionId::new_v4();
+    let m2 = m.clone();
+    let first =
+        std::thread::spawn(move || m2.create_session(NewSession::new("a", "/p/a").with_id(id)));
+    held.recv_timeout(DEADLINE).unwrap();
+    // The failed session's process has exited: its record is gone.
+    steadfast::wait::until(DEADLINE, || m.get_session_info(id).is_err()).unwrap();
+    m.create_session(NewSession::new("b", "/p/b").with_id(id))
+        .expect("the id is free again");
+    gate_tx.send(()).unwrap();
+    assert!(first.join().unwrap().is_err());
+    let info = m
+        .get_session_info(id)
+        .expect("the live session keeps its record");
+    assert_eq!(info.name, "b");
+    assert_eq!(m.count(), 1);
+    assert!(matches!(
+        m.create_session(NewSession::new("c", "/p/b")),
+        Err(SessionError::ProjectAlreadyOpen(_))
+    ));
+    m.shutdown();
+}
+
+/// Every `shutdown` returns only once the sessions have stopped, also when another call
+/// is already stopping them.
+#[test]
+fn concurrent_shutdowns_each_return_after_the_sessions_stopped() {
+    let (stopping_tx, stopping) = unbounded::<()>();
+    let (go_tx, go) = unbounded::<()>();
+    let m = SessionManager::builder()
+        .children(move |_| {
+            let (stopping_tx, go) = (stopping_tx.clone(), go.clone());
+            vec![ChildSpec::worker("slow", move |ctx| {
+                let _ = ctx.stop_signal().recv();
+                let _ = stopping_tx.send(());
+                let _ = go.recv_timeout(DEADLINE);
+                Ok(())
+            })]
+        })
+        .start()
+        .unwrap();
+    let id = m.create_session(NewSession::new("s", "/p/s")).unwrap();
+    let slow = m.session_child(id, "slow").unwrap();
+    let first = {
+        let m = m.clone();
+        std::thread::spawn(move || m.shutdown())
+    };
+    stopping.recv_timeout(DEADLINE).unwrap();
+    let (done_tx, done) = unbounded();
+    let second = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            m.shutdown();
+            done_tx.send(slow.is_alive()).unwrap();
+        })
+    };
+    go_tx.send(()).unwrap();
+    assert_eq!(
+        done.recv_timeout(DEADLINE),
+        Ok(false),
+        "returned before the stop ended"
+    );
+    first.join().unwrap();
+    second.join().unwrap();
+    assert!(!slow.is_alive());
+}

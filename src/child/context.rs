@@ -236,12 +236,12 @@ impl Context {
         rx: &Receiver<T>,
         timeout: Duration,
     ) -> Result<T, RecvTimeoutError> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to represent means no deadline.
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return self.recv(rx).map_err(RecvTimeoutError::from);
+        };
         if let Some(done) = self.poll_briefly(rx) {
-            return done.map_err(|e| match e {
-                RecvError::Stopped => RecvTimeoutError::Stopped,
-                RecvError::Disconnected => RecvTimeoutError::Disconnected,
-            });
+            return done.map_err(RecvTimeoutError::from);
         }
         select! {
             recv(rx) -> msg => msg.map_err(|_| RecvTimeoutError::Disconnected),

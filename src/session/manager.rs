@@ -206,6 +206,14 @@ impl Record {
 }
 
 impl State {
+    /// Removes session `id`'s record if it is still the one reserved as `seq`: a failed
+    /// start must not remove a live session that took the same id since.
+    fn remove_own(&mut self, id: SessionId, seq: u64) {
+        if self.sessions.get(&id).is_some_and(|rec| rec.seq == seq) {
+            self.remove(id);
+        }
+    }
+
     fn remove(&mut self, id: SessionId) {
         if let Some(rec) = self.sessions.remove(&id) {
             if self.projects.get(&rec.info.project_path) == Some(&id) {
@@ -289,8 +297,8 @@ impl SessionManager {
         }
         let id = new.id.unwrap_or_else(SessionId::new_v4);
         let project = normalize_project(&new.project_path);
-        let (info, restarts) = self.reserve(id, new, project)?;
-        match self.start_tree(&info, restarts) {
+        let (info, restarts, seq) = self.reserve(id, new, project)?;
+        match self.start_tree(&info, seq, restarts) {
             Ok(pid) => {
                 let mut state = self.inner.table.state.lock();
                 if let Some(rec) = state.sessions.get_mut(&id) {
@@ -301,19 +309,21 @@ impl SessionManager {
                 Ok(id)
             }
             Err(e) => {
-                self.inner.table.state.lock().remove(id);
+                self.inner.table.state.lock().remove_own(id, seq);
                 Err(e)
             }
         }
     }
 
-    /// Takes a slot, the id and the project, atomically; returns the session's first info.
+    /// Takes a slot, the id and the project, atomically; returns the session's first info
+    /// and the reservation's sequence number (what tells this record from a later one
+    /// under the same id).
     fn reserve(
         &self,
         id: SessionId,
         new: NewSession,
         project: PathBuf,
-    ) -> Result<(SessionInfo, Arc<AtomicU32>), SessionError> {
+    ) -> Result<(SessionInfo, Arc<AtomicU32>, u64), SessionError> {
         let mut state = self.inner.table.state.lock();
         let limit = self.inner.cfg.max_sessions;
         if state.sessions.len() >= limit {
@@ -347,13 +357,14 @@ impl SessionManager {
                 restarts: restarts.clone(),
             },
         );
-        Ok((info, restarts))
+        Ok((info, restarts, seq))
     }
 
     /// Builds and starts the per-session supervisor; returns its pid.
     fn start_tree(
         &self,
         info: &SessionInfo,
+        seq: u64,
         restarts: Arc<AtomicU32>,
     ) -> Result<Pid, SessionError> {
         let factory = &self.inner.cfg.factory;
@@ -389,7 +400,7 @@ impl SessionManager {
             });
             // Tie the session's tables to this process before any child starts, so that
             // however it ends, its exit cleans them.
-            if let Err(e) = table.attach(id, ctx.pid(), me, &hook) {
+            if let Err(e) = table.attach(id, seq, ctx.pid(), me, &hook) {
                 let reason = ExitReason::failed(&e);
                 ctx.send_ready(ReadyMsg::Failed(e));
                 return reason;
@@ -512,12 +523,26 @@ impl SessionManager {
     }
 
     /// Stops every session (all at once, each within the shutdown timeout) and the
-    /// session supervisor. Afterwards `create_session` fails with
-    /// [`SessionError::Supervisor`]. Calling it again does nothing.
+    /// session supervisor, and returns once they have stopped. Afterwards
+    /// `create_session` fails with [`SessionError::Supervisor`].
+    ///
+    /// Calls made while another is under way wait for the same end; later calls return
+    /// at once. Called from inside a session (where waiting for the end would wait for
+    /// the caller itself), it raises the stop and returns.
     pub fn shutdown(&self) {
         let sessions = self.inner.sessions.lock().take();
-        if let Some(sessions) = sessions {
-            let _ = sessions.shutdown();
+        match sessions {
+            Some(sessions) => {
+                let _ = sessions.shutdown();
+            }
+            None => {
+                let sup = self.inner.handle.pid();
+                let inside = Pid::current_if_any().is_some_and(|me| pid::is_within(me, sup));
+                if !inside {
+                    // The session supervisor's exit comes once every session has stopped.
+                    let _ = pid::monitor(sup).recv();
+                }
+            }
         }
     }
 }
@@ -527,13 +552,14 @@ impl Table {
     fn attach(
         &self,
         id: SessionId,
+        seq: u64,
         pid: Pid,
         sup: SupervisorRef,
         hook: &Weak<dyn ExitHook>,
     ) -> Result<(), StartError> {
         {
             let mut state = self.state.lock();
-            let Some(rec) = state.sessions.get_mut(&id) else {
+            let Some(rec) = state.sessions.get_mut(&id).filter(|rec| rec.seq == seq) else {
                 return Err(StartError::InvalidSpec(format!(
                     "session {id} is no longer reserved"
                 )));

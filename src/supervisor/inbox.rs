@@ -40,7 +40,7 @@ use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
 /// Queued messages past which even a quiet notice rings the bell.
 pub(crate) const WAKE_AT: usize = 64;
 /// Unread same-thread restarts past which a restarting child waits for its supervisor.
-pub(crate) const HOLD_AT: usize = 1024;
+pub(crate) const HOLD_AT: usize = 256;
 
 /// Everything a supervisor learns, in one type.
 pub(crate) enum Msg {
@@ -138,16 +138,18 @@ impl Inbox {
 
     /// Queues `msg` and wakes the supervisor. `Err(msg)` once the supervisor has exited.
     pub(crate) fn send(&self, msg: Msg) -> Result<(), Box<Msg>> {
-        self.push(msg, true)
+        self.push(msg, true).map(drop)
     }
 
     /// Queues a notice that needs no answer; wakes the supervisor only if its events are
     /// watched or the queue is long.
     pub(crate) fn send_notice(&self, msg: Msg) -> Result<(), Box<Msg>> {
         self.push(msg, self.watched.load(Ordering::Acquire))
+            .map(drop)
     }
 
-    fn push(&self, msg: Msg, ring: bool) -> Result<(), Box<Msg>> {
+    /// Queues `msg`; returns how many `Restarted` notices are queued now.
+    fn push(&self, msg: Msg, ring: bool) -> Result<usize, Box<Msg>> {
         let mut q = self.queue.lock();
         if !q.open {
             return Err(Box::new(msg));
@@ -155,12 +157,13 @@ impl Inbox {
         q.restarts += usize::from(matches!(msg, Msg::Restarted { .. }));
         q.msgs.push_back(msg);
         let ring = ring || q.msgs.len() > WAKE_AT;
+        let restarts = q.restarts;
         drop(q);
         if ring {
             // Full: the bell has rung already and not been answered yet.
             let _ = self.bell_tx.try_send(());
         }
-        Ok(())
+        Ok(restarts)
     }
 
     /// The bell: a message is waiting (or was, when it rang).
@@ -232,7 +235,10 @@ impl Notify for Inbox {
     }
 
     fn restarted(&self, old: Pid, new: Pid, reason: ExitReason, stopping: &AtomicBool) {
-        let _ = self.send_notice(Msg::Restarted { old, new, reason });
-        self.hold_back(stopping);
+        let watched = self.watched.load(Ordering::Acquire);
+        let queued = self.push(Msg::Restarted { old, new, reason }, watched);
+        if queued.is_ok_and(|restarts| restarts > HOLD_AT) {
+            self.hold_back(stopping);
+        }
     }
 }

@@ -144,8 +144,11 @@ struct Waiting {
     until: Until,
     /// Its exit reason, once read.
     exit: Option<ExitReason>,
-    /// Its deadline passed with no exit read.
-    late: bool,
+    /// The incarnation given up on at the deadline (its thread detached).
+    abandoned: Option<Pid>,
+    /// Its last incarnation ended just at the deadline: its final notice is on its way,
+    /// and is waited for a little longer.
+    grace: bool,
 }
 
 impl Waiting {
@@ -155,12 +158,13 @@ impl Waiting {
             run,
             until,
             exit: None,
-            late: false,
+            abandoned: None,
+            grace: false,
         }
     }
 
     fn open(&self) -> bool {
-        self.exit.is_none() && !self.late
+        self.exit.is_none() && self.abandoned.is_none()
     }
 }
 
@@ -709,10 +713,9 @@ impl Server {
     /// How a waited-for child ended: its last pid and its exit as read, or, late,
     /// abandoned. With `keep`, a thread that waits to be reused is returned, not ended.
     fn settle(&mut self, w: Waiting, keep: bool) -> (Pid, ExitReason, Option<Spawned>) {
-        let Waiting { id, run, exit, .. } = w;
-        match exit {
-            Some(reason) => {
-                let pid = run.pid;
+        match (w.exit, w.abandoned) {
+            (Some(reason), _) => {
+                let (pid, run) = (w.run.pid, w.run);
                 if keep && run.resumable {
                     (pid, reason, Some(run))
                 } else {
@@ -720,57 +723,44 @@ impl Server {
                     (pid, reason, None)
                 }
             }
-            None => {
-                let (pid, reason) = self.abandon(&id, run);
-                (pid, reason, None)
-            }
+            // Dropping the run detaches the thread.
+            (None, Some(pid)) => (pid, ExitReason::Killed, None),
+            (None, None) => unreachable!("settled only once decided"),
         }
     }
 
-    /// Gives up on a child that did not stop in time: releases its names and monitors at
-    /// once, and detaches its thread.
-    fn abandon(&mut self, id: &Arc<str>, run: Spawned) -> (Pid, ExitReason) {
+    /// Gives up on a child whose deadline has passed: releases its names and monitors at
+    /// once (the thread is detached when the wait is settled), and says so. If its last
+    /// incarnation ended just now, its final notice is on its way: it gets a second more.
+    fn abandon(&mut self, w: &mut Waiting, now: Instant) {
         // The thread may have restarted itself since this supervisor last heard of it:
-        // end whichever incarnation runs now.
-        let current = run.current_pid();
-        if !pid::exit(current, &ExitReason::Killed) {
-            // That incarnation ended just now; once stopping, the thread does not restart
-            // again, so its final notice is on its way.
-            let soon = Until::after(Instant::now(), Duration::from_secs(1));
-            let mut all = [Waiting::new(id.clone(), run, soon)];
-            self.await_exits(&mut all);
-            let [w] = all;
-            if let Some(reason) = w.exit {
-                let pid = w.run.pid;
-                w.run.finish();
-                return (pid, reason);
-            }
-            return self.detach(id, w.run);
+        // end whichever incarnation runs now. Once stopping, it does not restart again.
+        let current = w.run.current_pid();
+        if !pid::exit(current, &ExitReason::Killed) && !w.grace {
+            w.grace = true;
+            w.until = Until::after(now, Duration::from_secs(1));
+            return;
         }
-        self.detach(id, run)
-    }
-
-    fn detach(&mut self, id: &Arc<str>, run: Spawned) -> (Pid, ExitReason) {
-        let latest = run.current_pid();
-        pid::exit(latest, &ExitReason::Killed);
-        log_abandoned(&self.cfg.label, id, latest);
+        log_abandoned(&self.cfg.label, &w.id, current);
         self.emit(Event::ChildAbandoned {
-            id: id.clone(),
-            pid: latest,
+            id: w.id.clone(),
+            pid: current,
         });
-        (latest, ExitReason::Killed)
+        w.abandoned = Some(current);
     }
 
     // ---- waiting --------------------------------------------------------------------
 
-    /// Waits until every child in `waiting` has exited or passed its deadline, reading
-    /// what the wait may take from the inbox (see `take_for_wait`).
+    /// Waits until every child in `waiting` has exited or, at its deadline, been
+    /// abandoned, reading what the wait may take from the inbox (see `take_for_wait`).
     fn await_exits(&mut self, waiting: &mut [Waiting]) {
         loop {
             self.take_for_wait(waiting, true);
             let now = Instant::now();
-            for w in waiting.iter_mut().filter(|w| w.open()) {
-                w.late = w.until.passed(now);
+            for w in waiting.iter_mut() {
+                if w.open() && w.until.passed(now) {
+                    self.abandon(w, now);
+                }
             }
             if !waiting.iter().any(Waiting::open) {
                 return;
@@ -848,8 +838,10 @@ impl Server {
     /// - calls from inside an awaited child's subtree: such a caller is what we wait for,
     ///   so a question is answered now and anything else refused (`WouldDeadlock`).
     fn take_for_wait(&mut self, waiting: &mut [Waiting], exits: bool) {
-        let mut awaited: Vec<Pid> = waiting.iter().map(|w| w.run.pid).collect();
-        let roots: Vec<Pid> = waiting.iter().map(|w| w.run.current_pid()).collect();
+        // An abandoned child's later notices are stale: they stay for the loop to drop.
+        let open = || waiting.iter().filter(|w| w.open());
+        let mut awaited: Vec<Pid> = open().map(|w| w.run.pid).collect();
+        let roots: Vec<Pid> = open().map(|w| w.run.current_pid()).collect();
         let taken = self.inbox.take(|msg| match msg {
             Msg::Restarted { old, new, .. } => match awaited.iter_mut().find(|p| **p == *old) {
                 Some(p) => {
@@ -865,14 +857,14 @@ impl Server {
         for msg in taken {
             match msg {
                 Msg::Restarted { old, new, reason } => {
-                    if let Some(w) = waiting.iter_mut().find(|w| w.run.pid == old) {
+                    if let Some(w) = waiting.iter_mut().find(|w| w.open() && w.run.pid == old) {
                         w.run.pid = new;
                         let id = w.id.clone();
                         self.emit_restart(id, old, new, reason);
                     }
                 }
                 Msg::Exit { pid, reason } => {
-                    if let Some(w) = waiting.iter_mut().find(|w| w.run.pid == pid) {
+                    if let Some(w) = waiting.iter_mut().find(|w| w.open() && w.run.pid == pid) {
                         w.exit = Some(reason);
                     }
                 }
