@@ -214,7 +214,7 @@ fn one_for_one(c: &mut Criterion) {
         }
     });
     g.bench_function("one_for_all_10/floor_9_ordered_handoffs", |b| {
-        // What the stop order alone costs (DESIGN 2.7: each child signalled only once the
+        // What the stop order alone costs (the ordered stop: each child signalled only once the
         // one after it has exited): nine parked threads, each waking the next, the last
         // waking the caller. No work, no supervisor, no restart.
         let (first, mut rx) = bounded::<()>(1);

@@ -255,6 +255,16 @@ impl fmt::Debug for DynamicSupervisor {
     }
 }
 
+impl std::ops::Deref for DynamicSupervisor {
+    type Target = DynamicSupervisorRef;
+
+    /// The handle: every call a handle makes (`start_child`, `which_children`,
+    /// `events`, ...) works on the owner too.
+    fn deref(&self) -> &DynamicSupervisorRef {
+        &self.handle
+    }
+}
+
 impl DynamicSupervisor {
     /// Settings for a new dynamic supervisor.
     pub fn builder() -> DynamicSupervisorBuilder {
@@ -264,11 +274,6 @@ impl DynamicSupervisor {
     /// A cloneable handle that does not own the supervisor.
     pub fn handle(&self) -> DynamicSupervisorRef {
         self.handle.clone()
-    }
-
-    /// The supervisor's pid.
-    pub fn pid(&self) -> Pid {
-        self.handle.pid()
     }
 
     /// Stops every child concurrently, then the supervisor, and joins its thread.
@@ -291,50 +296,5 @@ impl DynamicSupervisor {
     /// [`SupervisorError::WouldDeadlock`] when called from a process of this tree.
     pub fn join(mut self) -> Result<(), SupervisorError> {
         self.owned.stop_and_join(false)
-    }
-
-    /// See [`DynamicSupervisorRef::start_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`DynamicSupervisorRef::start_child`].
-    pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        self.handle.start_child(spec)
-    }
-
-    /// See [`DynamicSupervisorRef::terminate_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`DynamicSupervisorRef::terminate_child`].
-    pub fn terminate_child(&self, pid: Pid) -> Result<(), SupervisorError> {
-        self.handle.terminate_child(pid)
-    }
-
-    /// See [`DynamicSupervisorRef::which_children`].
-    ///
-    /// # Errors
-    ///
-    /// As [`DynamicSupervisorRef::which_children`].
-    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        self.handle.which_children()
-    }
-
-    /// See [`DynamicSupervisorRef::count_children`].
-    ///
-    /// # Errors
-    ///
-    /// As [`DynamicSupervisorRef::count_children`].
-    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
-        self.handle.count_children()
-    }
-
-    /// See [`DynamicSupervisorRef::events`].
-    ///
-    /// # Errors
-    ///
-    /// As [`DynamicSupervisorRef::events`].
-    pub fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
-        self.handle.events()
     }
 }

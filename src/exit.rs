@@ -87,6 +87,7 @@ pub(crate) fn panic_reason(payload: &(dyn Any + Send)) -> Arc<str> {
 }
 
 /// [`panic_reason`] as a `String`.
+#[cfg(feature = "sessions")]
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     panic_reason(payload).to_string()
 }
@@ -96,6 +97,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "sessions")]
     fn panic_message_reads_str_string_and_other() {
         assert_eq!(panic_message(&"boom"), "boom");
         assert_eq!(panic_message(&String::from("bang")), "bang");

@@ -116,10 +116,11 @@
 //!
 //! ## Sessions
 //!
-//! The [`session`] module is the first real user of all of the above: a
-//! [`SessionManager`](session::SessionManager) runs many concurrent work-sessions, each a
+//! The `session` module is the first real user of all of the above: a
+//! `SessionManager` runs many concurrent work-sessions, each a
 //! small one_for_all tree under a dynamic supervisor, with limits, metadata, and clean-up
-//! on stop and on crash.
+//! on stop and on crash. It is behind the `sessions` cargo feature (on by default; turn
+//! default features off to build the core alone, without `uuid`).
 //!
 //! ## Observing: events
 //!
@@ -161,6 +162,18 @@
 //!   OTP's supervisors wait for a restarted child's `init`, and that child's requests
 //!   other than questions fail with `WouldDeadlock` until it is ready.
 //!
+//! ## Nothing lost
+//!
+//! Everything a supervisor learns — exits, restarts a child made on its own thread,
+//! dynamic children handed over, requests — reaches it through one queue, in the order it
+//! happened. While it waits for one child (to stop, or to be ready) it takes out only that
+//! child's notices; everything else waits its turn, so a stop, a readiness wait or an
+//! event subscriber leaving can never drop or reorder a notice. A child that crash-loops
+//! is held back once its supervisor is a few hundred notices behind, so memory stays
+//! bounded and the supervisor keeps answering. Timeouts too large for an
+//! [`Instant`](std::time::Instant) mean "no deadline". `ARCHITECTURE.md` in the repository
+//! walks through each message flow.
+//!
 //! ## Threads and their limit
 //!
 //! Each child costs one OS thread. steadfast keeps a global cap ([`set_max_threads`]) so
@@ -177,12 +190,14 @@ mod exit;
 mod hash;
 mod pid;
 mod registry;
+#[cfg(feature = "sessions")]
 pub mod session;
 pub mod supervisor;
 pub mod wait;
 
+pub use child::cap::{live_threads, max_threads, set_max_threads};
 pub use child::context::Context;
-pub use child::runner::{live_threads, max_threads, route_panics_to_log, set_max_threads};
+pub use child::runner::route_panics_to_log;
 pub use child::spec::{ChildKind, ChildSpec, Restart, Shutdown};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef};
 pub use error::{

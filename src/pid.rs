@@ -4,7 +4,7 @@
 //! entry in a global, sharded table while it is alive. Exiting removes the entry first — so
 //! from that instant `is_alive` is false — then runs the exit hooks (registry clean-up), then
 //! fires the monitors. The child runner notifies the supervisor only after that, which is
-//! what makes DESIGN guarantee 2 (exit ordering) hold.
+//! what makes exit ordering (ARCHITECTURE.md) hold.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -286,6 +286,7 @@ pub(crate) fn hook_key<T>(arc: &Arc<T>) -> usize {
 }
 
 /// The same key, from the weak handle the process table holds.
+#[cfg(feature = "sessions")]
 pub(crate) fn hook_key_of(hook: &Weak<dyn ExitHook>) -> usize {
     hook.as_ptr() as *const () as usize
 }

@@ -2,6 +2,8 @@
 //! registry entries appear and vanish, the child count rises and falls, limit / exists /
 //! project errors, unknown ids, stopping several sessions, concurrent create and terminate.
 
+#![cfg(feature = "sessions")]
+
 mod common;
 
 use std::collections::HashMap;

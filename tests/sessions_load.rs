@@ -1,6 +1,8 @@
 //! Sessions under concurrent load. These tests count steadfast's live threads, so they
 //! have a binary of their own and run one at a time.
 
+#![cfg(feature = "sessions")]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

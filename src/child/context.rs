@@ -58,17 +58,17 @@ impl StopHandle {
     }
 
     /// A way for another thread to raise this signal later, which keeps nothing alive:
-    /// once this handle is dropped, raising the baton does nothing.
-    pub(crate) fn baton(&self) -> Baton {
-        Baton(Arc::downgrade(&self.0))
+    /// once this handle is dropped, raising it does nothing.
+    pub(crate) fn weak(&self) -> NextStop {
+        NextStop(Arc::downgrade(&self.0))
     }
 }
 
 /// A weak [`StopHandle`], passed to the process that must exit before this signal is
-/// raised (see `Spawned::pass_baton`).
-pub(crate) struct Baton(Weak<StopInner>);
+/// raised (see `Spawned::stop_next_on_exit`).
+pub(crate) struct NextStop(Weak<StopInner>);
 
-impl Baton {
+impl NextStop {
     pub(crate) fn raise(self) {
         if let Some(inner) = self.0.upgrade() {
             inner.raise();

@@ -1,20 +1,20 @@
 //! The one place that spawns a process thread, catches its panics and reports its exit.
 //!
-//! Exit ordering (DESIGN guarantee 2): the thread (a) builds the `ExitReason`, (b) ends its
+//! Exit ordering (see ARCHITECTURE.md): the thread (a) builds the `ExitReason`, (b) ends its
 //! pid — registry entries removed, monitors fired — and only then (c) tells whoever waits:
 //! the readiness waiter, the `done` channel, and its supervisor's inbox.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{bounded, Receiver};
-use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 
-use crate::child::context::{look_briefly, Baton, Context, ReadyMsg, StopHandle};
+use crate::child::cap::LiveThread;
+use crate::child::context::{look_briefly, Context, NextStop, ReadyMsg, StopHandle};
 use crate::child::spec::Body;
 use crate::error::SpawnError;
 use crate::exit::{panic_reason, ExitReason};
@@ -67,7 +67,7 @@ struct Shared {
     /// Whether its supervisor has it in its table. A child handed over by the caller
     /// that started it (see `SpawnArgs::handed_over`) is not, until the supervisor reads
     /// the hand-over; until then it leaves restarts to the supervisor.
-    known: AtomicBool,
+    in_table: AtomicBool,
     /// Whether the hand-over of a child started by a caller has been sent. The thread
     /// sends nothing to its supervisor before, so nothing can overtake the hand-over.
     handed_over: AtomicBool,
@@ -75,8 +75,8 @@ struct Shared {
     next: Mutex<Next>,
     wake: Condvar,
     /// The next process of an ordered stop, whose signal this thread raises as soon as
-    /// its exit is complete (see [`Spawned::pass_baton`]).
-    baton: Mutex<Option<Baton>>,
+    /// its exit is complete (see [`Spawned::stop_next_on_exit`]).
+    next_stop: Mutex<Option<NextStop>>,
 }
 
 enum Next {
@@ -123,10 +123,10 @@ impl Shared {
     /// complete (names released, monitors fired), just before the exit notice is sent:
     /// the next process is signalled only once this one has exited, and need not wait
     /// for the notice (the supervisor takes the two notices in either order).
-    fn raise_baton(&self) {
-        let baton = self.baton.lock().take();
-        if let Some(baton) = baton {
-            baton.raise();
+    fn stop_next(&self) {
+        let next = self.next_stop.lock().take();
+        if let Some(next) = next {
+            next.raise();
         }
     }
 
@@ -197,11 +197,11 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     let resumable = resumable && !args.wants_ready && notify.is_some();
     let shared = Arc::new(Shared {
         current: AtomicU64::new(pid.as_u64()),
-        known: AtomicBool::new(handed_over),
+        in_table: AtomicBool::new(handed_over),
         handed_over: AtomicBool::new(handed_over),
         next: Mutex::new(Next::Nothing),
         wake: Condvar::new(),
-        baton: Mutex::new(None),
+        next_stop: Mutex::new(None),
     });
     let published = shared.clone();
     let spawned = builder.spawn(move || {
@@ -224,7 +224,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
                 drop(ctx);
                 match (&permit, &notify) {
                     (Some(permit), Some(notify))
-                        if published.known.load(Ordering::Acquire)
+                        if published.in_table.load(Ordering::Acquire)
                             && !stopping.load(Ordering::Acquire)
                             && permit(&reason) =>
                     {
@@ -247,7 +247,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             Pid::set_current(None);
             if let Some(notify) = &notify {
                 published.await_hand_over();
-                published.raise_baton();
+                published.stop_next();
                 notify.exited(pid, reason);
             }
             match published.next() {
@@ -266,7 +266,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         match (notify, done_tx) {
             (Some(notify), _) => {
                 published.await_hand_over();
-                published.raise_baton();
+                published.stop_next();
                 notify.exited(pid, reason);
             }
             (None, Some(done)) => {
@@ -310,13 +310,13 @@ impl Spawned {
     /// exit. Set it only just before raising this process's own stop, when every
     /// process due to stop before it has exited: whatever ends this incarnation, `next` is
     /// then signalled after it, in order. Raising `next` again later does nothing.
-    pub(crate) fn pass_baton(&self, next: Baton) {
-        *self.shared.baton.lock() = Some(next);
+    pub(crate) fn stop_next_on_exit(&self, next: NextStop) {
+        *self.shared.next_stop.lock() = Some(next);
     }
 
     /// Records that the supervisor has this child in its table.
-    pub(crate) fn mark_known(&self) {
-        self.shared.known.store(true, Ordering::Release);
+    pub(crate) fn mark_in_table(&self) {
+        self.shared.in_table.store(true, Ordering::Release);
     }
 
     /// For a child a caller spawned on a supervisor's behalf: call once the hand-over is
@@ -340,7 +340,7 @@ impl Spawned {
         debug_assert!(self.resumable);
         let pid = Pid::spawn(Pid::current_if_any());
         let (stop, stopping, stop_rx) = StopHandle::new();
-        self.shared.baton.lock().take();
+        self.shared.next_stop.lock().take();
         self.shared.current.store(pid.as_u64(), Ordering::Release);
         self.shared.set(Next::Run(Incarnation {
             pid,
@@ -410,95 +410,6 @@ fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
     }
 }
 
-// ---- the thread cap -------------------------------------------------------------------
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static MAX: Lazy<AtomicUsize> = Lazy::new(|| AtomicUsize::new(default_max_threads()));
-
-/// One live process thread, counted against the cap until dropped: when the thread reports
-/// its exit, or ends without a report.
-struct LiveThread;
-
-impl LiveThread {
-    fn acquire() -> Result<LiveThread, SpawnError> {
-        let limit = MAX.load(Ordering::Relaxed);
-        let prev = LIVE.fetch_add(1, Ordering::AcqRel);
-        if prev >= limit {
-            LIVE.fetch_sub(1, Ordering::AcqRel);
-            return Err(SpawnError::ThreadLimit { limit });
-        }
-        Ok(LiveThread)
-    }
-}
-
-impl Drop for LiveThread {
-    fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The default cap: the lowest of an eighth of `vm.max_map_count` (each thread costs a few
-/// memory mappings; about 16,000 threads exhaust the stock 65,530), half of
-/// `kernel.threads-max`, half of this process's `RLIMIT_NPROC` (threads count against
-/// it), and, under an address-space limit, half of what it leaves for 2 MiB stacks;
-/// never below 64; 10,000 where none can be read.
-fn default_max_threads() -> usize {
-    let read =
-        |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
-    cap_from(
-        read("/proc/sys/vm/max_map_count"),
-        read("/proc/sys/kernel/threads-max"),
-        &std::fs::read_to_string("/proc/self/limits").unwrap_or_default(),
-    )
-}
-
-/// The default cap from the system's figures (`limits`: the text of `/proc/self/limits`).
-fn cap_from(max_map_count: Option<usize>, threads_max: Option<usize>, limits: &str) -> usize {
-    let soft_limit = |name: &str| -> Option<usize> {
-        let line = limits.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].split_whitespace().next()?.parse().ok()
-    };
-    [
-        max_map_count.map(|n| n / 8),
-        threads_max.map(|n| n / 2),
-        soft_limit("Max processes").map(|n| n / 2),
-        soft_limit("Max address space").map(|bytes| bytes / (2 << 20) / 2),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .map_or(10_000, |n| n.max(64))
-}
-
-/// Sets the most process threads steadfast will have alive at once, across every
-/// supervisor in the program.
-///
-/// A start beyond the cap fails with [`SpawnError::ThreadLimit`] (inside
-/// [`StartError::Spawn`](crate::StartError::Spawn)) instead of spawning. The cap exists
-/// to stop short of the system's own limit (on Linux usually `vm.max_map_count`: a
-/// stock system runs out at about 16,000 threads). At that edge steadfast would still get
-/// an OS error, but the rest of the program is stranded with it: it cannot create a thread
-/// of its own (`std::thread::spawn` panics then), and where the standard library cannot
-/// report the failure — a new thread's stack-guard set-up, an allocation — the process
-/// aborts. `tests/thread_cap.rs` shows both sides in subprocesses.
-/// The default is derived from the system: an eighth of `vm.max_map_count`, half of
-/// `kernel.threads-max`, and half of the process's limits on processes (`ulimit -u`) and
-/// address space, whichever is lowest (about 8,000 on a stock Linux).
-/// Abandoned threads count until they really end.
-pub fn set_max_threads(n: usize) {
-    MAX.store(n, Ordering::Relaxed);
-}
-
-/// The cap on live process threads (see [`set_max_threads`]).
-pub fn max_threads() -> usize {
-    MAX.load(Ordering::Relaxed)
-}
-
-/// How many process threads steadfast has alive now (abandoned ones included).
-pub fn live_threads() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
-
 // ---- panic output ---------------------------------------------------------------------
 
 thread_local! {
@@ -543,32 +454,4 @@ pub fn route_panics_to_log() {
             }
         }));
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cap_from;
-
-    const LIMITS: &str = "\
-Limit                     Soft Limit           Hard Limit           Units
-Max processes             96365                96365                processes
-Max address space         unlimited            unlimited            bytes
-";
-
-    #[test]
-    fn the_default_cap_is_the_lowest_of_the_system_limits() {
-        // Stock Linux: the memory-map budget decides.
-        assert_eq!(cap_from(Some(65_530), Some(192_730), LIMITS), 8_191);
-        // A low `ulimit -u` decides, and so does an address-space limit (2 MiB stacks).
-        let low_nproc = LIMITS.replace("96365                96365", "4096 4096");
-        assert_eq!(cap_from(Some(65_530), Some(192_730), &low_nproc), 2_048);
-        let low_as = LIMITS.replace(
-            "Max address space         unlimited",
-            "Max address space         4294967296",
-        );
-        assert_eq!(cap_from(Some(65_530), Some(192_730), &low_as), 1_024);
-        // Never below 64; a fixed default when nothing can be read.
-        assert_eq!(cap_from(Some(80), None, ""), 64);
-        assert_eq!(cap_from(None, None, ""), 10_000);
-    }
 }

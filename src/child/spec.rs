@@ -62,7 +62,7 @@ pub(crate) type Body = Arc<dyn Fn(&Context) -> ExitReason + Send + Sync>;
 /// When `start` considers a child started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Readiness {
-    /// As soon as its thread is running.
+    /// Once its thread has been spawned.
     Spawned,
     /// When it calls `ctx.ready()`, within this deadline.
     Within(Duration),
@@ -112,8 +112,11 @@ impl ChildSpec {
     /// Returning one of the context's stop errors ([`Stopped`](crate::Stopped),
     /// [`RecvError::Stopped`](crate::RecvError::Stopped), ...) with `?` counts as `Shutdown`.
     ///
-    /// Defaults: [`Restart::Permanent`], [`Shutdown::Timeout`] of 5 s, started as soon as its
-    /// thread runs.
+    /// Defaults: [`Restart::Permanent`], [`Shutdown::Timeout`] of 5 s. It counts as started
+    /// once its thread has been spawned (whether or not `f` has begun running): the next
+    /// child starts right away. To make the next child wait for this one's set-up, give it
+    /// a [`ready_timeout`](ChildSpec::ready_timeout) and call
+    /// [`Context::ready`](crate::Context::ready) when set up.
     ///
     /// # Panics
     ///

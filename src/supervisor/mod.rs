@@ -6,8 +6,11 @@ pub(crate) mod event;
 pub(crate) mod handover;
 pub(crate) mod inbox;
 pub(crate) mod intensity;
+mod restart;
 pub(crate) mod server;
+mod stop;
 pub(crate) mod strategy;
+mod table;
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,7 +28,9 @@ use event::{ChildCounts, ChildInfo, Event};
 use inbox::{ChildRef, Inbox, Msg, Request};
 use server::EndSlot;
 
-pub(crate) use builder::{run_supervisor, start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
+#[cfg(feature = "sessions")]
+pub(crate) use builder::run_supervisor;
+pub(crate) use builder::{start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
 pub use builder::{SupervisorBuilder, SupervisorSpec};
 pub use strategy::Strategy;
 
@@ -300,6 +305,16 @@ impl fmt::Debug for Supervisor {
     }
 }
 
+impl std::ops::Deref for Supervisor {
+    type Target = SupervisorRef;
+
+    /// The handle: every call a handle makes (`start_child`, `which_children`,
+    /// `events`, ...) works on the owner too.
+    fn deref(&self) -> &SupervisorRef {
+        &self.handle
+    }
+}
+
 impl Supervisor {
     /// Settings for a new supervisor.
     pub fn builder() -> SupervisorBuilder {
@@ -309,11 +324,6 @@ impl Supervisor {
     /// A cloneable handle that does not own the tree.
     pub fn handle(&self) -> SupervisorRef {
         self.handle.clone()
-    }
-
-    /// The supervisor's pid.
-    pub fn pid(&self) -> Pid {
-        self.handle.pid()
     }
 
     /// Stops every child in reverse start order, then the supervisor, and joins its thread.
@@ -341,68 +351,5 @@ impl Supervisor {
     /// handle is consumed all the same, so the tree then stops, as on drop).
     pub fn join(mut self) -> Result<(), SupervisorError> {
         self.owned.stop_and_join(false)
-    }
-
-    /// See [`SupervisorRef::start_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SupervisorRef::start_child`].
-    pub fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        self.handle.start_child(spec)
-    }
-
-    /// See [`SupervisorRef::terminate_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SupervisorRef::terminate_child`].
-    pub fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
-        self.handle.terminate_child(id)
-    }
-
-    /// See [`SupervisorRef::restart_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SupervisorRef::restart_child`].
-    pub fn restart_child(&self, id: &str) -> Result<Pid, SupervisorError> {
-        self.handle.restart_child(id)
-    }
-
-    /// See [`SupervisorRef::delete_child`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SupervisorRef::delete_child`].
-    pub fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
-        self.handle.delete_child(id)
-    }
-
-    /// See [`SupervisorRef::which_children`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SupervisorRef::which_children`].
-    pub fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        self.handle.which_children()
-    }
-
-    /// See [`SupervisorRef::count_children`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SupervisorRef::count_children`].
-    pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
-        self.handle.count_children()
-    }
-
-    /// See [`SupervisorRef::events`].
-    ///
-    /// # Errors
-    ///
-    /// As [`SupervisorRef::events`].
-    pub fn events(&self) -> Result<Receiver<Event>, SupervisorError> {
-        self.handle.events()
     }
 }

@@ -1,0 +1,317 @@
+//! Exits and restarts: applying the restart decision (`strategy`), the intensity window
+//! (`intensity`), group restarts, and starting a child.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::child::context::ReadyMsg;
+use crate::child::runner::{self, Notify, RestartPermit, SpawnArgs, Spawned};
+use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
+use crate::error::{StartError, SupervisorError};
+use crate::exit::ExitReason;
+use crate::pid::Pid;
+use crate::supervisor::event::{ChildStatus, Event};
+use crate::supervisor::handover::{not_started, ready_timeout};
+use crate::supervisor::inbox::Msg;
+use crate::supervisor::intensity::Intensity;
+use crate::supervisor::server::{Flow, Server};
+use crate::supervisor::stop::{Until, Waiting};
+use crate::supervisor::strategy::{affected, should_restart, Strategy};
+
+impl Server {
+    pub(super) fn on_exit(&mut self, pid: Pid, reason: ExitReason) -> Flow {
+        // A notice from an incarnation we no longer track (stopped, replaced, abandoned,
+        // or one that failed to start) is stale: it changes nothing.
+        let Some(&seq) = self.by_pid.get(&pid) else {
+            return Flow::Continue;
+        };
+        let Some(child) = self.children.get_mut(&seq) else {
+            return Flow::Continue;
+        };
+        if child.run.as_ref().map(|r| r.pid) != Some(pid) {
+            return Flow::Continue;
+        }
+        let run = child.run.take().expect("checked above");
+        self.by_pid.remove(&pid);
+        let restart = should_restart(child.spec.restart, &reason);
+        let id = child.spec.id.clone();
+        let temporary = child.spec.restart == Restart::Temporary;
+        child.status = ChildStatus::Stopped;
+        child.last_pid = Some(pid);
+        // A thread a group restart can reuse waits for that; any other has sent this
+        // notice as its last act and is let go of.
+        let reuse = if restart && run.resumable {
+            Some(run)
+        } else {
+            self.let_go(run);
+            None
+        };
+        if !matches!(reason, ExitReason::Panicked(_) | ExitReason::Failed(_)) {
+            // Crashes were reported once already, by the child's own thread.
+            log::debug!("{}: child {id:?} ({pid}) exited: {reason}", self.cfg.label);
+        }
+        if !restart && (temporary || self.is_dynamic()) {
+            // Gone before it is reported: whoever sees the exit finds its place free.
+            self.remove(seq);
+        }
+        self.emit(Event::ChildExited { id, pid, reason });
+        if restart {
+            return self.restart(seq, reuse);
+        }
+        Flow::Continue
+    }
+
+    /// A child restarted itself on its own thread: record the new pid, report both steps.
+    pub(super) fn on_local_restart(&mut self, old: Pid, new: Pid, reason: ExitReason) {
+        // Stale if the child was stopped, removed or abandoned meanwhile: its thread
+        // reports its final exit on its own.
+        let Some(&seq) = self.by_pid.get(&old) else {
+            return;
+        };
+        let Some(child) = self.children.get_mut(&seq) else {
+            return;
+        };
+        let Some(run) = child.run.as_mut().filter(|r| r.pid == old) else {
+            return;
+        };
+        run.pid = new;
+        child.last_pid = Some(new);
+        let id = child.spec.id.clone();
+        self.by_pid.remove(&old);
+        self.by_pid.insert(new, seq);
+        self.emit_restart(id, old, new, reason);
+    }
+
+    pub(super) fn emit_restart(&mut self, id: Arc<str>, old: Pid, new: Pid, reason: ExitReason) {
+        log::info!(
+            "{}: child {id:?} restarted on its own thread ({old} -> {new})",
+            self.cfg.label
+        );
+        self.emit(Event::ChildExited {
+            id: id.clone(),
+            pid: old,
+            reason,
+        });
+        self.emit(Event::ChildRestarted { id, pid: new });
+    }
+
+    /// Restarts child `seq` (and, for group strategies, its group). Counts once toward
+    /// intensity; on exceeding it, tells the loop to stop everything and exit.
+    ///
+    /// `reuse` is the dead child's thread if it waits to be reused.
+    pub(super) fn restart(&mut self, seq: u64, reuse: Option<Spawned>) -> Flow {
+        let within = self.intensity.lock().add_restart(Instant::now());
+        if !within {
+            if let Some(run) = reuse {
+                run.finish();
+            }
+            self.give_up();
+            return Flow::Exit;
+        }
+        let order: Vec<u64> = self.children.keys().copied().collect();
+        let pos = order
+            .iter()
+            .position(|&k| k == seq)
+            .expect("restarting child exists");
+        let group = order[affected(self.cfg.strategy(), pos, order.len())].to_vec();
+        let mut parked = self.stop_group(seq, &group);
+        if let Some(run) = reuse {
+            parked.insert(seq, run);
+        }
+        self.start_group(&group, &mut parked);
+        // Threads kept for members that were not started after all (a failed restart).
+        for (_, run) in parked {
+            run.finish();
+        }
+        Flow::Continue
+    }
+
+    /// Intensity exceeded: say so; the loop then stops everything.
+    pub(super) fn give_up(&mut self) {
+        let (restarts, period) = (self.cfg.intensity, self.cfg.period);
+        log::error!(
+            "{}: restart intensity exceeded ({restarts} in {period:?}); stopping",
+            self.cfg.label
+        );
+        self.emit(Event::IntensityExceeded { restarts, period });
+        if let Some(end) = &self.end {
+            *end.lock() = Some(SupervisorError::IntensityExceeded { restarts, period });
+        }
+    }
+
+    /// Stops the members of `group` other than `failed`, in reverse start order; a
+    /// temporary bystander is dropped. Returns the threads that wait to be resumed.
+    pub(super) fn stop_group(&mut self, failed: u64, group: &[u64]) -> HashMap<u64, Spawned> {
+        let mut parked = HashMap::new();
+        let stops: Vec<u64> = group
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&k| k != failed)
+            .collect();
+        for (i, &k) in stops.iter().enumerate() {
+            self.hand_on(k, stops.get(i + 1).copied());
+            let temporary = self.children[&k].spec.restart == Restart::Temporary;
+            if let Some(run) = self.stop_child_keeping(k, !temporary) {
+                parked.insert(k, run);
+            }
+            if temporary {
+                self.remove(k);
+            }
+        }
+        parked
+    }
+
+    /// Starts what is left of `group` in start order, resuming parked threads. A member
+    /// that fails to start is left `Restarting` (retried through the inbox), and the rest
+    /// of the group waits for it.
+    pub(super) fn start_group(&mut self, group: &[u64], parked: &mut HashMap<u64, Spawned>) {
+        let group: Vec<u64> = group
+            .iter()
+            .copied()
+            .filter(|k| self.children.contains_key(k))
+            .collect();
+        for (i, &k) in group.iter().enumerate() {
+            let spec = self.children[&k].spec.clone();
+            let started = match parked.remove(&k) {
+                Some(mut run) => {
+                    run.resume();
+                    Ok(run)
+                }
+                // A restart waits for readiness, as OTP's restart waits for `init`.
+                None => self.spawn_child(&spec, true),
+            };
+            match started {
+                Ok(run) => {
+                    let pid = run.pid;
+                    self.set_running(k, run);
+                    log::info!("{}: child {:?} restarted ({pid})", self.cfg.label, spec.id);
+                    self.emit(Event::ChildRestarted { id: spec.id, pid });
+                }
+                Err(e) => {
+                    log::warn!("{}: restart of {:?} failed: {e}", self.cfg.label, spec.id);
+                    let child = self.children.get_mut(&k).expect("child exists");
+                    child.status = ChildStatus::Restarting;
+                    if let Some(old) = child.last_pid {
+                        // Dynamic children stay known by their old pid while restarting.
+                        self.by_pid.insert(old, k);
+                    }
+                    for &later in &group[i + 1..] {
+                        self.children.get_mut(&later).expect("child exists").status =
+                            ChildStatus::Stopped;
+                    }
+                    self.emit(Event::RestartFailed {
+                        id: spec.id,
+                        error: error_chain(&e),
+                    });
+                    // Back to the loop before trying again, so that requests are served.
+                    let _ = self.inbox.send(Msg::RetryRestart { seq: k });
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Spawns a child; with `await_ready`, waits until it is started (as its readiness
+    /// says), else counts it started once spawned.
+    pub(super) fn spawn_child(
+        &mut self,
+        spec: &ChildSpec,
+        await_ready: bool,
+    ) -> Result<Spawned, StartError> {
+        let mut run = runner::spawn(SpawnArgs {
+            id: spec.id.clone(),
+            thread_name: format!("{}/{}", self.cfg.label, spec.id),
+            body: spec.body.clone(),
+            stack_size: spec.stack_size,
+            wants_ready: spec.readiness != Readiness::Spawned,
+            notify: Some(self.inbox.clone() as Arc<dyn Notify>),
+            permit: self.permit(spec),
+            resumable: self.resumable(spec),
+            parent: None,
+            handed_over: true,
+        })
+        .map_err(|source| StartError::Spawn {
+            id: spec.id.to_string(),
+            source,
+        })?;
+        let ready = run.ready.take();
+        let Some(ready) = ready.filter(|_| await_ready) else {
+            return Ok(run);
+        };
+        let until = match spec.readiness {
+            Readiness::Within(d) => Until::after(Instant::now(), d),
+            _ => Until::Forever,
+        };
+        let mut waiting = Waiting::new(spec.id.clone(), run, until);
+        let report = self.await_ready(&mut waiting, &ready);
+        let id = spec.id.to_string();
+        match report {
+            Some(Some(ReadyMsg::Ready)) => Ok(waiting.run),
+            None => {
+                let timeout = ready_timeout(spec);
+                let pid = waiting.run.pid;
+                // Its exit, if any, stays queued: the stop below takes it.
+                self.stop_waiting(waiting, spec.shutdown, false);
+                log::warn!(
+                    "{}: child {id:?} ({pid}) not ready in {timeout:?}",
+                    self.cfg.label
+                );
+                Err(StartError::ReadyTimeout { id, timeout })
+            }
+            Some(report) => {
+                waiting.run.finish();
+                Err(not_started(id, report))
+            }
+        }
+    }
+
+    /// Whether `spec`'s crashes may be restarted on the child's own thread, and with
+    /// what leave.
+    pub(super) fn permit(&self, spec: &ChildSpec) -> Option<RestartPermit> {
+        if self.cfg.strategy() != Strategy::OneForOne {
+            return None;
+        }
+        permit(spec, &self.intensity)
+    }
+
+    /// Whether `spec`'s thread may be reused by group restarts: plain workers under
+    /// one_for_all or rest_for_one (one_for_one restarts on the child's own thread
+    /// already), with no readiness wait and no request for a fresh thread.
+    pub(super) fn resumable(&self, spec: &ChildSpec) -> bool {
+        self.cfg.strategy() != Strategy::OneForOne
+            && spec.kind == ChildKind::Worker
+            && spec.readiness == Readiness::Spawned
+            && !spec.fresh_thread
+    }
+}
+
+/// The leave for a plain worker (no readiness wait, no fresh thread) to restart itself
+/// on its own thread: its restart type says so and the restart fits the intensity window.
+/// A restart that would exceed the window is left to the supervisor.
+pub(super) fn permit(spec: &ChildSpec, intensity: &Arc<Mutex<Intensity>>) -> Option<RestartPermit> {
+    let eligible = spec.kind == ChildKind::Worker
+        && spec.readiness == Readiness::Spawned
+        && !spec.fresh_thread;
+    let (restart, window) = (spec.restart, intensity.clone());
+    eligible.then(|| -> RestartPermit {
+        Arc::new(move |reason: &ExitReason| {
+            should_restart(restart, reason) && window.lock().try_add_restart(Instant::now())
+        })
+    })
+}
+
+/// An error and its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
