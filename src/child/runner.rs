@@ -143,30 +143,54 @@ pub(crate) struct SpawnArgs {
     pub(crate) body: Body,
     pub(crate) stack_size: Option<usize>,
     pub(crate) wants_ready: bool,
-    /// The supervisor, told of the exit last.
-    pub(crate) notify: Option<Arc<dyn Notify>>,
-    /// Set when a crashed incarnation may be restarted on this same thread.
-    pub(crate) permit: Option<RestartPermit>,
-    /// Whether the thread waits for a next incarnation after each exit (group restarts
-    /// reuse it); a readiness child never does.
-    pub(crate) resumable: bool,
-    /// Who starts it, if not the calling thread: the supervisor, for a child a caller
-    /// spawns on its behalf.
-    pub(crate) parent: Option<Pid>,
-    /// `false` when a caller spawns the child on a supervisor's behalf and hands it over
-    /// afterwards (see [`Spawned::handed_over`]).
-    pub(crate) handed_over: bool,
+    pub(crate) launch: Launch,
+}
+
+/// Who starts a process thread: that decides whom it reports to and how it restarts.
+pub(crate) enum Launch {
+    /// A top-level supervisor, started by whoever builds the tree: it has nobody to
+    /// notify; its exit goes to [`Spawned::done`].
+    TopLevel,
+    /// A child started by its supervisor's own thread.
+    BySupervisor {
+        /// Told of the exit last.
+        notify: Arc<dyn Notify>,
+        /// Set when a crashed incarnation may be restarted on this same thread.
+        permit: Option<RestartPermit>,
+        /// Whether the thread waits for a next incarnation after each exit (group
+        /// restarts reuse it); a readiness child never does.
+        resumable: bool,
+    },
+    /// A dynamic child started by a caller on supervisor `sup`'s behalf and handed over
+    /// afterwards: it sends its supervisor nothing until [`Spawned::handed_over`].
+    ByCaller {
+        sup: Pid,
+        notify: Arc<dyn Notify>,
+        permit: Option<RestartPermit>,
+    },
 }
 
 /// Spawns a process thread running `args.body` under `catch_unwind`.
 pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     let guard = LiveThread::acquire()?;
-    // Spawned by a supervisor's thread (or by whoever starts a top-level tree), unless
-    // a caller spawns it on a supervisor's behalf.
-    let parent = args.parent.or_else(Pid::current_if_any);
+    // The parent is the calling process (a supervisor's thread, or whoever starts a
+    // top-level tree), unless a caller spawns it on a supervisor's behalf.
+    let (parent, notify, permit, resumable, handed_over) = match args.launch {
+        Launch::TopLevel => (Pid::current_if_any(), None, None, false, true),
+        Launch::BySupervisor {
+            notify,
+            permit,
+            resumable,
+        } => (Pid::current_if_any(), Some(notify), permit, resumable, true),
+        Launch::ByCaller {
+            sup,
+            notify,
+            permit,
+        } => (Some(sup), Some(notify), permit, false, false),
+    };
     let pid = Pid::spawn(parent);
     let (stop, stopping, stop_rx) = StopHandle::new();
-    let (done_tx, done) = match args.notify {
+    let (done_tx, done) = match notify {
         Some(_) => (None, None),
         None => {
             let (tx, rx) = bounded(1);
@@ -185,16 +209,8 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     if let Some(size) = args.stack_size {
         builder = builder.stack_size(size);
     }
-    let SpawnArgs {
-        id,
-        body,
-        notify,
-        permit,
-        resumable,
-        handed_over,
-        ..
-    } = args;
-    let resumable = resumable && !args.wants_ready && notify.is_some();
+    let SpawnArgs { id, body, .. } = args;
+    let resumable = resumable && !args.wants_ready;
     let shared = Arc::new(Shared {
         current: AtomicU64::new(pid.as_u64()),
         in_table: AtomicBool::new(handed_over),

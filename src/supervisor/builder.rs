@@ -8,7 +8,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
-use crate::child::runner::{self, SpawnArgs};
+use crate::child::runner::{self, Launch, SpawnArgs};
 use crate::child::spec::{check_name, check_period, Body, ChildSpec};
 use crate::error::{RegistryError, StartError};
 use crate::exit::ExitReason;
@@ -183,11 +183,7 @@ pub(crate) fn start_top(
         body,
         stack_size: None,
         wants_ready: true,
-        notify: None,
-        permit: None,
-        resumable: false,
-        parent: None,
-        handed_over: true,
+        launch: Launch::TopLevel,
     })
     .map_err(|source| StartError::Spawn {
         id: label.clone(),

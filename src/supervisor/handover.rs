@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::child::context::ReadyMsg;
-use crate::child::runner::{self, Notify, RestartPermit, SpawnArgs, Spawned};
+use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
 use crate::child::spec::{ChildSpec, Readiness, Shutdown};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
@@ -112,11 +112,11 @@ impl HandOver {
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready: awaits,
-            notify: Some(self.inbox.clone() as Arc<dyn Notify>),
-            permit: (self.permit)(&spec),
-            resumable: false,
-            parent: Some(self.sup),
-            handed_over: false,
+            launch: Launch::ByCaller {
+                sup: self.sup,
+                notify: self.inbox.clone(),
+                permit: (self.permit)(&spec),
+            },
         });
         let mut run = match spawned {
             Ok(run) => run,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::child::context::ReadyMsg;
-use crate::child::runner::{self, Notify, RestartPermit, SpawnArgs, Spawned};
+use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
 use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
@@ -228,11 +228,11 @@ impl Server {
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready: spec.readiness != Readiness::Spawned,
-            notify: Some(self.inbox.clone() as Arc<dyn Notify>),
-            permit: self.permit(spec),
-            resumable: self.resumable(spec),
-            parent: None,
-            handed_over: true,
+            launch: Launch::BySupervisor {
+                notify: self.inbox.clone(),
+                permit: self.permit(spec),
+                resumable: self.resumable(spec),
+            },
         })
         .map_err(|source| StartError::Spawn {
             id: spec.id.to_string(),
