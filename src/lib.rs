@@ -197,7 +197,7 @@ pub mod wait;
 
 pub use child::cap::{live_threads, max_threads, set_max_threads};
 pub use child::context::Context;
-pub use child::runner::route_panics_to_log;
+pub use child::panic_hook::route_panics_to_log;
 pub use child::spec::{ChildKind, ChildSpec, Restart, Shutdown};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef};
 pub use error::{

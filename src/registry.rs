@@ -147,9 +147,6 @@ where
     /// [`RegistryError::NotAlive`] if `pid` has already exited;
     /// [`RegistryError::AlreadyRegistered`] as for [`register`](Registry::register).
     pub fn register_for(&self, pid: Pid, key: K, value: V) -> Result<(), RegistryError> {
-        if !pid.is_alive() {
-            return Err(RegistryError::NotAlive(pid));
-        }
         let inner = &self.inner;
         let h = inner.hash(&key);
         // The exit hook learns of the entry before anyone can see it: an owner that exits

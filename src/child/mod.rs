@@ -1,7 +1,9 @@
 //! What a child is ([`spec`]), what it sees ([`context`]), the one place that runs it
-//! ([`runner`]) and the cap on live threads ([`cap`]).
+//! ([`runner`]), the cap on live threads ([`cap`]) and where panics are printed
+//! ([`panic_hook`]).
 
 pub(crate) mod cap;
 pub(crate) mod context;
+pub(crate) mod panic_hook;
 pub(crate) mod runner;
 pub(crate) mod spec;

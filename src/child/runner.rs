@@ -4,17 +4,18 @@
 //! pid — registry entries removed, monitors fired — and only then (c) tells whoever waits:
 //! the readiness waiter, the `done` channel, and its supervisor's inbox.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::child::cap::LiveThread;
 use crate::child::context::{look_briefly, Context, NextStop, ReadyMsg, StopHandle};
+use crate::child::panic_hook::{PANIC_LOCATION, SUPERVISED};
 use crate::child::spec::Body;
 use crate::error::SpawnError;
 use crate::exit::{panic_reason, ExitReason};
@@ -219,84 +220,21 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         wake: Condvar::new(),
         next_stop: Mutex::new(None),
     });
-    let published = shared.clone();
-    let spawned = builder.spawn(move || {
-        SUPERVISED.with(|s| s.set(true));
-        let (mut pid, mut ready_tx) = (pid, ready_tx);
-        let (mut stopping, mut stop_rx) = (stopping, stop_rx);
-        let last = loop {
-            let reason = loop {
-                Pid::set_current(Some(pid));
-                let ctx = Context::new(
-                    pid,
-                    id.clone(),
-                    stopping.clone(),
-                    stop_rx.clone(),
-                    ready_tx.take(),
-                );
-                let reason = run_body(&id, pid, &body, &ctx);
-                pid::exit(pid, &reason);
-                ctx.report_early_exit(&reason);
-                drop(ctx);
-                match (&permit, &notify) {
-                    (Some(permit), Some(notify))
-                        if published.in_table.load(Ordering::Acquire)
-                            && !stopping.load(Ordering::Acquire)
-                            && permit(&reason) =>
-                    {
-                        // Same-thread restart: the old pid is gone (names released, monitors
-                        // fired); the notice is queued before anything the new incarnation
-                        // sends, so the supervisor reads the two in that order.
-                        let new = Pid::spawn(parent);
-                        published.current.store(new.as_u64(), Ordering::Release);
-                        notify.restarted(pid, new, reason, &stopping);
-                        pid = new;
-                    }
-                    _ => break reason,
-                }
-            };
-            if !resumable {
-                break Some((pid, reason));
-            }
-            // Resumable: report now, then wait. A group restart hands this thread its next
-            // incarnation; anything else ends it right after reading the report.
-            Pid::set_current(None);
-            if let Some(notify) = &notify {
-                published.await_hand_over();
-                published.stop_next();
-                notify.exited(pid, reason);
-            }
-            match published.next() {
-                Some(next) => (pid, stopping, stop_rx) = (next.pid, next.stopping, next.stop_rx),
-                None => break None,
-            }
-        };
-        // Release the body (and what it captured) before reporting the exit.
-        drop(body);
-        Pid::set_current(None);
-        SUPERVISED.with(|s| s.set(false));
-        let Some((pid, reason)) = last else { return };
-        // It no longer counts against the cap once it reports: its supervisor may spawn
-        // a replacement before it joins this thread.
-        drop(guard);
-        match (notify, done_tx) {
-            (Some(notify), _) => {
-                published.await_hand_over();
-                published.stop_next();
-                notify.exited(pid, reason);
-            }
-            (None, Some(done)) => {
-                let _ = done.send(reason);
-            }
-            (None, None) => {}
-        }
-        // Threads of exited children this process (a supervisor) let go of: joined now,
-        // after the report, so that whoever waits for this exit does not also wait for
-        // their teardown. This thread ends only after them, so joining it joins them too.
-        for run in AFTER_EXIT.with(|a| std::mem::take(&mut *a.borrow_mut())) {
-            run.finish();
-        }
-    });
+    let thread = ProcessThread {
+        id,
+        body,
+        parent,
+        notify,
+        permit,
+        resumable,
+        shared: shared.clone(),
+    };
+    let first = Incarnation {
+        pid,
+        stopping,
+        stop_rx,
+    };
+    let spawned = builder.spawn(move || thread.run(first, ready_tx, done_tx, guard));
     match spawned {
         Ok(join) => Ok(Spawned {
             pid,
@@ -310,6 +248,128 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         Err(e) => {
             pid::exit(pid, &ExitReason::failed(&e));
             Err(SpawnError::Os(e))
+        }
+    }
+}
+
+/// What a process thread runs with: everything `spawn` hands it.
+struct ProcessThread {
+    id: Arc<str>,
+    body: Body,
+    parent: Option<Pid>,
+    notify: Option<Arc<dyn Notify>>,
+    permit: Option<RestartPermit>,
+    resumable: bool,
+    shared: Arc<Shared>,
+}
+
+impl ProcessThread {
+    /// The thread's life: its incarnations, then the report of the last exit (exit
+    /// ordering: by then its pid has ended, names released and monitors fired).
+    fn run(
+        self,
+        first: Incarnation,
+        ready_tx: Option<Sender<ReadyMsg>>,
+        done_tx: Option<Sender<ExitReason>>,
+        guard: LiveThread,
+    ) {
+        SUPERVISED.with(|s| s.set(true));
+        let last = self.incarnations(first, ready_tx);
+        let ProcessThread {
+            body,
+            notify,
+            shared,
+            ..
+        } = self;
+        // Release the body (and what it captured) before reporting the exit.
+        drop(body);
+        Pid::set_current(None);
+        SUPERVISED.with(|s| s.set(false));
+        let Some((pid, reason)) = last else { return };
+        // It no longer counts against the cap once it reports: its supervisor may spawn
+        // a replacement before it joins this thread.
+        drop(guard);
+        match (notify, done_tx) {
+            (Some(notify), _) => {
+                shared.await_hand_over();
+                shared.stop_next();
+                notify.exited(pid, reason);
+            }
+            (None, Some(done)) => {
+                let _ = done.send(reason);
+            }
+            (None, None) => {}
+        }
+        // Threads of exited children this process (a supervisor) let go of: joined now,
+        // after the report, so that whoever waits for this exit does not also wait for
+        // their teardown. This thread ends only after them, so joining it joins them too.
+        for run in AFTER_EXIT.with(|a| std::mem::take(&mut *a.borrow_mut())) {
+            run.finish();
+        }
+    }
+
+    /// Runs incarnations: those restarted on this thread by its permit, and, for a
+    /// resumable thread, those a group restart hands it. Returns the last exit still to
+    /// report (`None`: a resumable thread told to end, its last exit reported already).
+    fn incarnations(
+        &self,
+        mut inc: Incarnation,
+        ready_tx: Option<Sender<ReadyMsg>>,
+    ) -> Option<(Pid, ExitReason)> {
+        let mut ready_tx = ready_tx;
+        loop {
+            let reason = self.until_final_exit(&mut inc, ready_tx.take());
+            if !self.resumable {
+                return Some((inc.pid, reason));
+            }
+            // Resumable: report now, then wait. A group restart hands this thread its next
+            // incarnation; anything else ends it right after reading the report.
+            Pid::set_current(None);
+            if let Some(notify) = &self.notify {
+                self.shared.await_hand_over();
+                self.shared.stop_next();
+                notify.exited(inc.pid, reason);
+            }
+            inc = self.shared.next()?;
+        }
+    }
+
+    /// Runs the body until an exit that is not restarted on this thread; `inc.pid` is
+    /// then the incarnation that made it.
+    fn until_final_exit(
+        &self,
+        inc: &mut Incarnation,
+        mut ready_tx: Option<Sender<ReadyMsg>>,
+    ) -> ExitReason {
+        loop {
+            Pid::set_current(Some(inc.pid));
+            let ctx = Context::new(
+                inc.pid,
+                self.id.clone(),
+                inc.stopping.clone(),
+                inc.stop_rx.clone(),
+                ready_tx.take(),
+            );
+            let reason = run_body(&self.id, inc.pid, &self.body, &ctx);
+            pid::exit(inc.pid, &reason);
+            ctx.report_early_exit(&reason);
+            drop(ctx);
+            match (&self.permit, &self.notify) {
+                (Some(permit), Some(notify))
+                    if self.shared.in_table.load(Ordering::Acquire)
+                        && !inc.stopping.load(Ordering::Acquire)
+                        && permit(&reason) =>
+                {
+                    // Same-thread restart: the old pid is gone (names released, monitors
+                    // fired); the notice is queued before anything the new incarnation
+                    // sends, so the supervisor reads the two in that order.
+                    let new = Pid::spawn(self.parent);
+                    self.shared.current.store(new.as_u64(), Ordering::Release);
+                    notify.restarted(inc.pid, new, reason, &inc.stopping);
+                    inc.pid = new;
+                }
+                _ => return reason,
+            }
         }
     }
 }
@@ -426,48 +486,6 @@ fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
     }
 }
 
-// ---- panic output ---------------------------------------------------------------------
-
 thread_local! {
-    static SUPERVISED: Cell<bool> = const { Cell::new(false) };
     static AFTER_EXIT: RefCell<Vec<Spawned>> = const { RefCell::new(Vec::new()) };
-    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Routes panics of supervised threads to `log` only, keeping them off stderr.
-///
-/// steadfast always logs each supervised panic once, at `error` level, with the child id
-/// and message. By default the standard panic hook *also* prints it to stderr (and, with
-/// `RUST_BACKTRACE=1`, captures a backtrace). After this call, panics on steadfast's
-/// process threads skip the previous hook — the log line gains the panic's source
-/// location instead — while panics on every other thread go to the previous hook as before.
-///
-/// It is off by default because the panic hook is process-global: a library should not
-/// silence a program's panics unless the program asks. Calling it more than once installs
-/// the hook once.
-///
-/// # Examples
-///
-/// ```
-/// steadfast::route_panics_to_log();
-/// ```
-pub fn route_panics_to_log() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if SUPERVISED.with(|s| s.get()) {
-                // The location is only for the log line: no formatting when nobody logs.
-                if !log::log_enabled!(log::Level::Error) {
-                    return;
-                }
-                if let Some(loc) = info.location() {
-                    let at = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
-                    PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(at));
-                }
-            } else {
-                previous(info);
-            }
-        }));
-    });
 }

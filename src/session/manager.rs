@@ -1,7 +1,6 @@
 //! The session manager: reservations, the per-session supervisors, and clean-up in the
 //! dying thread.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -18,6 +17,7 @@ use crate::error::{StartError, SupervisorError};
 use crate::exit::{panic_message, ExitReason};
 use crate::pid::{self, ExitHook, Pid};
 use crate::registry::{registry, Registry};
+use crate::session::table::{Record, State, Table};
 use crate::session::{
     normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
 };
@@ -174,68 +174,6 @@ struct Inner {
 /// The global registry's value for a named manager.
 #[derive(Clone)]
 struct WeakManager(Weak<Inner>);
-
-/// The tables a session's exit must clean, shared with the exit hook.
-struct Table {
-    state: Mutex<State>,
-    /// Session id to its per-session supervisor (the entry goes with that process).
-    registry: Registry<SessionId, SupervisorRef>,
-}
-
-#[derive(Default)]
-struct State {
-    sessions: HashMap<SessionId, Record>,
-    projects: HashMap<PathBuf, SessionId>,
-    by_pid: HashMap<Pid, SessionId>,
-    next_seq: u64,
-}
-
-struct Record {
-    info: SessionInfo,
-    seq: u64,
-    restarts: Arc<AtomicU32>,
-}
-
-impl Record {
-    fn snapshot(&self) -> SessionInfo {
-        SessionInfo {
-            restart_count: self.restarts.load(Ordering::Relaxed),
-            ..self.info.clone()
-        }
-    }
-}
-
-impl State {
-    /// Removes session `id`'s record if it is still the one reserved as `seq`: a failed
-    /// start must not remove a live session that took the same id since.
-    fn remove_own(&mut self, id: SessionId, seq: u64) {
-        if self.sessions.get(&id).is_some_and(|rec| rec.seq == seq) {
-            self.remove(id);
-        }
-    }
-
-    fn remove(&mut self, id: SessionId) {
-        if let Some(rec) = self.sessions.remove(&id) {
-            if self.projects.get(&rec.info.project_path) == Some(&id) {
-                self.projects.remove(&rec.info.project_path);
-            }
-            if let Some(pid) = rec.info.pid {
-                self.by_pid.remove(&pid);
-            }
-        }
-    }
-}
-
-impl ExitHook for Table {
-    /// Runs in the per-session supervisor's thread as it exits, before anyone can observe
-    /// the exit: the session disappears from every table at once.
-    fn on_exit(&self, pid: Pid, _tokens: Vec<u64>) {
-        let mut state = self.state.lock();
-        if let Some(id) = state.by_pid.remove(&pid) {
-            state.remove(id);
-        }
-    }
-}
 
 impl Default for SessionManagerBuilder {
     fn default() -> Self {
@@ -544,37 +482,5 @@ impl SessionManager {
                 }
             }
         }
-    }
-}
-
-impl Table {
-    /// Records that session `id` runs as `pid`: the exit hook, the pid index, the registry.
-    fn attach(
-        &self,
-        id: SessionId,
-        seq: u64,
-        pid: Pid,
-        sup: SupervisorRef,
-        hook: &Weak<dyn ExitHook>,
-    ) -> Result<(), StartError> {
-        {
-            let mut state = self.state.lock();
-            let Some(rec) = state.sessions.get_mut(&id).filter(|rec| rec.seq == seq) else {
-                return Err(StartError::InvalidSpec(format!(
-                    "session {id} is no longer reserved"
-                )));
-            };
-            rec.info.pid = Some(pid);
-            state.by_pid.insert(pid, id);
-        }
-        let key = pid::hook_key_of(hook);
-        if !pid::add_exit_token(pid, key, hook, 0) {
-            return Err(StartError::InvalidSpec(
-                "session process already exited".into(),
-            ));
-        }
-        self.registry
-            .register_for(pid, id, sup)
-            .map_err(|e| StartError::InvalidSpec(format!("session {id}: {e}")))
     }
 }

@@ -45,6 +45,7 @@
 //! ```
 
 mod manager;
+mod table;
 
 use std::collections::HashMap;
 use std::fmt;
