@@ -149,31 +149,22 @@ where
     pub fn register_for(&self, pid: Pid, key: K, value: V) -> Result<(), RegistryError> {
         let inner = &self.inner;
         let h = inner.hash(&key);
-        // The exit hook learns of the entry before anyone can see it: an owner that exits
-        // after the check below (under the shard lock) has its hook remove the entry, and
-        // its monitors fire only after that. (The other order left a window in which a
-        // look-up made after the owner's monitor fired could still return it.)
+        let mut shard = inner.shard(h).write();
+        if let Some(holder) = shard.get(h, &key).map(|s| s.pid) {
+            if holder == pid || holder.is_alive() {
+                return Err(RegistryError::AlreadyRegistered(holder));
+            }
+            // A dead holder whose clean-up has not reached this key yet: replace it.
+            shard.remove(h, &key, holder);
+            inner.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        // The owner's exit hook learns of the entry before anyone can see it, and under
+        // this shard's lock: an owner that exits after this point runs its hook, which
+        // waits for the lock and then removes the entry, before its monitors fire. (The
+        // other order left a window in which a look-up made after the owner's monitor
+        // fired could still return it.) Adding the token fails if the owner is dead.
         if !pid::add_exit_token(pid, self.hook_key(), &self.hook, h) {
             return Err(RegistryError::NotAlive(pid));
-        }
-        let mut shard = inner.shard(h).write();
-        let refused = match shard.get(h, &key).map(|s| s.pid) {
-            _ if !pid.is_alive() => Some(RegistryError::NotAlive(pid)),
-            Some(holder) if holder == pid || holder.is_alive() => {
-                Some(RegistryError::AlreadyRegistered(holder))
-            }
-            Some(holder) => {
-                // A dead holder whose clean-up has not reached this key yet: replace it.
-                shard.remove(h, &key, holder);
-                inner.count.fetch_sub(1, Ordering::Relaxed);
-                None
-            }
-            None => None,
-        };
-        if let Some(e) = refused {
-            drop(shard);
-            pid::remove_exit_token(pid, self.hook_key(), h);
-            return Err(e);
         }
         shard.insert(h, Slot { key, pid, value });
         inner.count.fetch_add(1, Ordering::Relaxed);

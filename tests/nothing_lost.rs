@@ -34,6 +34,23 @@ fn holds_its_stop(
     .shutdown(Shutdown::Infinity)
 }
 
+/// `slow`: once asked to stop, says so on `stopping`, waits for `go`, then shuts its own
+/// tree down from inside with the owner it is handed on `owner` (so that the tree's stop
+/// is raised while its supervisor still waits for `slow`).
+fn slow_then_shutdown<O: Send + 'static>(
+    stopping: crossbeam_channel::Sender<()>,
+    go: crossbeam_channel::Receiver<()>,
+    owner: crossbeam_channel::Receiver<O>,
+    shutdown: fn(O),
+) -> ChildSpec {
+    holds_its_stop("slow", stopping, move || {
+        let _ = go.recv_timeout(DEADLINE);
+        if let Ok(owner) = owner.try_recv() {
+            shutdown(owner);
+        }
+    })
+}
+
 /// Defect 1: a sibling's exit that arrives while the supervisor waits in a
 /// `terminate_child` stays queued; the shutdown raised next reads it, instead of
 /// abandoning that sibling after its timeout (or, with `Infinity`, hanging).
@@ -46,13 +63,9 @@ fn an_exit_that_arrives_during_a_wait_survives_a_shutdown_raised_next() {
     let (stopping_tx, stopping) = unbounded();
     let (owner_tx, owner_rx) = bounded::<Supervisor>(1);
     let (go_tx, go) = unbounded::<()>();
-    // `slow`, being terminated: waits until the sibling has exited, then shuts the tree
-    // down from inside (the stop is raised while the supervisor still waits for `slow`).
-    let slow = holds_its_stop("slow", stopping_tx, move || {
-        let _ = go.recv_timeout(DEADLINE);
-        if let Ok(owner) = owner_rx.try_recv() {
-            let _ = owner.shutdown();
-        }
+    // `slow`, being terminated, shuts the tree down once the sibling has exited.
+    let slow = slow_then_shutdown(stopping_tx, go, owner_rx, |o: Supervisor| {
+        let _ = o.shutdown();
     });
     let (sink, events) = unbounded();
     let sup = Supervisor::builder()
@@ -91,11 +104,8 @@ fn a_child_handed_over_during_a_wait_is_stopped_by_the_shutdown() {
     let (stopping_tx, stopping) = unbounded();
     let (owner_tx, owner_rx) = bounded::<DynamicSupervisor>(1);
     let (go_tx, go) = unbounded::<()>();
-    let slow = holds_its_stop("slow", stopping_tx, move || {
-        let _ = go.recv_timeout(DEADLINE);
-        if let Ok(owner) = owner_rx.try_recv() {
-            let _ = owner.shutdown();
-        }
+    let slow = slow_then_shutdown(stopping_tx, go, owner_rx, |o: DynamicSupervisor| {
+        let _ = o.shutdown();
     });
     let (sink, events) = unbounded();
     let sup = DynamicSupervisor::builder()
