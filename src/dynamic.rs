@@ -81,6 +81,7 @@ impl DynamicSupervisorBuilder {
             children: Vec::new(),
             sinks: self.sinks.clone(),
             observer: None,
+            on_start: None,
         }))
     }
 

@@ -126,7 +126,11 @@
 //!
 //! Every supervisor reports what it does, in order, as [`Event`]s
 //! ([`SupervisorRef::events`], or `event_sink` on the builder from the first start) — the
-//! basis of order-sensitive tests.
+//! basis of order-sensitive tests. For counters and metrics,
+//! [`SupervisorBuilder::on_event`](supervisor::SupervisorBuilder::on_event) calls a function
+//! with each event on the supervisor's own thread, and
+//! [`on_start`](supervisor::SupervisorBuilder::on_start) runs one before its first child
+//! starts (the session layer ties its tables to each session's supervisor there).
 //!
 //! ## Panics
 //!

@@ -10,22 +10,28 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use crate::child::context::{Context, ReadyMsg};
-use crate::child::spec::{Body, ChildSpec, Restart, Shutdown, WORKER_SHUTDOWN};
-use crate::dynamic::{DynamicSupervisor, DynamicSupervisorRef};
-use crate::error::{StartError, SupervisorError};
-use crate::exit::{panic_message, ExitReason};
+// The session layer is built on the public API, plus one crate-internal part: the process
+// table (`pid`). Its exit hooks empty a session's tables in its supervisor's own thread as
+// it exits, before the exit can be observed; they are not public because a hook runs
+// inside a process's exit sequence, before its monitors fire and its supervisor hears of
+// it, where code that blocked or panicked would hold up or break that exit. `shutdown`
+// also asks the table whether its caller runs inside the tree (`pid::is_within`).
+use crate::exit::panic_message;
 use crate::pid::{self, ExitHook, Pid};
-use crate::registry::{registry, Registry};
 use crate::session::table::{Record, State, Table};
 use crate::session::{
     normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
 };
-use crate::supervisor::event::Event;
-use crate::supervisor::inbox::Inbox;
-use crate::supervisor::{
-    run_supervisor, Handle, Strategy, Supervisor, SupervisorRef, DEFAULT_INTENSITY, DEFAULT_PERIOD,
+use crate::{
+    registry, ChildSpec, DynamicSupervisor, DynamicSupervisorRef, Event, Registry, Restart,
+    Shutdown, StartError, Strategy, Supervisor, SupervisorError, SupervisorRef,
 };
+
+/// The session supervisors' defaults: 3 restarts in 5 s, as a supervisor's, and 5 s for
+/// a session's tree to stop, as a worker's.
+const DEFAULT_INTENSITY: u32 = 3;
+const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
+const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// Makes the children every session runs.
 type Factory = Arc<dyn Fn(&SessionInfo) -> Vec<ChildSpec> + Send + Sync>;
@@ -182,7 +188,7 @@ impl Default for SessionManagerBuilder {
             factory: Arc::new(|_| Vec::new()),
             intensity: DEFAULT_INTENSITY,
             period: DEFAULT_PERIOD,
-            shutdown: WORKER_SHUTDOWN,
+            shutdown: DEFAULT_SHUTDOWN,
             name: None,
         }
     }
@@ -311,47 +317,29 @@ impl SessionManager {
             log::error!("session {}: children factory panicked: {msg}", info.id);
             SessionError::FactoryPanicked(msg)
         })?;
+        let (id, table, hook) = (info.id, self.inner.table.clone(), self.inner.hook.clone());
         let builder = Supervisor::builder()
             .strategy(Strategy::OneForAll)
             .intensity(self.inner.cfg.intensity, self.inner.cfg.period)
-            .children(children);
-        builder.validate().map_err(|e| match e {
-            StartError::InvalidSpec(m) => SessionError::InvalidChildren(m),
-            other => SessionError::Start(other),
-        })?;
-        let label = format!("session-{}", &info.id.to_string()[..8]);
-        let mut cfg = builder.config(&label);
-        Arc::get_mut(&mut cfg).expect("a fresh config").observer =
-            Some(Arc::new(move |e: &Event| {
+            .children(children)
+            .on_event(move |e| {
                 if let Event::ChildRestarted { .. } = e {
                     restarts.fetch_add(1, Ordering::Relaxed);
                 }
-            }));
-        let (id, table, hook) = (info.id, self.inner.table.clone(), self.inner.hook.clone());
-        let body: Body = Arc::new(move |ctx: &Context| {
-            let inbox = Arc::new(Inbox::new());
-            let me = SupervisorRef(Handle {
-                pid: ctx.pid(),
-                inbox: inbox.clone(),
-                dynamic: false,
-                handover: None,
-            });
+            })
             // Tie the session's tables to this process before any child starts, so that
             // however it ends, its exit cleans them.
-            if let Err(e) = table.attach(id, seq, ctx.pid(), me, &hook) {
-                let reason = ExitReason::failed(&e);
-                ctx.send_ready(ReadyMsg::Failed(e));
-                return reason;
-            }
-            run_supervisor(cfg.clone(), None, ctx, inbox, None)
-        });
-        let spec = ChildSpec::nested(label, body)
+            .on_start(move |me| table.attach(id, seq, me.pid(), me.clone(), &hook));
+        let label = format!("session-{}", &info.id.to_string()[..8]);
+        let spec = ChildSpec::supervisor(label, builder)
             .restart(Restart::Temporary)
             .shutdown(Shutdown::Timeout(self.inner.cfg.shutdown));
         self.inner.handle.start_child(spec).map_err(|e| match e {
-            SupervisorError::StartFailed(StartError::Nested { source, .. }) => {
-                SessionError::Start(*source)
-            }
+            SupervisorError::InvalidSpec(m) => SessionError::InvalidChildren(m),
+            SupervisorError::StartFailed(StartError::Nested { source, .. }) => match *source {
+                StartError::InvalidSpec(m) => SessionError::InvalidChildren(m),
+                source => SessionError::Start(source),
+            },
             SupervisorError::StartFailed(other) => SessionError::Start(other),
             other => SessionError::Supervisor(other),
         })

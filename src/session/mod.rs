@@ -55,8 +55,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use crate::error::{StartError, SupervisorError};
-use crate::pid::Pid;
+use crate::{Pid, StartError, SupervisorError};
 
 pub use manager::{SessionManager, SessionManagerBuilder};
 

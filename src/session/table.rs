@@ -8,11 +8,9 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::error::StartError;
-use crate::pid::{self, ExitHook, Pid};
-use crate::registry::Registry;
+use crate::pid::{self, ExitHook};
 use crate::session::{SessionId, SessionInfo};
-use crate::supervisor::SupervisorRef;
+use crate::{Pid, Registry, StartError, SupervisorRef};
 
 /// The tables a session's exit must clean, shared with the exit hook.
 pub(super) struct Table {

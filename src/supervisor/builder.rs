@@ -1,6 +1,7 @@
 //! Settings of a static supervisor, validated before anything starts.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::exit::ExitReason;
 use crate::registry::registry;
 use crate::supervisor::event::Event;
 use crate::supervisor::inbox::Inbox;
-use crate::supervisor::server::{Config, EndSlot, Mode, Server};
+use crate::supervisor::server::{Config, EndSlot, Mode, Observer, OnStart, Server};
 use crate::supervisor::strategy::Strategy;
 use crate::supervisor::{Handle, Owned, Supervisor, SupervisorRef, SUPERVISORS};
 
@@ -28,7 +29,7 @@ pub(crate) const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
 ///
 /// Cloning a builder is cheap (child functions are shared); a nested supervisor's builder
 /// is kept by its parent and started again on each restart.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SupervisorBuilder {
     name: Option<String>,
     strategy: Strategy,
@@ -36,6 +37,23 @@ pub struct SupervisorBuilder {
     period: Duration,
     children: Vec<ChildSpec>,
     sinks: Vec<Sender<Event>>,
+    observer: Option<Observer>,
+    on_start: Option<OnStart>,
+}
+
+impl fmt::Debug for SupervisorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorBuilder")
+            .field("name", &self.name)
+            .field("strategy", &self.strategy)
+            .field("intensity", &self.intensity)
+            .field("period", &self.period)
+            .field("children", &self.children)
+            .field("sinks", &self.sinks.len())
+            .field("on_event", &self.observer.is_some())
+            .field("on_start", &self.on_start.is_some())
+            .finish()
+    }
 }
 
 impl Default for SupervisorBuilder {
@@ -47,6 +65,8 @@ impl Default for SupervisorBuilder {
             period: DEFAULT_PERIOD,
             children: Vec::new(),
             sinks: Vec::new(),
+            observer: None,
+            on_start: None,
         }
     }
 }
@@ -94,6 +114,59 @@ impl SupervisorBuilder {
         self
     }
 
+    /// Calls `f` with every [`Event`] of this supervisor, on the supervisor's own thread,
+    /// before any event sink or subscriber sees it (for counters and metrics).
+    ///
+    /// `f` runs inside the supervisor's loop: keep it short, and do not call this
+    /// supervisor from it (the call would wait for the thread that is running `f`).
+    /// Setting it again replaces the previous one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use steadfast::{ChildSpec, Event, Supervisor};
+    ///
+    /// let restarts = Arc::new(AtomicUsize::new(0));
+    /// let counted = restarts.clone();
+    /// let sup = Supervisor::builder()
+    ///     .on_event(move |e| {
+    ///         if let Event::ChildRestarted { .. } = e {
+    ///             counted.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .child(ChildSpec::worker("w", |ctx| {
+    ///         let _ = ctx.stop_signal().recv();
+    ///         Ok(())
+    ///     }))
+    ///     .start()
+    ///     .unwrap();
+    /// assert_eq!(restarts.load(Ordering::Relaxed), 0);
+    /// sup.shutdown().unwrap();
+    /// ```
+    pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(f));
+        self
+    }
+
+    /// Calls `f` on the supervisor's own thread each time it starts, once it is
+    /// registered (by pid, and by name if it has one) and before its first child starts,
+    /// with its own handle. An `Err` fails the start, as a child's failure would: no child
+    /// is started, and `start` (or the parent's start of this nested supervisor) returns
+    /// that error.
+    ///
+    /// Use it to tie something to this supervisor's process before anything can depend
+    /// on it. Do not call this supervisor from `f` other than for its pid: it serves no
+    /// requests until its children have started.
+    pub fn on_start(
+        mut self,
+        f: impl Fn(&SupervisorRef) -> Result<(), StartError> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_start = Some(Arc::new(f));
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), StartError> {
         check_period(self.period).map_err(StartError::InvalidSpec)?;
         if let Some(name) = &self.name {
@@ -120,7 +193,8 @@ impl SupervisorBuilder {
             period: self.period,
             children: self.children.clone(),
             sinks: self.sinks.clone(),
-            observer: None,
+            observer: self.observer.clone(),
+            on_start: self.on_start.clone(),
         })
     }
 
@@ -221,7 +295,7 @@ pub(crate) fn start_top(
 
 /// The body of every supervisor process, static or dynamic: register, start the children,
 /// report readiness, serve.
-pub(crate) fn run_supervisor(
+fn run_supervisor(
     cfg: Arc<Config>,
     name: Option<&str>,
     ctx: &Context,
@@ -229,6 +303,7 @@ pub(crate) fn run_supervisor(
     end: Option<EndSlot>,
 ) -> ExitReason {
     let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
+    let on_start = cfg.on_start.clone();
     let mut server = Server::new(cfg, inbox.clone(), end);
     let handle = Handle {
         pid: ctx.pid(),
@@ -254,7 +329,11 @@ pub(crate) fn run_supervisor(
             return reason;
         }
     }
-    if let Err(e) = server.start_initial() {
+    let started = match &on_start {
+        Some(on_start) => on_start(&SupervisorRef(handle.clone())),
+        None => Ok(()),
+    };
+    if let Err(e) = started.and_then(|()| server.start_initial()) {
         let reason = ExitReason::failed(&e);
         ctx.send_ready(ReadyMsg::Failed(e));
         return reason;

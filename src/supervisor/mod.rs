@@ -28,8 +28,6 @@ use event::{ChildCounts, ChildInfo, Event};
 use inbox::{ChildRef, Inbox, Msg, Request};
 use server::EndSlot;
 
-#[cfg(feature = "sessions")]
-pub(crate) use builder::run_supervisor;
 pub(crate) use builder::{start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
 pub use builder::{SupervisorBuilder, SupervisorSpec};
 pub use strategy::Strategy;

@@ -41,8 +41,10 @@ pub(crate) struct Config {
     pub(crate) period: Duration,
     pub(crate) children: Vec<ChildSpec>,
     pub(crate) sinks: Vec<Sender<Event>>,
-    /// Sees every event first (the session layer counts restarts with it).
+    /// Sees every event first ([`SupervisorBuilder::on_event`](crate::SupervisorBuilder::on_event)).
     pub(crate) observer: Option<Observer>,
+    /// Runs before the first child starts ([`SupervisorBuilder::on_start`](crate::SupervisorBuilder::on_start)).
+    pub(crate) on_start: Option<OnStart>,
 }
 
 impl Config {
@@ -54,8 +56,12 @@ impl Config {
     }
 }
 
-/// A crate-internal watcher of a supervisor's events, called on the supervisor's thread.
+/// A watcher of a supervisor's events, called on the supervisor's thread.
 pub(crate) type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Runs on a supervisor's thread before its first child starts; an `Err` fails the start.
+pub(crate) type OnStart =
+    Arc<dyn Fn(&crate::SupervisorRef) -> Result<(), StartError> + Send + Sync>;
 
 /// How a supervisor ended, beyond its `ExitReason` (which is `Shutdown` either way).
 pub(crate) type EndSlot = Arc<Mutex<Option<SupervisorError>>>;
