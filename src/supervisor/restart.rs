@@ -13,7 +13,7 @@ use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::Pid;
-use crate::supervisor::event::{ChildStatus, Event};
+use crate::supervisor::event::Event;
 use crate::supervisor::handover::{not_started, ready_timeout};
 use crate::supervisor::inbox::Msg;
 use crate::supervisor::intensity::Intensity;
@@ -25,22 +25,13 @@ impl Server {
     pub(super) fn on_exit(&mut self, pid: Pid, reason: ExitReason) -> Flow {
         // A notice from an incarnation we no longer track (stopped, replaced, abandoned,
         // or one that failed to start) is stale: it changes nothing.
-        let Some(&seq) = self.by_pid.get(&pid) else {
+        let Some((seq, run)) = self.take_exited(pid) else {
             return Flow::Continue;
         };
-        let Some(child) = self.children.get_mut(&seq) else {
-            return Flow::Continue;
-        };
-        if child.run.as_ref().map(|r| r.pid) != Some(pid) {
-            return Flow::Continue;
-        }
-        let run = child.run.take().expect("checked above");
-        self.by_pid.remove(&pid);
-        let restart = should_restart(child.spec.restart, &reason);
-        let id = child.spec.id.clone();
-        let temporary = child.spec.restart == Restart::Temporary;
-        child.status = ChildStatus::Stopped;
-        child.last_pid = Some(pid);
+        let spec = &self.children[&seq].spec;
+        let restart = should_restart(spec.restart, &reason);
+        let id = spec.id.clone();
+        let temporary = spec.restart == Restart::Temporary;
         // A thread a group restart can reuse waits for that; any other has sent this
         // notice as its last act and is let go of.
         let reuse = if restart && run.resumable {
@@ -68,21 +59,9 @@ impl Server {
     pub(super) fn on_local_restart(&mut self, old: Pid, new: Pid, reason: ExitReason) {
         // Stale if the child was stopped, removed or abandoned meanwhile: its thread
         // reports its final exit on its own.
-        let Some(&seq) = self.by_pid.get(&old) else {
-            return;
-        };
-        let Some(child) = self.children.get_mut(&seq) else {
-            return;
-        };
-        let Some(run) = child.run.as_mut().filter(|r| r.pid == old) else {
-            return;
-        };
-        run.pid = new;
-        child.last_pid = Some(new);
-        let id = child.spec.id.clone();
-        self.by_pid.remove(&old);
-        self.by_pid.insert(new, seq);
-        self.emit_restart(id, old, new, reason);
+        if let Some(id) = self.record_local_restart(old, new) {
+            self.emit_restart(id, old, new, reason);
+        }
     }
 
     pub(super) fn emit_restart(&mut self, id: Arc<str>, old: Pid, new: Pid, reason: ExitReason) {
@@ -193,16 +172,7 @@ impl Server {
                 }
                 Err(e) => {
                     log::warn!("{}: restart of {:?} failed: {e}", self.cfg.label, spec.id);
-                    let child = self.children.get_mut(&k).expect("child exists");
-                    child.status = ChildStatus::Restarting;
-                    if let Some(old) = child.last_pid {
-                        // Dynamic children stay known by their old pid while restarting.
-                        self.by_pid.insert(old, k);
-                    }
-                    for &later in &group[i + 1..] {
-                        self.children.get_mut(&later).expect("child exists").status =
-                            ChildStatus::Stopped;
-                    }
+                    self.mark_restarting(k, &group[i + 1..]);
                     self.emit(Event::RestartFailed {
                         id: spec.id,
                         error: error_chain(&e),

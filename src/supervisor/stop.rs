@@ -15,7 +15,7 @@ use crate::child::spec::Shutdown;
 use crate::error::SupervisorError;
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
-use crate::supervisor::event::{ChildStatus, Event};
+use crate::supervisor::event::Event;
 use crate::supervisor::handover::log_abandoned;
 use crate::supervisor::inbox::Msg;
 use crate::supervisor::server::Server;
@@ -133,12 +133,7 @@ impl Server {
     /// late. The child stays in the table, `Stopped` (a dynamic one is removed). With
     /// `keep`, a thread that waits to be reused is returned, not ended.
     pub(super) fn stop_child_keeping(&mut self, seq: u64, keep: bool) -> Option<Spawned> {
-        let child = self.children.get_mut(&seq)?;
-        child.status = ChildStatus::Stopped;
-        let run = child.run.take()?;
-        child.last_pid = Some(run.pid);
-        let (id, shutdown) = (child.spec.id.clone(), child.spec.shutdown);
-        self.by_pid.remove(&run.pid);
+        let (run, id, shutdown) = self.take_running(seq)?;
         let waiting = Waiting::new(id.clone(), run, Until::Now);
         let (pid, reason, kept) = self.stop_waiting(waiting, shutdown, keep);
         if self.is_dynamic() {
@@ -171,15 +166,10 @@ impl Server {
     pub(super) fn stop_all_concurrently(&mut self) {
         let start = Instant::now();
         let mut waiting = Vec::new();
-        for child in self.children.values_mut() {
-            child.status = ChildStatus::Stopped;
-            if let Some(run) = child.run.take() {
-                run.stop.raise();
-                let until = Until::stop(start, child.spec.shutdown);
-                waiting.push(Waiting::new(child.spec.id.clone(), run, until));
-            }
+        for (run, id, shutdown) in self.take_all_running() {
+            run.stop.raise();
+            waiting.push(Waiting::new(id, run, Until::stop(start, shutdown)));
         }
-        self.by_pid.clear();
         self.await_exits(&mut waiting);
         for w in waiting {
             let id = w.id.clone();

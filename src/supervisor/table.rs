@@ -1,8 +1,10 @@
 //! A supervisor's child table: its children in start order, and the index by pid. Only the
-//! supervisor's own thread touches it.
+//! supervisor's own thread touches it, and only through the methods here.
+
+use std::sync::Arc;
 
 use crate::child::runner::Spawned;
-use crate::child::spec::{ChildKind, ChildSpec};
+use crate::child::spec::{ChildKind, ChildSpec, Shutdown};
 use crate::pid::Pid;
 use crate::supervisor::event::{ChildCounts, ChildInfo, ChildStatus};
 use crate::supervisor::server::Server;
@@ -16,7 +18,76 @@ pub(super) struct Child {
     pub(super) last_pid: Option<Pid>,
 }
 
+/// A running incarnation taken out of the table to be stopped, with its child's id and
+/// shutdown setting.
+pub(super) type Stopping = (Spawned, Arc<str>, Shutdown);
+
 impl Server {
+    /// Takes the running incarnation of the child whose incarnation `pid` just exited
+    /// (`None`: a stale notice, from one no longer tracked); the child is `Stopped`.
+    pub(super) fn take_exited(&mut self, pid: Pid) -> Option<(u64, Spawned)> {
+        let seq = *self.by_pid.get(&pid)?;
+        let child = self.children.get_mut(&seq)?;
+        if child.run.as_ref().map(|r| r.pid) != Some(pid) {
+            return None;
+        }
+        self.by_pid.remove(&pid);
+        child.status = ChildStatus::Stopped;
+        child.last_pid = Some(pid);
+        Some((seq, child.run.take()?))
+    }
+
+    /// Takes child `seq`'s running incarnation, to stop it; the child is `Stopped`.
+    pub(super) fn take_running(&mut self, seq: u64) -> Option<Stopping> {
+        let child = self.children.get_mut(&seq)?;
+        child.status = ChildStatus::Stopped;
+        let run = child.run.take()?;
+        child.last_pid = Some(run.pid);
+        self.by_pid.remove(&run.pid);
+        Some((run, child.spec.id.clone(), child.spec.shutdown))
+    }
+
+    /// Takes every running incarnation, in start order, to stop them all.
+    pub(super) fn take_all_running(&mut self) -> Vec<Stopping> {
+        self.by_pid.clear();
+        let children = self.children.values_mut();
+        children
+            .filter_map(|child| {
+                child.status = ChildStatus::Stopped;
+                let run = child.run.take()?;
+                child.last_pid = Some(run.pid);
+                Some((run, child.spec.id.clone(), child.spec.shutdown))
+            })
+            .collect()
+    }
+
+    /// Records that the child running as `old` restarted itself as `new`; returns its id
+    /// (`None`: stale, the child was stopped, removed or abandoned meanwhile).
+    pub(super) fn record_local_restart(&mut self, old: Pid, new: Pid) -> Option<Arc<str>> {
+        let seq = *self.by_pid.get(&old)?;
+        let child = self.children.get_mut(&seq)?;
+        let run = child.run.as_mut().filter(|r| r.pid == old)?;
+        run.pid = new;
+        child.last_pid = Some(new);
+        self.by_pid.remove(&old);
+        self.by_pid.insert(new, seq);
+        Some(child.spec.id.clone())
+    }
+
+    /// Child `seq` failed to restart: `Restarting` (retried through the inbox), and the
+    /// members of its group after it `Stopped` until it is back.
+    pub(super) fn mark_restarting(&mut self, seq: u64, later: &[u64]) {
+        let child = self.children.get_mut(&seq).expect("child exists");
+        child.status = ChildStatus::Restarting;
+        if let Some(old) = child.last_pid {
+            // Dynamic children stay known by their old pid while restarting.
+            self.by_pid.insert(old, seq);
+        }
+        for k in later {
+            self.children.get_mut(k).expect("child exists").status = ChildStatus::Stopped;
+        }
+    }
+
     pub(super) fn which_children(&self) -> Vec<ChildInfo> {
         self.children
             .values()
