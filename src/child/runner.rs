@@ -120,10 +120,8 @@ impl Shared {
         }
     }
 
-    /// Raises the stop signal handed on to this thread, if any. Called once the exit is
-    /// complete (names released, monitors fired), just before the exit notice is sent:
-    /// the next process is signalled only once this one has exited, and need not wait
-    /// for the notice (the supervisor takes the two notices in either order).
+    /// Raises the stop signal handed on to this thread, if any, once its exit is
+    /// complete (the ordered stop: see the supervisor's `hand_on`).
     fn stop_next(&self) {
         let next = self.next_stop.lock().take();
         if let Some(next) = next {
@@ -380,12 +378,8 @@ impl Spawned {
         Pid::from_raw(self.shared.current.load(Ordering::Acquire)).unwrap_or(self.pid)
     }
 
-    /// Has this process raise `next`'s stop signal as soon as its exit is complete,
-    /// sparing an ordered stop the supervisor's turn between two children: the next is
-    /// signalled by the thread that just exited, before the supervisor has read that
-    /// exit. Set it only just before raising this process's own stop, when every
-    /// process due to stop before it has exited: whatever ends this incarnation, `next` is
-    /// then signalled after it, in order. Raising `next` again later does nothing.
+    /// Has this process raise `next`'s stop signal as soon as its exit is complete (the
+    /// ordered stop, explained at the supervisor's `hand_on`).
     pub(crate) fn stop_next_on_exit(&self, next: NextStop) {
         *self.shared.next_stop.lock() = Some(next);
     }

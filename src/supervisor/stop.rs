@@ -121,7 +121,11 @@ impl Server {
     /// (one hand-off between threads per child instead of two). This supervisor still
     /// waits for each child in turn, within its `Shutdown`, and raises each signal itself
     /// too (again, harmlessly), so a child that ends some other way, or is abandoned,
-    /// leaves the order as it was.
+    /// leaves the order as it was. It is handed on only just before `seq`'s own stop,
+    /// when every child due to stop before it has exited, so whatever ends `seq`, `next`
+    /// is signalled after it, in order; its thread raises it after its names are released
+    /// and its monitors fired, before its exit notice (the two reach this supervisor in
+    /// either order).
     pub(super) fn hand_on(&self, seq: u64, next: Option<u64>) {
         let run = |k: u64| self.children.get(&k).and_then(|c| c.run.as_ref());
         if let (Some(this), Some(next)) = (run(seq), next.and_then(run)) {
