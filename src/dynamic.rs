@@ -82,6 +82,7 @@ impl DynamicSupervisorBuilder {
             sinks: self.sinks.clone(),
             observer: None,
             on_start: None,
+            named: |handle| Arc::new(DynamicSupervisorRef(handle)),
         }))
     }
 

@@ -195,6 +195,7 @@ impl SupervisorBuilder {
             sinks: self.sinks.clone(),
             observer: self.observer.clone(),
             on_start: self.on_start.clone(),
+            named: |handle| Arc::new(SupervisorRef(handle)),
         })
     }
 
@@ -303,7 +304,7 @@ fn run_supervisor(
     end: Option<EndSlot>,
 ) -> ExitReason {
     let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
-    let on_start = cfg.on_start.clone();
+    let (on_start, named) = (cfg.on_start.clone(), cfg.named);
     let mut server = Server::new(cfg, inbox.clone(), end);
     let handle = Handle {
         pid: ctx.pid(),
@@ -314,11 +315,7 @@ fn run_supervisor(
     // Known by pid to its parent's callers; the entry goes with the process.
     let _ = SUPERVISORS.register_for(ctx.pid(), ctx.pid(), handle.clone());
     if let Some(name) = name {
-        let registered = if handle.dynamic {
-            registry().register_value(name, crate::DynamicSupervisorRef(handle.clone()))
-        } else {
-            registry().register_value(name, SupervisorRef(handle.clone()))
-        };
+        let registered = registry().register(name.to_owned(), named(handle.clone()));
         if let Err(RegistryError::AlreadyRegistered(holder)) = registered {
             let e = StartError::NameTaken {
                 name: name.to_owned(),

@@ -45,6 +45,9 @@ pub(crate) struct Config {
     pub(crate) observer: Option<Observer>,
     /// Runs before the first child starts ([`SupervisorBuilder::on_start`](crate::SupervisorBuilder::on_start)).
     pub(crate) on_start: Option<OnStart>,
+    /// What the global registry holds for a named supervisor: its typed handle (a
+    /// `SupervisorRef`, or a `DynamicSupervisorRef`, which this module does not name).
+    pub(crate) named: fn(crate::supervisor::Handle) -> crate::AnyValue,
 }
 
 impl Config {
