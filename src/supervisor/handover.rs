@@ -139,7 +139,6 @@ impl HandOver {
             Readiness::Within(d) => ready.recv_timeout(d).map_err(|e| e.is_timeout()),
             _ => ready.recv().map_err(|_| false),
         };
-        let id = spec.id.to_string();
         let failed = match outcome {
             Ok(ReadyMsg::Ready) => {
                 let open = self.open.lock();
@@ -153,18 +152,13 @@ impl HandOver {
                 SupervisorError::NoSupervisor
             }
             Err(true) => {
-                let timeout = ready_timeout(&spec);
                 let pid = run.pid;
                 self.stop_pending(&spec, run);
-                log::warn!(
-                    "{}: child {id:?} ({pid}) not ready in {timeout:?}",
-                    self.label
-                );
-                SupervisorError::StartFailed(StartError::ReadyTimeout { id, timeout })
+                SupervisorError::StartFailed(not_ready(&self.label, &spec, pid))
             }
             report => {
                 self.forget_pending(run);
-                SupervisorError::StartFailed(not_started(id, report.ok()))
+                SupervisorError::StartFailed(not_started(spec.id.to_string(), report.ok()))
             }
         };
         self.release();
@@ -249,10 +243,14 @@ pub(crate) fn not_started(id: String, report: Option<ReadyMsg>) -> StartError {
     }
 }
 
-/// The readiness deadline of a child whose bounded wait timed out.
-pub(crate) fn ready_timeout(spec: &ChildSpec) -> Duration {
-    match spec.readiness {
+/// Why a child that missed its readiness deadline did not start (it has been stopped,
+/// or abandoned, already), with the one log line for it.
+pub(crate) fn not_ready(label: &str, spec: &ChildSpec, pid: Pid) -> StartError {
+    let timeout = match spec.readiness {
         Readiness::Within(d) => d,
         _ => Duration::MAX,
-    }
+    };
+    let id = spec.id.to_string();
+    log::warn!("{label}: child {id:?} ({pid}) not ready in {timeout:?}");
+    StartError::ReadyTimeout { id, timeout }
 }

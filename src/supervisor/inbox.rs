@@ -184,24 +184,21 @@ impl Inbox {
         Some(msg)
     }
 
-    /// Takes out, in order, the messages `wanted` picks; the others stay in place.
+    /// Takes out, in order, the messages `wanted` picks; the others stay in place. Called
+    /// by every wait, usually on a short queue with nothing to take: no allocation then.
     pub(crate) fn take(&self, mut wanted: impl FnMut(&Msg) -> bool) -> Vec<Msg> {
         let mut q = self.queue.lock();
         let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(q.msgs.len());
-        for msg in std::mem::take(&mut q.msgs) {
-            if wanted(&msg) {
-                taken.push(msg);
-            } else {
-                kept.push_back(msg);
+        let mut i = 0;
+        while i < q.msgs.len() {
+            if !wanted(&q.msgs[i]) {
+                i += 1;
+                continue;
             }
+            let msg = q.msgs.remove(i).expect("index checked");
+            q.restarts -= usize::from(matches!(msg, Msg::Restarted { .. }));
+            taken.push(msg);
         }
-        q.msgs = kept;
-        let taken_restarts = taken
-            .iter()
-            .filter(|m| matches!(m, Msg::Restarted { .. }))
-            .count();
-        q.restarts -= taken_restarts;
         taken
     }
 

@@ -14,7 +14,7 @@ use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::Pid;
 use crate::supervisor::event::Event;
-use crate::supervisor::handover::{not_started, ready_timeout};
+use crate::supervisor::handover::{not_ready, not_started};
 use crate::supervisor::inbox::Msg;
 use crate::supervisor::intensity::Intensity;
 use crate::supervisor::server::{Flow, Server};
@@ -218,23 +218,17 @@ impl Server {
         };
         let mut waiting = Waiting::new(spec.id.clone(), run, until);
         let report = self.await_ready(&mut waiting, &ready);
-        let id = spec.id.to_string();
         match report {
             Some(Some(ReadyMsg::Ready)) => Ok(waiting.run),
             None => {
-                let timeout = ready_timeout(spec);
                 let pid = waiting.run.pid;
                 // Its exit, if any, stays queued: the stop below takes it.
                 self.stop_waiting(waiting, spec.shutdown, false);
-                log::warn!(
-                    "{}: child {id:?} ({pid}) not ready in {timeout:?}",
-                    self.cfg.label
-                );
-                Err(StartError::ReadyTimeout { id, timeout })
+                Err(not_ready(&self.cfg.label, spec, pid))
             }
             Some(report) => {
                 waiting.run.finish();
-                Err(not_started(id, report))
+                Err(not_started(spec.id.to_string(), report))
             }
         }
     }
