@@ -18,6 +18,7 @@ use crate::supervisor::{start_top, Handle, Owned, SupervisorSpec};
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
 #[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `start` is called"]
 pub struct DynamicSupervisorBuilder {
     name: Option<String>,
     max_children: Option<usize>,
@@ -244,6 +245,7 @@ impl DynamicSupervisorRef {
 /// sup.terminate_child(pid).unwrap();
 /// assert!(matches!(sup.terminate_child(pid), Err(SupervisorError::NotFound)));
 /// ```
+#[must_use = "dropping a `DynamicSupervisor` shuts it down at once"]
 pub struct DynamicSupervisor {
     handle: DynamicSupervisorRef,
     owned: Owned,

@@ -1,5 +1,6 @@
 //! All public error types.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::exit::ExitReason;
@@ -9,15 +10,20 @@ use crate::pid::Pid;
 pub type ChildError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a supervisor (or one of its children) could not be started.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Display` text names the child and gives the cause, down to the root:
+/// `child "db" exited before it started: panicked: no such file`. Following Rust's
+/// convention (the cause in `Display` or in `source()`, never both), steadfast's errors
+/// put it in `Display` and return no `source()`, so an error-chain printer (`anyhow`'s
+/// `{:#}`, a `Caused by:` list) shows each cause once. The structured cause is in the
+/// variant's fields.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
     /// The supervisor's settings or child specs are invalid (duplicate or empty ids, a zero
     /// period, ...); nothing was started.
-    #[error("invalid supervisor spec: {0}")]
     InvalidSpec(String),
     /// The supervisor's name is held in the global registry by a live process.
-    #[error("supervisor name {name:?} is already registered to {holder}")]
     NameTaken {
         /// The name asked for.
         name: String,
@@ -26,7 +32,6 @@ pub enum StartError {
     },
     /// A child returned or panicked before it was started (before `ctx.ready()`, for a
     /// child that asks for readiness).
-    #[error("child {id:?} exited before it started: {reason}")]
     ChildExited {
         /// The child's id.
         id: String,
@@ -34,7 +39,6 @@ pub enum StartError {
         reason: ExitReason,
     },
     /// A child did not call `ctx.ready()` within its `ready_timeout`; it was stopped.
-    #[error("child {id:?} was not ready within {timeout:?}")]
     ReadyTimeout {
         /// The child's id.
         id: String,
@@ -42,25 +46,50 @@ pub enum StartError {
         timeout: Duration,
     },
     /// A nested supervisor could not start its own children.
-    #[error("supervisor child {id:?} failed to start")]
     Nested {
         /// The nested supervisor's id in its parent.
         id: String,
         /// Why it failed.
-        #[source]
         source: Box<StartError>,
     },
     /// The operating system refused a thread, or the global thread cap
     /// ([`set_max_threads`](crate::set_max_threads)) was reached.
-    #[error("could not spawn a thread for {id:?}: {source}")]
     Spawn {
         /// The child (or supervisor) id.
         id: String,
         /// What the spawn returned.
-        #[source]
         source: SpawnError,
     },
 }
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::InvalidSpec(why) => write!(f, "invalid supervisor spec: {why}"),
+            StartError::NameTaken { name, holder } => {
+                write!(
+                    f,
+                    "supervisor name {name:?} is already registered to {holder}"
+                )
+            }
+            StartError::ChildExited { id, reason } => {
+                write!(f, "child {id:?} exited before it started: {reason}")
+            }
+            StartError::ReadyTimeout { id, timeout } => {
+                write!(f, "child {id:?} was not ready within {timeout:?}")
+            }
+            StartError::Nested { id, source } => {
+                write!(f, "supervisor child {id:?} failed to start: {source}")
+            }
+            StartError::Spawn { id, source } => {
+                write!(f, "could not spawn a thread for {id:?}: {source}")
+            }
+        }
+    }
+}
+
+/// The cause is part of `Display` (see the type's docs), so `source()` is `None`.
+impl std::error::Error for StartError {}
 
 impl StartError {
     /// The id of the child that failed, if the error is about one child.
@@ -87,7 +116,13 @@ pub enum SpawnError {
     },
     /// The operating system refused the thread.
     #[error("the operating system refused a thread: {0}")]
-    Os(#[from] std::io::Error),
+    Os(std::io::Error),
+}
+
+impl From<std::io::Error> for SpawnError {
+    fn from(e: std::io::Error) -> Self {
+        SpawnError::Os(e)
+    }
 }
 
 /// Why a request to a supervisor failed. The variants mirror OTP's supervisor errors.
@@ -110,8 +145,8 @@ pub enum SupervisorError {
     #[error("child is restarting")]
     Restarting,
     /// The child could not be started.
-    #[error("child failed to start")]
-    StartFailed(#[source] StartError),
+    #[error("{0}")]
+    StartFailed(StartError),
     /// The supervisor has exited.
     #[error("the supervisor has exited")]
     NoSupervisor,

@@ -186,6 +186,7 @@
 //! the standard library may abort.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
 
 mod child;
 mod dynamic;
@@ -198,6 +199,11 @@ mod registry;
 pub mod session;
 pub mod supervisor;
 pub mod wait;
+
+/// The channels steadfast is built on (crossbeam-channel), re-exported so that the
+/// `Receiver` that [`Context::recv`] takes and the `select!` that waits on
+/// [`Context::stop_signal`] need no dependency of your own.
+pub use crossbeam_channel as channel;
 
 pub use child::cap::{live_threads, max_threads, set_max_threads};
 pub use child::context::Context;

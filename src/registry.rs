@@ -434,4 +434,39 @@ impl Registry<String, AnyValue> {
         })
         .flatten()
     }
+
+    /// Blocks until `name` is registered with a value of type `T`, for at most
+    /// `timeout`, and returns its holder and value — the typed
+    /// [`wait_for_registration`](Registry::wait_for_registration).
+    ///
+    /// A name held with a value of another type does not count: the wait goes on.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if no such entry appears within the time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::{registry, Supervisor, SupervisorRef};
+    ///
+    /// let sup = Supervisor::builder().name("wait-as-doc").start()?;
+    /// let (pid, app) = registry()
+    ///     .wait_for_registration_as::<SupervisorRef>("wait-as-doc", Duration::from_secs(5))?;
+    /// assert_eq!(pid, app.pid());
+    /// # drop(sup);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for_registration_as<T: Any + Clone>(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(Pid, T), Timeout> {
+        let what = format_args!(
+            "{name:?} to be registered as {}",
+            std::any::type_name::<T>()
+        );
+        wait::until_some(timeout, what, || self.lookup_as::<T>(name))
+    }
 }

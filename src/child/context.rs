@@ -1,6 +1,7 @@
 //! What a running child sees.
 
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use crossbeam_channel::{select, Receiver, Sender, TryRecvError};
 use parking_lot::Mutex;
 
 use crate::error::{RecvError, RecvTimeoutError, StartError, Stopped};
-use crate::exit::ExitReason;
+use crate::exit::{panic_reason, ExitReason};
 use crate::pid::Pid;
 
 /// What a starting child tells whoever waits for it to be started.
@@ -24,35 +25,118 @@ pub(crate) enum ReadyMsg {
 /// The stopping side of a process's stop signal, held by its supervisor.
 ///
 /// Dropping it disconnects the signal's channel too (waking any wait on it), but only
-/// [`raise`](StopHandle::raise) sets the flag.
+/// [`raise`](StopHandle::raise) sets the flag and runs the stop hooks.
 pub(crate) struct StopHandle(Arc<StopInner>);
 
 struct StopInner {
     flag: Arc<AtomicBool>,
     tx: Mutex<Option<Sender<()>>>,
+    hooks: Arc<StopHooks>,
 }
 
 impl StopInner {
+    /// The hooks are taken (and the hook list marked raised) before the flag is set, so
+    /// a child that sees the flag and adds a hook finds the list raised and runs it
+    /// itself; they run after the signal, so a child woken by one sees the flag.
     fn raise(&self) {
+        let hooks = self.hooks.take_raised();
         self.flag.store(true, Ordering::Release);
         let tx = self.tx.lock().take();
         drop(tx);
+        for hook in hooks {
+            self.hooks.run(hook);
+        }
+    }
+}
+
+/// The child's side of its stop signal: the flag, the channel that disconnects, and the
+/// hooks run when it is raised. Shared by the incarnations a thread runs in a row until
+/// it is stopped (same-thread restarts); a resumed thread gets a new one.
+#[derive(Clone)]
+pub(crate) struct StopSignal {
+    pub(crate) flag: Arc<AtomicBool>,
+    pub(crate) rx: Receiver<()>,
+    hooks: Arc<StopHooks>,
+}
+
+/// The closures a child registered with [`Context::on_stop`].
+///
+/// The protocol: `raised` and the list live under one lock. Raising marks it raised and
+/// takes the list, sets the stop flag, then runs each hook outside the lock, on the
+/// raising thread. A hook
+/// registered after that finds it raised and runs at once, on the registering thread.
+/// So every hook runs exactly once, unless its incarnation ends first: the context's
+/// drop empties the list.
+struct StopHooks {
+    id: Arc<str>,
+    state: Mutex<HookState>,
+}
+
+#[derive(Default)]
+struct HookState {
+    raised: bool,
+    list: Vec<StopHook>,
+}
+
+type StopHook = Box<dyn FnOnce() + Send>;
+
+impl StopHooks {
+    /// Marks the list raised and takes the hooks to run.
+    fn take_raised(&self) -> Vec<StopHook> {
+        let mut state = self.state.lock();
+        state.raised = true;
+        std::mem::take(&mut state.list)
+    }
+
+    fn add(&self, hook: StopHook) {
+        let mut state = self.state.lock();
+        if state.raised {
+            drop(state);
+            self.run(hook);
+        } else {
+            state.list.push(hook);
+        }
+    }
+
+    /// Drops the hooks of an incarnation that has ended (outside the lock: a hook's
+    /// captures may take a while to drop).
+    fn clear(&self) {
+        let list = std::mem::take(&mut self.state.lock().list);
+        drop(list);
+    }
+
+    /// Runs one hook; a panic in it is contained and logged, and the stop goes on.
+    fn run(&self, hook: StopHook) {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(hook)) {
+            let msg = panic_reason(&*payload);
+            log::error!("child {:?}: a stop hook panicked: {msg}", self.id);
+            if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(inner);
+            }
+        }
     }
 }
 
 impl StopHandle {
-    pub(crate) fn new() -> (StopHandle, Arc<AtomicBool>, Receiver<()>) {
+    /// A new, unraised stop signal for child `id`: the supervisor's side and the child's.
+    pub(crate) fn new(id: Arc<str>) -> (StopHandle, StopSignal) {
         let (tx, rx) = crossbeam_channel::bounded(0);
         let flag = Arc::new(AtomicBool::new(false));
+        let hooks = Arc::new(StopHooks {
+            id,
+            state: Mutex::new(HookState::default()),
+        });
         let inner = StopInner {
             flag: flag.clone(),
             tx: Mutex::new(Some(tx)),
+            hooks: hooks.clone(),
         };
-        (StopHandle(Arc::new(inner)), flag, rx)
+        let signal = StopSignal { flag, rx, hooks };
+        (StopHandle(Arc::new(inner)), signal)
     }
 
-    /// Raises the signal: sets the flag, then disconnects the channel so that every wait
-    /// on it wakes. Idempotent.
+    /// Raises the signal: sets the flag, disconnects the channel so that every wait on
+    /// it wakes, then runs the stop hooks on this thread. Idempotent.
     pub(crate) fn raise(&self) {
         self.0.raise();
     }
@@ -62,6 +146,13 @@ impl StopHandle {
     pub(crate) fn weak(&self) -> NextStop {
         NextStop(Arc::downgrade(&self.0))
     }
+}
+
+/// Which incarnation a child is: how many ran before it, and how the last one ended.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct History {
+    pub(crate) incarnation: u64,
+    pub(crate) previous_exit: Option<ExitReason>,
 }
 
 /// A weak [`StopHandle`], passed to the process that must exit before this signal is
@@ -130,6 +221,8 @@ pub struct Context {
     id: Arc<str>,
     stopping: Arc<AtomicBool>,
     stop_rx: Receiver<()>,
+    hooks: Arc<StopHooks>,
+    history: History,
     ready_tx: Mutex<Option<Sender<ReadyMsg>>>,
 }
 
@@ -137,17 +230,101 @@ impl Context {
     pub(crate) fn new(
         pid: Pid,
         id: Arc<str>,
-        stopping: Arc<AtomicBool>,
-        stop_rx: Receiver<()>,
+        signal: &StopSignal,
+        history: History,
         ready_tx: Option<Sender<ReadyMsg>>,
     ) -> Context {
         Context {
             pid,
             id,
-            stopping,
-            stop_rx,
+            stopping: signal.flag.clone(),
+            stop_rx: signal.rx.clone(),
+            hooks: signal.hooks.clone(),
+            history,
             ready_tx: Mutex::new(ready_tx),
         }
+    }
+
+    /// Which incarnation of its child this is: 0 for the first start, then one more for
+    /// each restart (by the child's supervisor, on its own thread, or by
+    /// `restart_child`). A dynamic supervisor's `start_child` always starts at 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::{channel, ChildSpec, Supervisor};
+    ///
+    /// let (tx, rx) = channel::unbounded();
+    /// let sup = Supervisor::builder()
+    ///     .child(ChildSpec::worker("flaky", move |ctx| {
+    ///         tx.send((ctx.incarnation(), ctx.previous_exit().cloned())).unwrap();
+    ///         if ctx.incarnation() == 0 {
+    ///             panic!("first run fails");
+    ///         }
+    ///         let _ = ctx.stop_signal().recv();
+    ///         Ok(())
+    ///     }))
+    ///     .start()?;
+    /// assert_eq!(rx.recv()?, (0, None));
+    /// let (n, why) = rx.recv()?;
+    /// assert_eq!(n, 1);
+    /// assert_eq!(why.unwrap().to_string(), "panicked: first run fails");
+    /// # drop(sup);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn incarnation(&self) -> u64 {
+        self.history.incarnation
+    }
+
+    /// How the previous incarnation of this child ended (`None` for the first), so a
+    /// restarted child can tell a crash from a planned restart and pick up what the
+    /// crashed one left (a job it held, a half-written file).
+    pub fn previous_exit(&self) -> Option<&ExitReason> {
+        self.history.previous_exit.as_ref()
+    }
+
+    /// Runs `hook` when this child's stop is raised: once, on the thread that raises it,
+    /// right after the signal (or at once, here, if the stop is raised already).
+    ///
+    /// This is how a child blocked in a call that the stop signal cannot wake — `accept`,
+    /// a socket `read`, a pipe — still stops promptly: the hook shuts the socket down (or
+    /// connects to the listener), the blocking call returns, the child sees
+    /// [`is_stopping`](Context::is_stopping) and returns. Keep a hook short: it runs on
+    /// the supervisor's thread (or the thread of whoever stops the child), inside the
+    /// stop sequence.
+    ///
+    /// Each call adds a hook; all run, in the order added. Hooks belong to this
+    /// incarnation: those not run by the time it returns are dropped, unrun. A hook that
+    /// panics is contained and logged, and the stop goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::{Shutdown, TcpListener, TcpStream};
+    /// use steadfast::{ChildSpec, Supervisor};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let client = TcpStream::connect(addr)?; // kept open: the server's read blocks
+    /// let (stream, _) = listener.accept()?;
+    /// let stream = std::sync::Mutex::new(Some(stream));
+    /// let sup = Supervisor::builder()
+    ///     .child(ChildSpec::worker("reader", move |ctx| {
+    ///         let Some(mut stream) = stream.lock().unwrap().take() else { return Ok(()) };
+    ///         let unblock = stream.try_clone()?;
+    ///         ctx.on_stop(move || { let _ = unblock.shutdown(Shutdown::Both); });
+    ///         let mut buf = [0; 64];
+    ///         while stream.read(&mut buf)? > 0 {} // returns 0 once shut down
+    ///         Ok(())
+    ///     }))
+    ///     .start()?;
+    /// sup.shutdown()?; // prompt, although the reader was blocked in `read`
+    /// # drop(client);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_stop(&self, hook: impl FnOnce() + Send + 'static) {
+        self.hooks.add(Box::new(hook));
     }
 
     /// This incarnation's pid (a restarted child has a new one).
@@ -294,11 +471,20 @@ impl Context {
     }
 }
 
+impl Drop for Context {
+    /// The incarnation is over: its stop hooks not run yet are dropped.
+    fn drop(&mut self) {
+        self.hooks.clear();
+    }
+}
+
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("pid", &self.pid)
             .field("id", &self.id)
+            .field("incarnation", &self.history.incarnation)
+            .field("previous_exit", &self.history.previous_exit)
             .field("stopping", &self.is_stopping())
             .finish()
     }

@@ -14,7 +14,9 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::child::cap::LiveThread;
-use crate::child::context::{look_briefly, Context, NextStop, ReadyMsg, StopHandle};
+use crate::child::context::{
+    look_briefly, Context, History, NextStop, ReadyMsg, StopHandle, StopSignal,
+};
 use crate::child::panic_hook::{PANIC_LOCATION, SUPERVISED};
 use crate::child::spec::Body;
 use crate::error::SpawnError;
@@ -89,8 +91,8 @@ enum Next {
 /// What a resumed thread runs its next incarnation as.
 struct Incarnation {
     pid: Pid,
-    stopping: Arc<AtomicBool>,
-    stop_rx: Receiver<()>,
+    signal: StopSignal,
+    history: History,
 }
 
 impl Shared {
@@ -142,6 +144,8 @@ pub(crate) struct SpawnArgs {
     pub(crate) body: Body,
     pub(crate) stack_size: Option<usize>,
     pub(crate) wants_ready: bool,
+    /// Which incarnation of its child the first one run is.
+    pub(crate) history: History,
     pub(crate) launch: Launch,
 }
 
@@ -188,7 +192,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         } => (Some(sup), Some(notify), permit, false, false),
     };
     let pid = Pid::spawn(parent);
-    let (stop, stopping, stop_rx) = StopHandle::new();
+    let (stop, signal) = StopHandle::new(args.id.clone());
     let (done_tx, done) = match notify {
         Some(_) => (None, None),
         None => {
@@ -208,7 +212,9 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     if let Some(size) = args.stack_size {
         builder = builder.stack_size(size);
     }
-    let SpawnArgs { id, body, .. } = args;
+    let SpawnArgs {
+        id, body, history, ..
+    } = args;
     let resumable = resumable && !args.wants_ready;
     let shared = Arc::new(Shared {
         current: AtomicU64::new(pid.as_u64()),
@@ -229,8 +235,8 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     };
     let first = Incarnation {
         pid,
-        stopping,
-        stop_rx,
+        signal,
+        history,
     };
     let spawned = builder.spawn(move || thread.run(first, ready_tx, done_tx, guard));
     match spawned {
@@ -341,11 +347,12 @@ impl ProcessThread {
     ) -> ExitReason {
         loop {
             Pid::set_current(Some(inc.pid));
+            let this = inc.history.incarnation;
             let ctx = Context::new(
                 inc.pid,
                 self.id.clone(),
-                inc.stopping.clone(),
-                inc.stop_rx.clone(),
+                &inc.signal,
+                std::mem::take(&mut inc.history),
                 ready_tx.take(),
             );
             let reason = run_body(&self.id, inc.pid, &self.body, &ctx);
@@ -355,7 +362,7 @@ impl ProcessThread {
             match (&self.permit, &self.notify) {
                 (Some(permit), Some(notify))
                     if self.shared.in_table.load(Ordering::Acquire)
-                        && !inc.stopping.load(Ordering::Acquire)
+                        && !inc.signal.flag.load(Ordering::Acquire)
                         && permit(&reason) =>
                 {
                     // Same-thread restart: the old pid is gone (names released, monitors
@@ -363,7 +370,11 @@ impl ProcessThread {
                     // sends, so the supervisor reads the two in that order.
                     let new = Pid::spawn(self.parent);
                     self.shared.current.store(new.as_u64(), Ordering::Release);
-                    notify.restarted(inc.pid, new, reason, &inc.stopping);
+                    inc.history = History {
+                        incarnation: this.saturating_add(1),
+                        previous_exit: Some(reason.clone()),
+                    };
+                    notify.restarted(inc.pid, new, reason, &inc.signal.flag);
                     inc.pid = new;
                 }
                 _ => return reason,
@@ -406,16 +417,16 @@ impl Spawned {
 
     /// Hands a resumable thread, whose incarnation has exited (its `Exit` notice was
     /// read), a new incarnation: a new pid and a new stop signal. Returns the new pid.
-    pub(crate) fn resume(&mut self) -> Pid {
+    pub(crate) fn resume(&mut self, id: Arc<str>, history: History) -> Pid {
         debug_assert!(self.resumable);
         let pid = Pid::spawn(Pid::current_if_any());
-        let (stop, stopping, stop_rx) = StopHandle::new();
+        let (stop, signal) = StopHandle::new(id);
         self.shared.next_stop.lock().take();
         self.shared.current.store(pid.as_u64(), Ordering::Release);
         self.shared.set(Next::Run(Incarnation {
             pid,
-            stopping,
-            stop_rx,
+            signal,
+            history,
         }));
         self.pid = pid;
         self.stop = stop;

@@ -90,6 +90,7 @@ pub(crate) enum Readiness {
 /// assert_eq!(spec.id(), "ticker");
 /// ```
 #[derive(Clone)]
+#[must_use = "a child spec does nothing until a supervisor starts it"]
 pub struct ChildSpec {
     pub(crate) id: Arc<str>,
     pub(crate) kind: ChildKind,

@@ -38,6 +38,7 @@ type Factory = Arc<dyn Fn(&SessionInfo) -> Vec<ChildSpec> + Send + Sync>;
 
 /// Settings for a [`SessionManager`]; from [`SessionManager::builder`].
 #[derive(Clone)]
+#[must_use = "a builder does nothing until `start` is called"]
 pub struct SessionManagerBuilder {
     max_sessions: usize,
     factory: Factory,

@@ -207,11 +207,11 @@ pub enum SessionError {
     #[error("the session children factory panicked: {0}")]
     FactoryPanicked(String),
     /// The session's children failed to start; nothing was left behind.
-    #[error("session failed to start")]
-    Start(#[source] StartError),
+    #[error("session failed to start: {0}")]
+    Start(StartError),
     /// The session supervisor refused or has exited (the manager was shut down).
-    #[error("session supervisor error")]
-    Supervisor(#[source] SupervisorError),
+    #[error("session supervisor: {0}")]
+    Supervisor(SupervisorError),
 }
 
 /// Normalises a project path so that two spellings of one project compare equal: made

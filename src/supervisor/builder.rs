@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use crate::child::context::{Context, ReadyMsg};
+use crate::child::context::{Context, History, ReadyMsg};
 use crate::child::runner::{self, Launch, SpawnArgs};
 use crate::child::spec::{check_name, check_period, Body, ChildSpec};
 use crate::error::{RegistryError, StartError};
@@ -30,6 +30,7 @@ pub(crate) const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
 /// Cloning a builder is cheap (child functions are shared); a nested supervisor's builder
 /// is kept by its parent and started again on each restart.
 #[derive(Clone)]
+#[must_use = "a builder does nothing until `start` is called"]
 pub struct SupervisorBuilder {
     name: Option<String>,
     strategy: Strategy,
@@ -258,6 +259,7 @@ pub(crate) fn start_top(
         body,
         stack_size: None,
         wants_ready: true,
+        history: History::default(),
         launch: Launch::TopLevel,
     })
     .map_err(|source| StartError::Spawn {
@@ -350,6 +352,14 @@ pub struct SupervisorSpec {
 }
 
 /// Validates a nested supervisor's settings and makes its config, given its label.
+impl fmt::Debug for SupervisorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorSpec")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) type MakeConfig = Arc<dyn Fn(&str) -> Result<Arc<Config>, StartError> + Send + Sync>;
 
 impl From<SupervisorBuilder> for SupervisorSpec {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::child::context::ReadyMsg;
+use crate::child::context::{History, ReadyMsg};
 use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
 use crate::child::spec::{ChildSpec, Readiness, Shutdown};
 use crate::error::{StartError, SupervisorError};
@@ -112,6 +112,7 @@ impl HandOver {
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready: awaits,
+            history: History::default(),
             launch: Launch::ByCaller {
                 sup: self.sup,
                 notify: self.inbox.clone(),

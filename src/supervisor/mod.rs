@@ -240,6 +240,7 @@ impl SupervisorRef {
 /// assert_eq!(sup.count_children().unwrap().active, 1);
 /// sup.shutdown().unwrap();
 /// ```
+#[must_use = "dropping a `Supervisor` shuts its tree down at once"]
 pub struct Supervisor {
     pub(crate) handle: SupervisorRef,
     pub(crate) owned: Owned,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::child::context::ReadyMsg;
+use crate::child::context::{History, ReadyMsg};
 use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
 use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
 use crate::error::{StartError, SupervisorError};
@@ -28,6 +28,7 @@ impl Server {
         let Some((seq, run)) = self.take_exited(pid) else {
             return Flow::Continue;
         };
+        self.record_exit(seq, &reason);
         let spec = &self.children[&seq].spec;
         let restart = should_restart(spec.restart, &reason);
         let id = spec.id.clone();
@@ -59,7 +60,7 @@ impl Server {
     pub(super) fn on_local_restart(&mut self, old: Pid, new: Pid, reason: ExitReason) {
         // Stale if the child was stopped, removed or abandoned meanwhile: its thread
         // reports its final exit on its own.
-        if let Some(id) = self.record_local_restart(old, new) {
+        if let Some(id) = self.record_local_restart(old, new, &reason) {
             self.emit_restart(id, old, new, reason);
         }
     }
@@ -155,13 +156,14 @@ impl Server {
             .collect();
         for (i, &k) in group.iter().enumerate() {
             let spec = self.children[&k].spec.clone();
+            let history = self.children[&k].next_history();
             let started = match parked.remove(&k) {
                 Some(mut run) => {
-                    run.resume();
+                    run.resume(spec.id.clone(), history);
                     Ok(run)
                 }
                 // A restart waits for readiness, as OTP's restart waits for `init`.
-                None => self.spawn_child(&spec, true),
+                None => self.spawn_child(&spec, history, true),
             };
             match started {
                 Ok(run) => {
@@ -175,7 +177,7 @@ impl Server {
                     self.mark_restarting(k, &group[i + 1..]);
                     self.emit(Event::RestartFailed {
                         id: spec.id,
-                        error: error_chain(&e),
+                        error: e.to_string(),
                     });
                     // Back to the loop before trying again, so that requests are served.
                     let _ = self.inbox.send(Msg::RetryRestart { seq: k });
@@ -190,6 +192,7 @@ impl Server {
     pub(super) fn spawn_child(
         &mut self,
         spec: &ChildSpec,
+        history: History,
         await_ready: bool,
     ) -> Result<Spawned, StartError> {
         let mut run = runner::spawn(SpawnArgs {
@@ -198,6 +201,7 @@ impl Server {
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready: spec.readiness != Readiness::Spawned,
+            history,
             launch: Launch::BySupervisor {
                 notify: self.inbox.clone(),
                 permit: self.permit(spec),
@@ -266,16 +270,4 @@ pub(super) fn permit(spec: &ChildSpec, intensity: &Arc<Mutex<Intensity>>) -> Opt
             should_restart(restart, reason) && window.lock().try_add_restart(Instant::now())
         })
     })
-}
-
-/// An error and its sources, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }

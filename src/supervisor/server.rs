@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::{select, Sender};
 use parking_lot::Mutex;
 
-use crate::child::context::Context;
+use crate::child::context::{Context, History};
 use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Restart};
 use crate::error::{StartError, SupervisorError};
@@ -161,7 +161,7 @@ impl Server {
     pub(crate) fn start_initial(&mut self) -> Result<(), StartError> {
         let cfg = self.cfg.clone();
         for spec in &cfg.children {
-            match self.spawn_child(spec, true) {
+            match self.spawn_child(spec, History::default(), true) {
                 Ok(run) => {
                     let pid = run.pid;
                     self.insert(spec.clone(), run);
@@ -294,7 +294,7 @@ impl Server {
                 }
             }
         }
-        let run = match self.spawn_child(&spec, true) {
+        let run = match self.spawn_child(&spec, History::default(), true) {
             Ok(run) => run,
             Err(e) => {
                 if let Some(handover) = &self.handover {
@@ -357,8 +357,9 @@ impl Server {
             ChildStatus::Stopped => {}
         }
         let spec = self.children[&seq].spec.clone();
+        let history = self.children[&seq].next_history();
         let run = self
-            .spawn_child(&spec, true)
+            .spawn_child(&spec, history, true)
             .map_err(SupervisorError::StartFailed)?;
         let pid = run.pid;
         self.set_running(seq, run);

@@ -140,6 +140,7 @@ impl Server {
         let (run, id, shutdown) = self.take_running(seq)?;
         let waiting = Waiting::new(id.clone(), run, Until::Now);
         let (pid, reason, kept) = self.stop_waiting(waiting, shutdown, keep);
+        self.record_exit(seq, &reason);
         if self.is_dynamic() {
             // A stopped dynamic child is forgotten; its place is free before its exit
             // is reported.

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::child::context::History;
 use crate::child::runner::Spawned;
 use crate::child::spec::{ChildKind, ChildSpec, Shutdown};
+use crate::exit::ExitReason;
 use crate::pid::Pid;
 use crate::supervisor::event::{ChildCounts, ChildInfo, ChildStatus};
 use crate::supervisor::server::Server;
@@ -16,6 +18,20 @@ pub(super) struct Child {
     /// The pid the child is known by while it is not running (dynamic children keep
     /// their last pid while `Restarting`).
     pub(super) last_pid: Option<Pid>,
+    /// How many incarnations have started, and how the latest one ended: what the
+    /// next incarnation's context tells it (see [`Context::incarnation`](crate::Context::incarnation)).
+    pub(super) started: u64,
+    pub(super) last_exit: Option<ExitReason>,
+}
+
+impl Child {
+    /// The history the next incarnation starts with.
+    pub(super) fn next_history(&self) -> History {
+        History {
+            incarnation: self.started,
+            previous_exit: self.last_exit.clone(),
+        }
+    }
 }
 
 /// A running incarnation taken out of the table to be stopped, with its child's id and
@@ -61,14 +77,22 @@ impl Server {
             .collect()
     }
 
-    /// Records that the child running as `old` restarted itself as `new`; returns its id
-    /// (`None`: stale, the child was stopped, removed or abandoned meanwhile).
-    pub(super) fn record_local_restart(&mut self, old: Pid, new: Pid) -> Option<Arc<str>> {
+    /// Records that the child running as `old` ended with `reason` and restarted itself
+    /// as `new`; returns its id (`None`: stale, the child was stopped, removed or
+    /// abandoned meanwhile).
+    pub(super) fn record_local_restart(
+        &mut self,
+        old: Pid,
+        new: Pid,
+        reason: &ExitReason,
+    ) -> Option<Arc<str>> {
         let seq = *self.by_pid.get(&old)?;
         let child = self.children.get_mut(&seq)?;
         let run = child.run.as_mut().filter(|r| r.pid == old)?;
         run.pid = new;
         child.last_pid = Some(new);
+        child.started = child.started.saturating_add(1);
+        child.last_exit = Some(reason.clone());
         self.by_pid.remove(&old);
         self.by_pid.insert(new, seq);
         Some(child.spec.id.clone())
@@ -123,6 +147,13 @@ impl Server {
             .map(|(&seq, _)| seq)
     }
 
+    /// Records how child `seq`'s latest incarnation ended.
+    pub(super) fn record_exit(&mut self, seq: u64, reason: &ExitReason) {
+        if let Some(child) = self.children.get_mut(&seq) {
+            child.last_exit = Some(reason.clone());
+        }
+    }
+
     pub(super) fn insert(&mut self, spec: ChildSpec, run: Spawned) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -134,6 +165,8 @@ impl Server {
                 last_pid: Some(run.pid),
                 run: Some(run),
                 status: ChildStatus::Running,
+                started: 1,
+                last_exit: None,
             },
         );
     }
@@ -146,6 +179,7 @@ impl Server {
         self.by_pid.insert(run.pid, seq);
         child.run = Some(run);
         child.status = ChildStatus::Running;
+        child.started = child.started.saturating_add(1);
     }
 
     pub(super) fn remove(&mut self, seq: u64) {

@@ -1,0 +1,213 @@
+//! Stop hooks (`Context::on_stop`): run once, on the raising thread, right after the
+//! signal; at once when registered after it; dropped with their incarnation; contained
+//! when they panic. And the blocking I/O they exist for.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Shutdown as NetShutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use steadfast::channel::{bounded, unbounded};
+use steadfast::{ChildSpec, DynamicSupervisor, ExitReason, Shutdown, Supervisor};
+
+/// A child that registers `hooks` closures, each sending its index and the thread it ran
+/// on, then says it is set up and waits for its stop.
+fn hooked(
+    hooks: usize,
+) -> (
+    ChildSpec,
+    steadfast::channel::Receiver<(usize, thread::ThreadId)>,
+    steadfast::channel::Receiver<()>,
+) {
+    let (ran_tx, ran) = unbounded();
+    let (set_tx, set) = unbounded();
+    let spec = ChildSpec::worker("hooked", move |ctx| {
+        for i in 0..hooks {
+            let ran_tx = ran_tx.clone();
+            ctx.on_stop(move || {
+                let _ = ran_tx.send((i, thread::current().id()));
+            });
+        }
+        set_tx.send(()).unwrap();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    });
+    (spec, ran, set)
+}
+
+#[test]
+fn hooks_run_once_each_in_order_on_the_raising_thread() {
+    let (spec, ran, set) = hooked(2);
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    let pid = pool.start_child(spec).unwrap();
+    set.recv_timeout(DEADLINE).unwrap();
+    // terminate_child raises the stop on the supervisor's thread.
+    pool.terminate_child(pid).unwrap();
+    let got: Vec<(usize, thread::ThreadId)> = ran.try_iter().collect();
+    assert_eq!(
+        got.len(),
+        2,
+        "each hook once, and both before the stop returned"
+    );
+    assert_eq!((got[0].0, got[1].0), (0, 1), "in the order added");
+    assert_eq!(got[0].1, got[1].1);
+    assert_ne!(got[0].1, thread::current().id());
+    drop(pool);
+    assert!(ran.try_recv().is_err(), "no hook runs twice");
+}
+
+#[test]
+fn a_hook_registered_after_the_stop_runs_at_once_on_the_registering_thread() {
+    let (tx, rx) = bounded(1);
+    let (stopped_tx, stopped) = bounded(1);
+    let spec = ChildSpec::worker("late", move |ctx| {
+        let _ = ctx.stop_signal().recv();
+        let me = thread::current().id();
+        let tx = tx.clone();
+        ctx.on_stop(move || {
+            let _ = tx.send(thread::current().id());
+        });
+        stopped_tx.send(me).unwrap();
+        Ok(())
+    });
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    sup.shutdown().unwrap();
+    let child_thread = stopped.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(rx.try_recv().unwrap(), child_thread);
+}
+
+#[test]
+fn hooks_of_an_ended_incarnation_are_dropped_unrun() {
+    // The first incarnation registers a hook and crashes; the restart must not run it
+    // when the second incarnation is stopped, and the hook's captures are released.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (up_tx, up) = unbounded();
+    let (weak_tx, weak) = unbounded();
+    let r = runs.clone();
+    let spec = ChildSpec::worker("crashy", move |ctx| {
+        if ctx.incarnation() == 0 {
+            let (r, token) = (r.clone(), Arc::new(()));
+            weak_tx.send(Arc::downgrade(&token)).unwrap();
+            ctx.on_stop(move || {
+                let _keep = &token;
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            panic!("first incarnation crashes");
+        }
+        up_tx.send(()).unwrap();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    });
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    up.recv_timeout(DEADLINE).unwrap();
+    let token = weak.recv_timeout(DEADLINE).unwrap();
+    assert!(token.upgrade().is_none(), "the hook was dropped");
+    sup.shutdown().unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_panicking_hook_is_contained_and_the_stop_goes_on() {
+    let (after_tx, after) = unbounded();
+    let (set_tx, set) = unbounded();
+    let spec = ChildSpec::worker("bad-hook", move |ctx| {
+        ctx.on_stop(|| panic!("hook bug"));
+        let after_tx = after_tx.clone();
+        ctx.on_stop(move || after_tx.send(()).unwrap());
+        set_tx.send(()).unwrap();
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    });
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .event_sink(sink)
+        .child(spec)
+        .start()
+        .unwrap();
+    set.recv_timeout(DEADLINE).unwrap();
+    sup.shutdown().unwrap();
+    after
+        .try_recv()
+        .expect("the hook after the panicking one ran");
+    let briefs: Vec<String> = events.try_iter().map(|e| brief(&e)).collect();
+    assert!(
+        briefs.contains(&"exited bad-hook shutdown".to_string()),
+        "{briefs:?}"
+    );
+}
+
+#[test]
+fn a_hook_unblocks_a_read_and_the_child_stops_with_shutdown() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server_side, _) = listener.accept().unwrap();
+    let slot = Mutex::new(Some(server_side));
+    let (reading_tx, reading) = unbounded();
+    let spec = ChildSpec::worker("reader", move |ctx| {
+        let Some(mut stream) = slot.lock().unwrap().take() else {
+            return Ok(());
+        };
+        let unblock = stream.try_clone()?;
+        ctx.on_stop(move || {
+            let _ = unblock.shutdown(NetShutdown::Both);
+        });
+        reading_tx.send(()).unwrap();
+        let mut buf = [0u8; 16];
+        while stream.read(&mut buf)? > 0 {}
+        Ok(())
+    })
+    // Long enough that sitting it out would be obvious.
+    .shutdown(Shutdown::Timeout(Duration::from_secs(60)));
+    let (sink, events) = unbounded();
+    let sup = Supervisor::builder()
+        .event_sink(sink)
+        .child(spec)
+        .start()
+        .unwrap();
+    reading.recv_timeout(DEADLINE).unwrap();
+    let started = Instant::now();
+    sup.shutdown().unwrap();
+    let took = started.elapsed();
+    let exits: Vec<ExitReason> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            steadfast::Event::ChildExited { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exits, [ExitReason::Shutdown]);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    drop(client);
+}
+
+#[test]
+fn hooks_raced_against_the_stop_run_exactly_once() {
+    // The child registers hooks while its stop is being raised: each hook runs exactly
+    // once, either on the raising thread or at once on the child's.
+    for _ in 0..200 {
+        let count = Arc::new(AtomicUsize::new(0));
+        let added = Arc::new(AtomicUsize::new(0));
+        let (c, a) = (count.clone(), added.clone());
+        let (go_tx, go) = bounded::<()>(1);
+        let spec = ChildSpec::worker("racer", move |ctx| {
+            go_tx.send(()).unwrap();
+            while !ctx.is_stopping() {
+                let c = c.clone();
+                ctx.on_stop(move || {
+                    c.fetch_add(1, Ordering::SeqCst);
+                });
+                a.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        let sup = Supervisor::builder().child(spec).start().unwrap();
+        go.recv_timeout(DEADLINE).unwrap();
+        sup.shutdown().unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), added.load(Ordering::SeqCst));
+    }
+}
