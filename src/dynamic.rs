@@ -14,6 +14,7 @@ use crate::pid::Pid;
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
 use crate::supervisor::inbox::{ChildRef, Request};
 use crate::supervisor::server::{Config, Mode};
+use crate::supervisor::strategy::AutoShutdown;
 use crate::supervisor::{start_top, Handle, Owned, SupervisorSpec};
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
@@ -24,6 +25,7 @@ pub struct DynamicSupervisorBuilder {
     max_children: Option<usize>,
     intensity: u32,
     period: Duration,
+    auto_shutdown: AutoShutdown,
     sinks: Vec<Sender<Event>>,
 }
 
@@ -34,6 +36,7 @@ impl Default for DynamicSupervisorBuilder {
             max_children: None,
             intensity: crate::supervisor::DEFAULT_INTENSITY,
             period: crate::supervisor::DEFAULT_PERIOD,
+            auto_shutdown: AutoShutdown::Never,
             sinks: Vec::new(),
         }
     }
@@ -61,6 +64,15 @@ impl DynamicSupervisorBuilder {
         self
     }
 
+    /// Shuts the supervisor down when significant children exit (default
+    /// [`AutoShutdown::Never`]); see [`AutoShutdown`]. Children started with
+    /// [`significant(true)`](crate::ChildSpec::significant) are refused while this is
+    /// `Never`.
+    pub fn auto_shutdown(mut self, setting: AutoShutdown) -> Self {
+        self.auto_shutdown = setting;
+        self
+    }
+
     /// Sends every [`Event`] of this supervisor to `sink`.
     pub fn event_sink(mut self, sink: Sender<Event>) -> Self {
         self.sinks.push(sink);
@@ -79,6 +91,7 @@ impl DynamicSupervisorBuilder {
             },
             intensity: self.intensity,
             period: self.period,
+            auto_shutdown: self.auto_shutdown,
             children: Vec::new(),
             sinks: self.sinks.clone(),
             observer: None,
@@ -196,6 +209,15 @@ impl DynamicSupervisorRef {
     pub fn terminate_child(&self, pid: Pid) -> Result<(), SupervisorError> {
         self.0
             .call(|r| Request::TerminateChild(ChildRef::Pid(pid), r))?
+    }
+
+    /// The spec the child running as `pid` was started with (OTP's `get_childspec`).
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NotFound`], [`SupervisorError::NoSupervisor`].
+    pub fn child_spec(&self, pid: Pid) -> Result<ChildSpec, SupervisorError> {
+        self.0.call(|r| Request::ChildSpec(ChildRef::Pid(pid), r))?
     }
 
     /// Every child, in start order.

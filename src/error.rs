@@ -159,6 +159,10 @@ pub enum SupervisorError {
     /// The child spec is invalid (empty id, ...).
     #[error("invalid child spec: {0}")]
     InvalidSpec(String),
+    /// The child declined to start ([`Context::ignore`](crate::Context::ignore), OTP's
+    /// `ignore`). Not a failure: a static supervisor keeps the spec, `Stopped`.
+    #[error("the child declined to start (ignore)")]
+    Ignored,
     /// A dynamic supervisor already has its `max_children`.
     #[error("the supervisor has reached its maximum number of children")]
     MaxChildren,

@@ -205,6 +205,7 @@ pub mod wait;
 /// [`Context::stop_signal`] need no dependency of your own.
 pub use crossbeam_channel as channel;
 
+pub use child::backoff::Backoff;
 pub use child::cap::{live_threads, max_threads, set_max_threads};
 pub use child::context::Context;
 pub use child::panic_hook::route_panics_to_log;
@@ -218,4 +219,4 @@ pub use exit::ExitReason;
 pub use pid::{monitor, Pid};
 pub use registry::{registry, AnyValue, Registry};
 pub use supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};
-pub use supervisor::{Strategy, Supervisor, SupervisorRef};
+pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorRef};

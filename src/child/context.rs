@@ -20,6 +20,8 @@ pub(crate) enum ReadyMsg {
     Exited(ExitReason),
     /// A nested supervisor could not start its children.
     Failed(StartError),
+    /// It declines to run ([`Context::ignore`]).
+    Ignored,
 }
 
 /// The stopping side of a process's stop signal, held by its supervisor.
@@ -450,6 +452,43 @@ impl Context {
     /// again, or for a child that does not wait for readiness, does nothing.
     pub fn ready(&self) {
         self.send_ready(ReadyMsg::Ready);
+    }
+
+    /// Declines to run, instead of calling [`ready`](Context::ready): OTP's `ignore`.
+    ///
+    /// For a child whose spec has a [`ready_timeout`](crate::ChildSpec::ready_timeout):
+    /// its start succeeds with no running child — at a supervisor's start the child's
+    /// spec is kept as [`Stopped`](crate::ChildStatus::Stopped) (as OTP keeps it, so
+    /// `restart_child` can try again later) and the next child starts; `start_child`
+    /// and `restart_child` return [`SupervisorError::Ignored`](crate::SupervisorError::Ignored)
+    /// (a static supervisor keeps the spec; a dynamic one keeps nothing). The child should
+    /// return right after; it is stopped (its stop signal raised, its shutdown timeout
+    /// applied) like any other. A child that does not wait for readiness has been
+    /// counted as started already: for it this does nothing, and it should simply return.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::{ChildSpec, ChildStatus, Supervisor};
+    ///
+    /// let gpu_present = false;
+    /// let sup = Supervisor::builder()
+    ///     .child(ChildSpec::worker("gpu", move |ctx| {
+    ///         if !gpu_present {
+    ///             ctx.ignore();
+    ///             return Ok(());
+    ///         }
+    ///         ctx.ready();
+    ///         // ... serve ...
+    ///         Ok(())
+    ///     }).ready_timeout(Duration::from_secs(5)))
+    ///     .start()?;
+    /// assert_eq!(sup.which_children()?[0].status, ChildStatus::Stopped);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ignore(&self) {
+        self.send_ready(ReadyMsg::Ignored);
     }
 
     /// Tells a waiter still waiting for readiness that this incarnation exited first.

@@ -1,7 +1,8 @@
-//! What a child is ([`spec`]), what it sees ([`context`]), the one place that runs it
+//! What a child is ([`spec`], with its restart [`backoff`]), what it sees ([`context`]), the one place that runs it
 //! ([`runner`]), the cap on live threads ([`cap`]) and where panics are printed
 //! ([`panic_hook`]).
 
+pub(crate) mod backoff;
 pub(crate) mod cap;
 pub(crate) mod context;
 pub(crate) mod panic_hook;

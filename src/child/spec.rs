@@ -1,9 +1,13 @@
 //! Child specifications: what to run, and how to restart and stop it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
+use crate::child::backoff::Backoff;
 use crate::child::context::Context;
 use crate::error::{is_stop_error, ChildError};
 use crate::exit::ExitReason;
@@ -100,6 +104,11 @@ pub struct ChildSpec {
     pub(crate) readiness: Readiness,
     pub(crate) stack_size: Option<usize>,
     pub(crate) fresh_thread: bool,
+    /// Whether its exit may end its supervisor (see [`ChildSpec::significant`]).
+    pub(crate) significant: bool,
+    /// For a task: set once its function has been taken to run.
+    pub(crate) task: Option<Arc<AtomicBool>>,
+    pub(crate) backoff: Option<Arc<Backoff>>,
 }
 
 /// The default shutdown timeout of a worker.
@@ -142,7 +151,67 @@ impl ChildSpec {
             readiness: Readiness::Spawned,
             stack_size: None,
             fresh_thread: false,
+            significant: false,
+            task: None,
+            backoff: None,
         }
+    }
+
+    /// A one-shot child: `f` runs once, owning what it captured, and is never restarted
+    /// (a [`Restart::Temporary`] child, removed from its supervisor when it exits) —
+    /// Elixir's `Task.Supervisor` case, most often under a
+    /// [`DynamicSupervisor`](crate::DynamicSupervisor).
+    ///
+    /// **Worker or task?** A [`worker`](ChildSpec::worker) is a service: its function can
+    /// run again from scratch, so it is `Fn` and restarted when it dies. A task is a piece
+    /// of work with something only it owns — an accepted `TcpStream`, a job, a file —
+    /// that makes no sense to run twice: its function is `FnOnce`, so it can move those
+    /// out of its captures. A crash ends only that task and is reported like any other
+    /// (an event, a log record, its monitors); its siblings carry on.
+    ///
+    /// Setting another restart type on a task makes it an invalid spec (a second run
+    /// would have nothing to run), and so does starting a task (or a clone of it) whose
+    /// function has run already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use steadfast::{ChildSpec, DynamicSupervisor};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (mut stream, _) = listener.accept()?;
+    /// let handlers = DynamicSupervisor::builder().start()?;
+    /// let exited = steadfast::monitor(handlers.start_child(ChildSpec::task("greet", move |_ctx| {
+    ///     stream.write_all(b"hello\n")?; // the task owns the stream
+    ///     Ok(())
+    /// }))?);
+    /// assert_eq!(exited.recv()?, steadfast::ExitReason::Normal);
+    /// # drop(client);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn task<F>(id: impl Into<String>, f: F) -> ChildSpec
+    where
+        F: FnOnce(&Context) -> Result<(), ChildError> + Send + 'static,
+    {
+        let ran = Arc::new(AtomicBool::new(false));
+        let slot = Mutex::new(Some(f));
+        let taken = ran.clone();
+        let id = id.into();
+        let task_id = id.clone();
+        let mut spec = ChildSpec::worker(id, move |ctx| {
+            let f = slot.lock().take();
+            taken.store(true, Ordering::Release);
+            match f {
+                Some(f) => f(ctx),
+                None => Err(format!("task {task_id:?} has already run; a task runs once").into()),
+            }
+        });
+        spec.restart = Restart::Temporary;
+        spec.task = Some(ran);
+        spec
     }
 
     /// A child that runs a body of the crate's own (a nested supervisor).
@@ -156,6 +225,9 @@ impl ChildSpec {
             readiness: Readiness::Unbounded,
             stack_size: None,
             fresh_thread: true,
+            significant: false,
+            task: None,
+            backoff: None,
         }
     }
 
@@ -210,6 +282,72 @@ impl ChildSpec {
         self
     }
 
+    /// Marks the child significant (OTP 24's `significant`): when it exits on its own and
+    /// is not restarted, its supervisor may shut itself down, as its
+    /// [`auto_shutdown`](crate::supervisor::SupervisorBuilder::auto_shutdown) says.
+    ///
+    /// Only a [`Transient`](Restart::Transient) or [`Temporary`](Restart::Temporary)
+    /// child can be significant (a permanent one never ends for good); a supervisor whose
+    /// auto-shutdown is [`Never`](crate::AutoShutdown::Never) refuses significant
+    /// children. Both are invalid specs.
+    pub fn significant(mut self, significant: bool) -> ChildSpec {
+        self.significant = significant;
+        self
+    }
+
+    /// Waits before each restart of this child, as `backoff` says, instead of
+    /// restarting at once — for a child that crashes while something it needs is down.
+    ///
+    /// The supervisor keeps serving requests while a restart waits: the child shows as
+    /// [`Restarting`](crate::ChildStatus::Restarting) with its
+    /// [`restart_at`](crate::ChildInfo::restart_at), an
+    /// [`Event::RestartScheduled`](crate::Event::RestartScheduled) says when, and a
+    /// `terminate_child` or a shutdown during the wait takes effect at once. The restart
+    /// counts toward the supervisor's intensity when the child exits, not when the
+    /// delayed restart happens, so the intensity still measures how often the child
+    /// fails. A child with a backoff restarts on a new thread. For group strategies the
+    /// group is stopped at once and started again after the delay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::{Backoff, ChildSpec};
+    ///
+    /// let spec = ChildSpec::worker("uplink", |_ctx| Err("connection refused".into()))
+    ///     .backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(30)));
+    /// # let _ = spec;
+    /// ```
+    pub fn backoff(mut self, backoff: Backoff) -> ChildSpec {
+        self.backoff = Some(Arc::new(backoff));
+        self
+    }
+
+    /// Whether this child is significant (see [`significant`](ChildSpec::significant)).
+    pub fn is_significant(&self) -> bool {
+        self.significant
+    }
+
+    /// Whether this child is a one-shot task (see [`task`](ChildSpec::task)).
+    pub fn is_task(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// The child's restart type.
+    pub fn restart_type(&self) -> Restart {
+        self.restart
+    }
+
+    /// The child's shutdown setting.
+    pub fn shutdown_setting(&self) -> Shutdown {
+        self.shutdown
+    }
+
+    /// The child's restart backoff, if any.
+    pub fn backoff_setting(&self) -> Option<&Backoff> {
+        self.backoff.as_deref()
+    }
+
     /// The child's id, unique within its supervisor.
     pub fn id(&self) -> &str {
         &self.id
@@ -223,8 +361,35 @@ impl ChildSpec {
     /// Checks what a supervisor checks before it starts the child.
     pub(crate) fn validate(&self) -> Result<(), String> {
         check_name("child id", &self.id)?;
+        let id = &self.id;
         if self.stack_size == Some(0) {
-            return Err(format!("child {:?}: stack size must not be zero", self.id));
+            return Err(format!("child {id:?}: stack size must not be zero"));
+        }
+        if self.significant && self.restart == Restart::Permanent {
+            return Err(format!(
+                "child {id:?}: a permanent child cannot be significant (it never ends for \
+                 good); make it transient or temporary"
+            ));
+        }
+        if let Some(ran) = &self.task {
+            if self.restart != Restart::Temporary {
+                return Err(format!(
+                    "child {id:?} is a task, which runs once: its restart type must be \
+                     Temporary, not {:?}",
+                    self.restart
+                ));
+            }
+            if ran.load(Ordering::Acquire) {
+                return Err(format!(
+                    "task {id:?} has already run; a task runs once (start a new task, or \
+                     use a worker to run the same function again)"
+                ));
+            }
+        }
+        if let Some(backoff) = &self.backoff {
+            backoff
+                .validate()
+                .map_err(|why| format!("child {id:?}: {why}"))?;
         }
         Ok(())
     }
@@ -260,6 +425,9 @@ impl fmt::Debug for ChildSpec {
             .field("readiness", &self.readiness)
             .field("stack_size", &self.stack_size)
             .field("fresh_thread", &self.fresh_thread)
+            .field("significant", &self.significant)
+            .field("task", &self.task.is_some())
+            .field("backoff", &self.backoff)
             .finish_non_exhaustive()
     }
 }

@@ -16,8 +16,10 @@ use crate::exit::ExitReason;
 use crate::registry::registry;
 use crate::supervisor::event::Event;
 use crate::supervisor::inbox::Inbox;
-use crate::supervisor::server::{Config, EndSlot, Mode, Observer, OnStart, Server};
-use crate::supervisor::strategy::Strategy;
+use crate::supervisor::server::{
+    check_significant, Config, EndSlot, Mode, Observer, OnStart, Server,
+};
+use crate::supervisor::strategy::{AutoShutdown, Strategy};
 use crate::supervisor::{Handle, Owned, Supervisor, SupervisorRef, SUPERVISORS};
 
 /// The default restart intensity: 3 restarts ...
@@ -36,6 +38,7 @@ pub struct SupervisorBuilder {
     strategy: Strategy,
     intensity: u32,
     period: Duration,
+    auto_shutdown: AutoShutdown,
     children: Vec<ChildSpec>,
     sinks: Vec<Sender<Event>>,
     observer: Option<Observer>,
@@ -49,6 +52,7 @@ impl fmt::Debug for SupervisorBuilder {
             .field("strategy", &self.strategy)
             .field("intensity", &self.intensity)
             .field("period", &self.period)
+            .field("auto_shutdown", &self.auto_shutdown)
             .field("children", &self.children)
             .field("sinks", &self.sinks.len())
             .field("on_event", &self.observer.is_some())
@@ -64,6 +68,7 @@ impl Default for SupervisorBuilder {
             strategy: Strategy::OneForOne,
             intensity: DEFAULT_INTENSITY,
             period: DEFAULT_PERIOD,
+            auto_shutdown: AutoShutdown::Never,
             children: Vec::new(),
             sinks: Vec::new(),
             observer: None,
@@ -92,6 +97,30 @@ impl SupervisorBuilder {
     pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
         self.intensity = restarts;
         self.period = period;
+        self
+    }
+
+    /// Shuts the supervisor down when significant children exit (default
+    /// [`AutoShutdown::Never`]); see [`AutoShutdown`] and
+    /// [`ChildSpec::significant`](crate::ChildSpec::significant).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::{AutoShutdown, ChildSpec, Restart, Supervisor};
+    ///
+    /// // A job runner: the tree lives as long as its one job.
+    /// let sup = Supervisor::builder()
+    ///     .auto_shutdown(AutoShutdown::AnySignificant)
+    ///     .child(ChildSpec::worker("job", |_ctx| Ok(()))
+    ///         .restart(Restart::Transient)
+    ///         .significant(true))
+    ///     .start()?;
+    /// sup.join()?; // returns once the job is done
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn auto_shutdown(mut self, setting: AutoShutdown) -> Self {
+        self.auto_shutdown = setting;
         self
     }
 
@@ -176,6 +205,7 @@ impl SupervisorBuilder {
         let mut seen = HashSet::new();
         for spec in &self.children {
             spec.validate().map_err(StartError::InvalidSpec)?;
+            check_significant(spec, self.auto_shutdown).map_err(StartError::InvalidSpec)?;
             if !seen.insert(spec.id()) {
                 return Err(StartError::InvalidSpec(format!(
                     "duplicate child id {:?}",
@@ -192,6 +222,7 @@ impl SupervisorBuilder {
             mode: Mode::Static(self.strategy),
             intensity: self.intensity,
             period: self.period,
+            auto_shutdown: self.auto_shutdown,
             children: self.children.clone(),
             sinks: self.sinks.clone(),
             observer: self.observer.clone(),
@@ -287,6 +318,11 @@ pub(crate) fn start_top(
         }
         Ok(ReadyMsg::Failed(e)) => e,
         Ok(ReadyMsg::Exited(reason)) => StartError::ChildExited { id: label, reason },
+        // A supervisor never declines; be safe.
+        Ok(ReadyMsg::Ignored) => StartError::ChildExited {
+            id: label,
+            reason: ExitReason::Normal,
+        },
         Err(_) => StartError::ChildExited {
             id: label,
             reason: ExitReason::Killed,

@@ -1,7 +1,7 @@
 //! Introspection: what a supervisor reports about its children, and its event stream.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::child::spec::{ChildKind, Restart};
 use crate::exit::ExitReason;
@@ -12,13 +12,14 @@ use crate::pid::Pid;
 /// | status       | pid      | meaning                                                      |
 /// |--------------|----------|--------------------------------------------------------------|
 /// | `Running`    | `Some`   | its thread is running                                        |
-/// | `Restarting` | `None`   | a restart failed; the supervisor retries through its inbox   |
+/// | `Restarting` | `None`   | a restart failed (retried), or waits out its backoff         |
 /// | `Stopped`    | `None`   | terminated (or exited and not restarted); the spec is kept   |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ChildStatus {
     /// The child's thread is running.
     Running,
-    /// A restart failed and will be retried.
+    /// A restart failed and will be retried, or the restart waits out its backoff
+    /// (see [`ChildInfo::restart_at`]).
     Restarting,
     /// Not running; the spec is kept, so `restart_child` can start it again.
     Stopped,
@@ -37,6 +38,9 @@ pub struct ChildInfo {
     pub kind: ChildKind,
     /// Its restart type.
     pub restart: Restart,
+    /// When a `Restarting` child waiting out its [backoff](crate::Backoff) is due to
+    /// be restarted (`None` otherwise).
+    pub restart_at: Option<Instant>,
 }
 
 /// The answer of [`count_children`](crate::SupervisorRef::count_children), as OTP's.
@@ -91,6 +95,14 @@ pub enum Event {
         /// Its new pid.
         pid: Pid,
     },
+    /// A child with a [backoff](crate::Backoff) is to be restarted after `delay`; until
+    /// then it is `Restarting`. (For group strategies the group is stopped at once.)
+    RestartScheduled {
+        /// The child's id.
+        id: Arc<str>,
+        /// How long until the restart.
+        delay: Duration,
+    },
     /// A restart could not start the child; it is `Restarting` and will be retried.
     RestartFailed {
         /// The child's id.
@@ -121,6 +133,7 @@ impl Event {
             | Event::ChildExited { id, .. }
             | Event::ChildAbandoned { id, .. }
             | Event::ChildRestarted { id, .. }
+            | Event::RestartScheduled { id, .. }
             | Event::RestartFailed { id, .. } => Some(id),
             Event::IntensityExceeded { .. } | Event::SupervisorStopped { .. } => None,
         }

@@ -16,6 +16,8 @@ use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
 use crate::supervisor::inbox::{Inbox, Msg};
+use crate::supervisor::server::check_significant;
+use crate::supervisor::strategy::AutoShutdown;
 
 /// What a caller needs to start a dynamic supervisor's child itself: the child's settings,
 /// a reservation against `max_children`, and the way in to the supervisor.
@@ -23,6 +25,8 @@ pub(crate) struct HandOver {
     pub(crate) sup: Pid,
     pub(crate) label: Arc<str>,
     pub(crate) max: Option<usize>,
+    /// Whether significant children are allowed (see `check_significant`).
+    pub(crate) auto_shutdown: AutoShutdown,
     /// Children in the table plus those reserved by callers about to hand one over.
     count: AtomicUsize,
     /// Whether the supervisor still takes children. Held while a caller spawns and hands
@@ -44,6 +48,7 @@ impl HandOver {
         sup: Pid,
         label: Arc<str>,
         max: Option<usize>,
+        auto_shutdown: AutoShutdown,
         inbox: Arc<Inbox>,
         permit: PermitFor,
     ) -> HandOver {
@@ -51,6 +56,7 @@ impl HandOver {
             sup,
             label,
             max,
+            auto_shutdown,
             count: AtomicUsize::new(0),
             open: Mutex::new(true),
             pending: AtomicUsize::new(0),
@@ -86,7 +92,8 @@ impl HandOver {
     /// or an exit hook, which come first), so the caller asks the supervisor, which reads
     /// every exit sent before the request.
     pub(crate) fn start(&self, spec: ChildSpec) -> Result<Result<Pid, SupervisorError>, ChildSpec> {
-        if let Err(e) = spec.validate() {
+        let valid = spec.validate();
+        if let Err(e) = valid.and_then(|()| check_significant(&spec, self.auto_shutdown)) {
             return Ok(Err(SupervisorError::InvalidSpec(e)));
         }
         let open = self.open.lock();
@@ -151,6 +158,10 @@ impl HandOver {
                 drop(open);
                 self.stop_pending(&spec, run);
                 SupervisorError::NoSupervisor
+            }
+            Ok(ReadyMsg::Ignored) => {
+                self.stop_pending(&spec, run);
+                SupervisorError::Ignored
             }
             Err(true) => {
                 let pid = run.pid;
@@ -237,7 +248,8 @@ pub(crate) fn not_started(id: String, report: Option<ReadyMsg>) -> StartError {
             id,
             source: Box::new(source),
         },
-        Some(ReadyMsg::Ready) | None => StartError::ChildExited {
+        // Ready and Ignored are handled by the callers; no report: see above.
+        Some(ReadyMsg::Ready | ReadyMsg::Ignored) | None => StartError::ChildExited {
             id,
             reason: ExitReason::Killed,
         },

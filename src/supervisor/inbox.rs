@@ -79,6 +79,7 @@ pub(crate) enum Request {
     DeleteChild(String, Reply<()>),
     WhichChildren(Sender<Vec<ChildInfo>>),
     CountChildren(Sender<ChildCounts>),
+    ChildSpec(ChildRef, Reply<ChildSpec>),
     Subscribe(Sender<Event>, Sender<()>),
 }
 
@@ -92,6 +93,9 @@ impl Request {
             Request::TerminateChild(_, r) | Request::DeleteChild(_, r) => {
                 let _ = r.send(Err(error));
             }
+            Request::ChildSpec(_, r) => {
+                let _ = r.send(Err(error));
+            }
             // Questions are always answered; dropping the reply is the fallback.
             Request::WhichChildren(_) | Request::CountChildren(_) | Request::Subscribe(..) => {}
         }
@@ -101,7 +105,10 @@ impl Request {
     pub(crate) fn is_question(&self) -> bool {
         matches!(
             self,
-            Request::WhichChildren(_) | Request::CountChildren(_) | Request::Subscribe(..)
+            Request::WhichChildren(_)
+                | Request::CountChildren(_)
+                | Request::ChildSpec(..)
+                | Request::Subscribe(..)
         )
     }
 }

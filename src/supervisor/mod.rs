@@ -30,7 +30,7 @@ use server::EndSlot;
 
 pub(crate) use builder::{start_top, DEFAULT_INTENSITY, DEFAULT_PERIOD};
 pub use builder::{SupervisorBuilder, SupervisorSpec};
-pub use strategy::Strategy;
+pub use strategy::{AutoShutdown, Strategy};
 
 use crate::child::runner::Spawned;
 
@@ -167,6 +167,17 @@ impl SupervisorRef {
     /// [`SupervisorError::Restarting`], [`SupervisorError::NoSupervisor`].
     pub fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
         self.0.call(|r| Request::DeleteChild(id.to_owned(), r))?
+    }
+
+    /// The spec of the child with this id, as the supervisor holds it (OTP's
+    /// `get_childspec`), whether it runs or not.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NotFound`], [`SupervisorError::NoSupervisor`].
+    pub fn child_spec(&self, id: &str) -> Result<ChildSpec, SupervisorError> {
+        self.0
+            .call(|r| Request::ChildSpec(ChildRef::Id(id.to_owned()), r))?
     }
 
     /// Every child, in start order.

@@ -1,9 +1,9 @@
 //! Exits and restarts: applying the restart decision (`strategy`), the intensity window
-//! (`intensity`), group restarts, and starting a child.
+//! (`intensity`), backoff delays, auto-shutdown, group restarts, and starting a child.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -13,13 +13,15 @@ use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::Pid;
+use crate::supervisor::event::ChildStatus;
 use crate::supervisor::event::Event;
 use crate::supervisor::handover::{not_ready, not_started};
 use crate::supervisor::inbox::Msg;
 use crate::supervisor::intensity::Intensity;
 use crate::supervisor::server::{Flow, Server};
 use crate::supervisor::stop::{Until, Waiting};
-use crate::supervisor::strategy::{affected, should_restart, Strategy};
+use crate::supervisor::strategy::{affected, auto_shutdown, should_restart, Strategy};
+use crate::supervisor::table::{Child, Due};
 
 impl Server {
     pub(super) fn on_exit(&mut self, pid: Pid, reason: ExitReason) -> Flow {
@@ -33,6 +35,7 @@ impl Server {
         let restart = should_restart(spec.restart, &reason);
         let id = spec.id.clone();
         let temporary = spec.restart == Restart::Temporary;
+        let significant = spec.significant;
         // A thread a group restart can reuse waits for that; any other has sent this
         // notice as its last act and is let go of.
         let reuse = if restart && run.resumable {
@@ -49,11 +52,32 @@ impl Server {
             // Gone before it is reported: whoever sees the exit finds its place free.
             self.remove(seq);
         }
-        self.emit(Event::ChildExited { id, pid, reason });
+        self.emit(Event::ChildExited {
+            id: id.clone(),
+            pid,
+            reason,
+        });
         if restart {
             return self.restart(seq, reuse);
         }
+        if significant && auto_shutdown(self.cfg.auto_shutdown, self.significant_alive()) {
+            log::info!(
+                "{}: significant child {id:?} exited; shutting down ({:?})",
+                self.cfg.label,
+                self.cfg.auto_shutdown
+            );
+            return Flow::Exit;
+        }
         Flow::Continue
+    }
+
+    /// Whether a significant child still runs, or waits to be restarted.
+    fn significant_alive(&self) -> bool {
+        let alive = |c: &&Child| c.run.is_some() || c.status == ChildStatus::Restarting;
+        self.children
+            .values()
+            .filter(alive)
+            .any(|c| c.spec.significant)
     }
 
     /// A child restarted itself on its own thread: record the new pid, report both steps.
@@ -67,7 +91,7 @@ impl Server {
 
     pub(super) fn emit_restart(&mut self, id: Arc<str>, old: Pid, new: Pid, reason: ExitReason) {
         log::info!(
-            "{}: child {id:?} restarted on its own thread ({old} -> {new})",
+            "{}: child {id:?} restarted as {new} on its own thread ({old} exited: {reason})",
             self.cfg.label
         );
         self.emit(Event::ChildExited {
@@ -78,25 +102,127 @@ impl Server {
         self.emit(Event::ChildRestarted { id, pid: new });
     }
 
-    /// Restarts child `seq` (and, for group strategies, its group). Counts once toward
-    /// intensity; on exceeding it, tells the loop to stop everything and exit.
+    /// Child `seq` exited and is to be restarted (with, for group strategies, its
+    /// group): counts once toward intensity — on exceeding it, tells the loop to stop
+    /// everything and exit — then restarts now, or after its backoff.
     ///
     /// `reuse` is the dead child's thread if it waits to be reused.
     pub(super) fn restart(&mut self, seq: u64, reuse: Option<Spawned>) -> Flow {
-        let within = self.intensity.lock().add_restart(Instant::now());
-        if !within {
+        if !self.count_restart() {
             if let Some(run) = reuse {
                 run.finish();
             }
-            self.give_up();
             return Flow::Exit;
         }
+        match self.backoff_delay(seq) {
+            Some(delay) => {
+                if let Some(run) = reuse {
+                    self.let_go(run);
+                }
+                self.schedule_restart(seq, delay, false);
+            }
+            None => self.restart_now(seq, reuse),
+        }
+        Flow::Continue
+    }
+
+    /// Another try at a restart that failed: counts toward intensity like the first.
+    pub(super) fn retry_restart(&mut self, seq: u64) -> Flow {
+        if !self.count_restart() {
+            return Flow::Exit;
+        }
+        self.restart_now(seq, None);
+        Flow::Continue
+    }
+
+    /// Adds a restart to the intensity window; `false` (having said so) when that
+    /// exceeds it.
+    fn count_restart(&mut self) -> bool {
+        let within = self.intensity.lock().add_restart(Instant::now());
+        if !within {
+            self.give_up();
+        }
+        within
+    }
+
+    /// How long child `seq`'s restart waits, by its backoff (`None`: no backoff, now).
+    /// A child that ran long enough starts over at the initial delay.
+    fn backoff_delay(&mut self, seq: u64) -> Option<Duration> {
+        let child = self.children.get_mut(&seq)?;
+        let backoff = child.spec.backoff.as_ref()?;
+        // Only a start that ran can reset the count (not a failed restart).
+        let ran = child
+            .since
+            .take()
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        if backoff.resets(ran) {
+            child.attempts = 0;
+        }
+        let delay = backoff.jittered(child.attempts);
+        child.attempts = child.attempts.saturating_add(1);
+        Some(delay)
+    }
+
+    /// Stops child `seq`'s group now and has the loop restart it after `delay` (see
+    /// `run_due_restarts`); `counts`: the restart counts toward intensity when it runs.
+    fn schedule_restart(&mut self, seq: u64, delay: Duration, counts: bool) {
+        let group = self.group_of(seq);
+        for (_, run) in self.stop_group(seq, &group) {
+            self.let_go(run);
+        }
+        // A delay too long to represent: as good as never (until a stop or a request).
+        let at = Instant::now().checked_add(delay).unwrap_or_else(far_future);
+        let pos = group.iter().position(|&k| k == seq).unwrap_or(0);
+        self.mark_due(seq, Due { at, counts }, &group[pos + 1..]);
+        self.timers.insert((at, seq));
+        let id = self.children[&seq].spec.id.clone();
+        log::info!(
+            "{}: child {id:?} restarts in {delay:?} (backoff)",
+            self.cfg.label
+        );
+        self.emit(Event::RestartScheduled { id, delay });
+    }
+
+    /// Runs the restarts whose backoff is over (skipping stale timers: a child stopped,
+    /// removed or restarted meanwhile).
+    pub(super) fn run_due_restarts(&mut self) -> Flow {
+        if self.timers.is_empty() {
+            return Flow::Continue;
+        }
+        let now = Instant::now();
+        while let Some(&(at, seq)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(due) = self.take_due(seq, at) else {
+                continue;
+            };
+            if due.counts {
+                if let Flow::Exit = self.retry_restart(seq) {
+                    return Flow::Exit;
+                }
+            } else {
+                self.restart_now(seq, None);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The members of child `seq`'s group (itself, for one_for_one), in start order.
+    fn group_of(&self, seq: u64) -> Vec<u64> {
         let order: Vec<u64> = self.children.keys().copied().collect();
         let pos = order
             .iter()
             .position(|&k| k == seq)
             .expect("restarting child exists");
-        let group = order[affected(self.cfg.strategy(), pos, order.len())].to_vec();
+        order[affected(self.cfg.strategy(), pos, order.len())].to_vec()
+    }
+
+    /// Restarts child `seq` and its group now: stops the members still running, starts
+    /// them all again.
+    fn restart_now(&mut self, seq: u64, reuse: Option<Spawned>) {
+        let group = self.group_of(seq);
         let mut parked = self.stop_group(seq, &group);
         if let Some(run) = reuse {
             parked.insert(seq, run);
@@ -106,7 +232,6 @@ impl Server {
         for (_, run) in parked {
             run.finish();
         }
-        Flow::Continue
     }
 
     /// Intensity exceeded: say so; the loop then stops everything.
@@ -160,27 +285,51 @@ impl Server {
             let started = match parked.remove(&k) {
                 Some(mut run) => {
                     run.resume(spec.id.clone(), history);
-                    Ok(run)
+                    Ok(Some(run))
                 }
                 // A restart waits for readiness, as OTP's restart waits for `init`.
                 None => self.spawn_child(&spec, history, true),
             };
             match started {
-                Ok(run) => {
+                Ok(Some(run)) => {
                     let pid = run.pid;
                     self.set_running(k, run);
-                    log::info!("{}: child {:?} restarted ({pid})", self.cfg.label, spec.id);
+                    let label = &self.cfg.label;
+                    match &self.children[&k].last_exit {
+                        Some(why) => {
+                            log::info!(
+                                "{label}: child {:?} restarted as {pid} (exited: {why})",
+                                spec.id
+                            )
+                        }
+                        None => log::info!("{label}: child {:?} restarted as {pid}", spec.id),
+                    }
                     self.emit(Event::ChildRestarted { id: spec.id, pid });
+                }
+                // It declined (OTP's `ignore`): left `Stopped`; the group goes on.
+                Ok(None) => {
+                    log::info!(
+                        "{}: child {:?} declined to restart",
+                        self.cfg.label,
+                        spec.id
+                    );
                 }
                 Err(e) => {
                     log::warn!("{}: restart of {:?} failed: {e}", self.cfg.label, spec.id);
-                    self.mark_restarting(k, &group[i + 1..]);
                     self.emit(Event::RestartFailed {
-                        id: spec.id,
+                        id: spec.id.clone(),
                         error: e.to_string(),
                     });
-                    // Back to the loop before trying again, so that requests are served.
-                    let _ = self.inbox.send(Msg::RetryRestart { seq: k });
+                    match self.backoff_delay(k) {
+                        // Tried again after its backoff (counted then).
+                        Some(delay) => self.schedule_restart(k, delay, true),
+                        None => {
+                            self.mark_restarting(k, &group[i + 1..]);
+                            // Back to the loop before trying again, so that requests
+                            // are served.
+                            let _ = self.inbox.send(Msg::RetryRestart { seq: k });
+                        }
+                    }
                     break;
                 }
             }
@@ -188,13 +337,14 @@ impl Server {
     }
 
     /// Spawns a child; with `await_ready`, waits until it is started (as its readiness
-    /// says), else counts it started once spawned.
+    /// says), else counts it started once spawned. `Ok(None)`: it declined to start
+    /// (`Context::ignore`) and has been stopped.
     pub(super) fn spawn_child(
         &mut self,
         spec: &ChildSpec,
         history: History,
         await_ready: bool,
-    ) -> Result<Spawned, StartError> {
+    ) -> Result<Option<Spawned>, StartError> {
         let mut run = runner::spawn(SpawnArgs {
             id: spec.id.clone(),
             thread_name: format!("{}/{}", self.cfg.label, spec.id),
@@ -214,7 +364,7 @@ impl Server {
         })?;
         let ready = run.ready.take();
         let Some(ready) = ready.filter(|_| await_ready) else {
-            return Ok(run);
+            return Ok(Some(run));
         };
         let until = match spec.readiness {
             Readiness::Within(d) => Until::after(Instant::now(), d),
@@ -223,7 +373,12 @@ impl Server {
         let mut waiting = Waiting::new(spec.id.clone(), run, until);
         let report = self.await_ready(&mut waiting, &ready);
         match report {
-            Some(Some(ReadyMsg::Ready)) => Ok(waiting.run),
+            Some(Some(ReadyMsg::Ready)) => Ok(Some(waiting.run)),
+            Some(Some(ReadyMsg::Ignored)) => {
+                // Its exit, if any, stays queued: the stop below takes it.
+                self.stop_waiting(waiting, spec.shutdown, false);
+                Ok(None)
+            }
             None => {
                 let pid = waiting.run.pid;
                 // Its exit, if any, stays queued: the stop below takes it.
@@ -263,11 +418,19 @@ impl Server {
 pub(super) fn permit(spec: &ChildSpec, intensity: &Arc<Mutex<Intensity>>) -> Option<RestartPermit> {
     let eligible = spec.kind == ChildKind::Worker
         && spec.readiness == Readiness::Spawned
-        && !spec.fresh_thread;
+        && !spec.fresh_thread
+        && spec.backoff.is_none();
     let (restart, window) = (spec.restart, intensity.clone());
     eligible.then(|| -> RestartPermit {
         Arc::new(move |reason: &ExitReason| {
             should_restart(restart, reason) && window.lock().try_add_restart(Instant::now())
         })
     })
+}
+
+/// An instant as far ahead as can be represented (about a century): for delays past it.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(century).unwrap_or(now)
 }

@@ -2,9 +2,9 @@
 //! here, in the order the inbox holds what happened (see `inbox` for the ordering rule).
 //! Static and dynamic supervisors share this machinery.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Sender};
 use parking_lot::Mutex;
@@ -20,7 +20,7 @@ use crate::supervisor::handover::HandOver;
 use crate::supervisor::inbox::{ChildRef, Inbox, Msg, Reply, Request};
 use crate::supervisor::intensity::Intensity;
 use crate::supervisor::restart::permit;
-use crate::supervisor::strategy::Strategy;
+use crate::supervisor::strategy::{AutoShutdown, Strategy};
 use crate::supervisor::table::Child;
 
 /// What kind of supervisor runs.
@@ -39,6 +39,7 @@ pub(crate) struct Config {
     pub(crate) mode: Mode,
     pub(crate) intensity: u32,
     pub(crate) period: Duration,
+    pub(crate) auto_shutdown: AutoShutdown,
     pub(crate) children: Vec<ChildSpec>,
     pub(crate) sinks: Vec<Sender<Event>>,
     /// Sees every event first ([`SupervisorBuilder::on_event`](crate::SupervisorBuilder::on_event)).
@@ -85,6 +86,9 @@ pub(crate) struct Server {
     /// Threads whose last incarnation has exited, still tearing down: joined when this
     /// supervisor is next idle, and always before it exits.
     pub(super) exited: Vec<Spawned>,
+    /// Restarts waiting out a backoff, by due time (an entry whose child no longer
+    /// waits for that time is stale and skipped).
+    pub(super) timers: BTreeSet<(Instant, u64)>,
 }
 
 impl Drop for Server {
@@ -113,6 +117,7 @@ impl Server {
                     Pid::current(),
                     cfg.label.clone(),
                     max_children,
+                    cfg.auto_shutdown,
                     inbox.clone(),
                     Arc::new(move |spec: &ChildSpec| permit(spec, &window)),
                 )))
@@ -130,6 +135,7 @@ impl Server {
             inbox,
             end,
             exited: Vec::new(),
+            timers: BTreeSet::new(),
         }
     }
 
@@ -162,14 +168,16 @@ impl Server {
         let cfg = self.cfg.clone();
         for spec in &cfg.children {
             match self.spawn_child(spec, History::default(), true) {
-                Ok(run) => {
+                Ok(Some(run)) => {
                     let pid = run.pid;
-                    self.insert(spec.clone(), run);
+                    self.insert(spec.clone(), Some(run));
                     self.emit(Event::ChildStarted {
                         id: spec.id.clone(),
                         pid,
                     });
                 }
+                // It declined (OTP's `ignore`): the spec is kept, `Stopped`.
+                Ok(None) => self.insert(spec.clone(), None),
                 Err(e) => {
                     self.stop_all();
                     return Err(e);
@@ -179,16 +187,27 @@ impl Server {
         Ok(())
     }
 
-    /// The loop: take the oldest message and act on it, until asked to stop or until
-    /// intensity is exceeded; then stop every child.
+    /// The loop: run the restarts that are due, take the oldest message and act on it,
+    /// until asked to stop, until intensity is exceeded, or until significant children
+    /// end it; then stop every child.
     pub(crate) fn run(mut self, ctx: &Context) -> ExitReason {
         let inbox = self.inbox.clone();
         while !ctx.is_stopping() {
+            if let Flow::Exit = self.run_due_restarts() {
+                break;
+            }
             let Some(msg) = inbox.pop() else {
                 self.join_exited();
-                select! {
-                    recv(inbox.bell()) -> _ => continue,
-                    recv(ctx.stop_signal()) -> _ => break,
+                match self.timers.first() {
+                    Some(&(at, _)) => select! {
+                        recv(inbox.bell()) -> _ => continue,
+                        recv(ctx.stop_signal()) -> _ => break,
+                        default(at.saturating_duration_since(Instant::now())) => continue,
+                    },
+                    None => select! {
+                        recv(inbox.bell()) -> _ => continue,
+                        recv(ctx.stop_signal()) -> _ => break,
+                    },
                 }
             };
             if let Flow::Exit = self.handle(msg) {
@@ -207,7 +226,9 @@ impl Server {
             Msg::Exit { pid, reason } => return self.on_exit(pid, reason),
             Msg::Restarted { old, new, reason } => self.on_local_restart(old, new, reason),
             Msg::RetryRestart { seq } => match self.children.get(&seq) {
-                Some(c) if c.status == ChildStatus::Restarting => return self.restart(seq, None),
+                Some(c) if c.status == ChildStatus::Restarting && c.due.is_none() => {
+                    return self.retry_restart(seq)
+                }
                 _ => {}
             },
             Msg::Call(req, caller) => self.serve(req, caller),
@@ -234,6 +255,11 @@ impl Server {
             Request::CountChildren(reply) => {
                 let _ = reply.send(self.count_children());
             }
+            Request::ChildSpec(which, reply) => {
+                let seq = self.find(&which);
+                let spec = seq.map(|seq| self.children[&seq].spec.clone());
+                let _ = reply.send(spec.ok_or(SupervisorError::NotFound));
+            }
             Request::Subscribe(tx, reply) => {
                 self.subscribers.push(tx);
                 self.update_watched();
@@ -251,7 +277,7 @@ impl Server {
     pub(super) fn take_in(&mut self, spec: ChildSpec, run: Spawned) {
         run.mark_in_table();
         let (id, pid) = (spec.id.clone(), run.pid);
-        self.insert(spec, run);
+        self.insert(spec, Some(run));
         self.emit(Event::ChildStarted { id, pid });
     }
 
@@ -283,6 +309,7 @@ impl Server {
 
     pub(super) fn start_child(&mut self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
         spec.validate().map_err(SupervisorError::InvalidSpec)?;
+        check_significant(&spec, self.cfg.auto_shutdown).map_err(SupervisorError::InvalidSpec)?;
         match &self.handover {
             Some(handover) => handover.reserve()?,
             None => {
@@ -295,17 +322,22 @@ impl Server {
             }
         }
         let run = match self.spawn_child(&spec, History::default(), true) {
-            Ok(run) => run,
-            Err(e) => {
+            Ok(Some(run)) => run,
+            started => {
                 if let Some(handover) = &self.handover {
                     handover.release();
+                } else if started.is_ok() {
+                    // Declined: a static supervisor keeps the spec, as OTP does.
+                    self.insert(spec, None);
                 }
-                return Err(SupervisorError::StartFailed(e));
+                return Err(started
+                    .err()
+                    .map_or(SupervisorError::Ignored, SupervisorError::StartFailed));
             }
         };
         let pid = run.pid;
         let id = spec.id.clone();
-        self.insert(spec, run);
+        self.insert(spec, Some(run));
         self.emit(Event::ChildStarted { id, pid });
         Ok(pid)
     }
@@ -319,11 +351,7 @@ impl Server {
         caller: Option<Pid>,
         reply: Reply<()>,
     ) {
-        let seq = match which {
-            ChildRef::Id(id) => self.find_id(&id),
-            ChildRef::Pid(pid) => self.by_pid.get(&pid).copied(),
-        };
-        let Some(seq) = seq else {
+        let Some(seq) = self.find(&which) else {
             let _ = reply.send(Err(SupervisorError::NotFound));
             return;
         };
@@ -360,7 +388,8 @@ impl Server {
         let history = self.children[&seq].next_history();
         let run = self
             .spawn_child(&spec, history, true)
-            .map_err(SupervisorError::StartFailed)?;
+            .map_err(SupervisorError::StartFailed)?
+            .ok_or(SupervisorError::Ignored)?;
         let pid = run.pid;
         self.set_running(seq, run);
         self.emit(Event::ChildStarted { id: spec.id, pid });
@@ -379,6 +408,14 @@ impl Server {
         }
     }
 
+    /// The child a handle names, if it is in the table.
+    pub(super) fn find(&self, which: &ChildRef) -> Option<u64> {
+        match which {
+            ChildRef::Id(id) => self.find_id(id),
+            ChildRef::Pid(pid) => self.by_pid.get(pid).copied(),
+        }
+    }
+
     pub(super) fn emit(&mut self, event: Event) {
         if let Some(observe) = &self.cfg.observer {
             observe(&event);
@@ -389,4 +426,16 @@ impl Server {
             self.update_watched();
         }
     }
+}
+
+/// A significant child needs a supervisor that auto-shuts-down (OTP refuses the
+/// combination too: such a child's exit would mean nothing).
+pub(crate) fn check_significant(spec: &ChildSpec, setting: AutoShutdown) -> Result<(), String> {
+    if spec.significant && setting == AutoShutdown::Never {
+        return Err(format!(
+            "child {:?} is significant, but the supervisor's auto_shutdown is Never",
+            spec.id
+        ));
+    }
+    Ok(())
 }

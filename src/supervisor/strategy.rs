@@ -1,5 +1,6 @@
-//! Pure decision functions: whether a child is restarted, and which children a strategy
-//! touches. OTP's `do_restart` and `restart/3`, without a thread in sight.
+//! Pure decision functions: whether a child is restarted, which children a strategy
+//! touches, and whether a significant child's exit ends its supervisor. OTP's
+//! `do_restart`, `restart/3` and `do_auto_shutdown`, without a thread in sight.
 
 use std::ops::Range;
 
@@ -43,6 +44,36 @@ pub(crate) fn affected(strategy: Strategy, failed: usize, len: usize) -> Range<u
         Strategy::OneForOne => failed..failed + 1,
         Strategy::OneForAll => 0..len,
         Strategy::RestForOne => failed..len,
+    }
+}
+
+/// When a supervisor shuts itself down because significant children have exited
+/// (OTP 24's `auto_shutdown`). See [`ChildSpec::significant`](crate::ChildSpec::significant).
+///
+/// Only an exit a significant child makes on its own, and that is not restarted,
+/// counts: a transient child's normal exit, a temporary child's any exit. A child the
+/// supervisor stops (`terminate_child`, a group restart, a shutdown) never triggers it.
+/// The supervisor then stops its other children as in any shutdown and exits with
+/// [`ExitReason::Shutdown`] — a normal exit: its parent does not restart it if it is
+/// transient, and [`Supervisor::join`](crate::Supervisor::join) returns `Ok(())`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum AutoShutdown {
+    /// Significant children are not allowed (the default).
+    #[default]
+    Never,
+    /// Shut down when any significant child exits.
+    AnySignificant,
+    /// Shut down when the last significant child still running exits.
+    AllSignificant,
+}
+
+/// Whether the exit of a significant child ends its supervisor, given whether any other
+/// significant child is still running (or waiting to be restarted).
+pub(crate) fn auto_shutdown(setting: AutoShutdown, others_alive: bool) -> bool {
+    match setting {
+        AutoShutdown::Never => false,
+        AutoShutdown::AnySignificant => true,
+        AutoShutdown::AllSignificant => !others_alive,
     }
 }
 

@@ -2,6 +2,7 @@
 //! supervisor's own thread touches it, and only through the methods here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::child::context::History;
 use crate::child::runner::Spawned;
@@ -22,6 +23,20 @@ pub(super) struct Child {
     /// next incarnation's context tells it (see [`Context::incarnation`](crate::Context::incarnation)).
     pub(super) started: u64,
     pub(super) last_exit: Option<ExitReason>,
+    /// Backoff: restarts in a row so far, when the running incarnation started, and the
+    /// restart waited for (its time, and whether it still counts toward intensity).
+    pub(super) attempts: u32,
+    pub(super) since: Option<Instant>,
+    pub(super) due: Option<Due>,
+}
+
+/// A restart waiting out a backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Due {
+    pub(super) at: Instant,
+    /// A retry of a failed restart counts toward intensity when it runs; a restart
+    /// after an exit was counted at the exit.
+    pub(super) counts: bool,
 }
 
 impl Child {
@@ -57,6 +72,7 @@ impl Server {
     pub(super) fn take_running(&mut self, seq: u64) -> Option<Stopping> {
         let child = self.children.get_mut(&seq)?;
         child.status = ChildStatus::Stopped;
+        child.due = None;
         let run = child.run.take()?;
         child.last_pid = Some(run.pid);
         self.by_pid.remove(&run.pid);
@@ -121,6 +137,7 @@ impl Server {
                 status: c.status,
                 kind: c.spec.kind,
                 restart: c.spec.restart,
+                restart_at: c.due.map(|due| due.at),
             })
             .collect()
     }
@@ -154,21 +171,53 @@ impl Server {
         }
     }
 
-    pub(super) fn insert(&mut self, spec: ChildSpec, run: Spawned) {
+    /// Adds a child at the end of the start order: running, or (`None`: it declined
+    /// to start) `Stopped`.
+    pub(super) fn insert(&mut self, spec: ChildSpec, run: Option<Spawned>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_pid.insert(run.pid, seq);
+        let pid = run.as_ref().map(|run| run.pid);
+        if let Some(pid) = pid {
+            self.by_pid.insert(pid, seq);
+        }
+        let since = (spec.backoff.is_some() && pid.is_some()).then(Instant::now);
         self.children.insert(
             seq,
             Child {
                 spec,
-                last_pid: Some(run.pid),
-                run: Some(run),
-                status: ChildStatus::Running,
+                last_pid: pid,
+                status: match run {
+                    Some(_) => ChildStatus::Running,
+                    None => ChildStatus::Stopped,
+                },
+                run,
                 started: 1,
                 last_exit: None,
+                attempts: 0,
+                since,
+                due: None,
             },
         );
+    }
+
+    /// Child `seq` waits out a backoff until `due`: `Restarting`, known by its last pid
+    /// (a dynamic child's handle), and the members of its group after it `Stopped`.
+    pub(super) fn mark_due(&mut self, seq: u64, due: Due, later: &[u64]) {
+        self.mark_restarting(seq, later);
+        let child = self.children.get_mut(&seq).expect("child exists");
+        child.due = Some(due);
+    }
+
+    /// The restart child `seq` waits for, if it is due by `now` (taken: it runs now).
+    pub(super) fn take_due(&mut self, seq: u64, at: Instant) -> Option<Due> {
+        let child = self.children.get_mut(&seq)?;
+        match child.due {
+            Some(due) if due.at == at && child.status == ChildStatus::Restarting => {
+                child.due = None;
+                Some(due)
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn set_running(&mut self, seq: u64, run: Spawned) {
@@ -180,6 +229,10 @@ impl Server {
         child.run = Some(run);
         child.status = ChildStatus::Running;
         child.started = child.started.saturating_add(1);
+        child.due = None;
+        if child.spec.backoff.is_some() {
+            child.since = Some(Instant::now());
+        }
     }
 
     pub(super) fn remove(&mut self, seq: u64) {
