@@ -136,8 +136,11 @@
 //!
 //! A panic in a child is caught on the child's thread (`catch_unwind`) and becomes
 //! [`ExitReason::Panicked`]; it never reaches the supervisor. Each supervised panic is
-//! logged once through `log`, with the child id and message. The standard panic hook still
-//! prints it to stderr unless you call [`route_panics_to_log`].
+//! reported **once**: as one `log` record (child id, message, location) when a logger
+//! takes `error` records for the target `steadfast::panic` — the standard panic hook then
+//! stays quiet for it — and by the standard hook (stderr) otherwise. Panics on other
+//! threads are left to the standard hook. See [`route_panics_to_log`]. Every restart
+//! makes one `info` record with the previous exit's reason.
 //!
 //! Odd payloads are fine: a non-string payload is reported as
 //! `"<non-string panic payload>"`, and a payload whose own `Drop` panics is contained too.

@@ -140,3 +140,38 @@ fn a_panicking_child_does_not_disturb_its_siblings() {
     assert_eq!(pid_of(&sup.which_children().unwrap(), "b"), b_before);
     sup.shutdown().unwrap();
 }
+
+#[test]
+fn each_restart_makes_one_info_record_with_the_reason() {
+    capture_logs();
+    // One child restarted on its own thread, one by its supervisor (fresh thread).
+    let (same, same_tx) = controlled("panics::same-thread");
+    let (fresh, fresh_tx) = controlled("panics::fresh-thread");
+    let sup = Supervisor::builder()
+        .intensity(10, DEADLINE)
+        .child(same)
+        .child(fresh.fresh_thread())
+        .start()
+        .unwrap();
+    let events = sup.events().unwrap();
+    same_tx.send(Cmd::Fail("reason-4411")).unwrap();
+    briefs_through(&events, "restarted panics::same-thread");
+    fresh_tx.send(Cmd::Fail("reason-4412")).unwrap();
+    briefs_through(&events, "restarted panics::fresh-thread");
+    for (id, why) in [
+        ("panics::same-thread", "reason-4411"),
+        ("panics::fresh-thread", "reason-4412"),
+    ] {
+        let restarts: Vec<_> = lines_with(id)
+            .into_iter()
+            .filter(|(_, l)| l.contains("restarted"))
+            .collect();
+        assert_eq!(restarts.len(), 1, "{restarts:?}");
+        assert_eq!(restarts[0].0, log::Level::Info);
+        assert!(
+            restarts[0].1.contains(&format!("failed: {why}")),
+            "{restarts:?}"
+        );
+    }
+    sup.shutdown().unwrap();
+}

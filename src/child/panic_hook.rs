@@ -1,5 +1,5 @@
-//! Where supervised panics are printed: always logged once by the runner; optionally kept
-//! off stderr ([`route_panics_to_log`]).
+//! Where supervised panics are reported: once, by the runner's log record when a logger
+//! takes it, else by the standard panic hook (see [`route_panics_to_log`]).
 
 use std::cell::{Cell, RefCell};
 use std::panic;
@@ -8,22 +8,34 @@ use std::sync::Once;
 thread_local! {
     /// Whether this thread is a steadfast process thread.
     pub(crate) static SUPERVISED: Cell<bool> = const { Cell::new(false) };
-    /// Where the last panic on this thread happened, for its log line (set only once
-    /// [`route_panics_to_log`] installed its hook).
+    /// Where the last panic on this thread happened, for its log record (set by the hook
+    /// when the record is what reports the panic).
     pub(crate) static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Routes panics of supervised threads to `log` only, keeping them off stderr.
+/// The `log` target of the record a supervised panic makes (and that the panic hook
+/// asks about): a logger that takes `error` records for it gets each supervised panic
+/// once, from steadfast; one that does not (or no logger) leaves it to the standard hook.
+pub(crate) const PANIC_TARGET: &str = "steadfast::panic";
+
+/// Makes sure each supervised panic is reported once (kept for compatibility: this is
+/// now what steadfast does by default, from its first process thread on).
 ///
-/// steadfast always logs each supervised panic once, at `error` level, with the child id
-/// and message. By default the standard panic hook *also* prints it to stderr (and, with
-/// `RUST_BACKTRACE=1`, captures a backtrace). After this call, panics on steadfast's
-/// process threads skip the previous hook — the log line gains the panic's source
-/// location instead — while panics on every other thread go to the previous hook as before.
+/// A panic in a child is caught and becomes [`ExitReason::Panicked`](crate::ExitReason).
+/// It is reported exactly once:
 ///
-/// It is off by default because the panic hook is process-global: a library should not
-/// silence a program's panics unless the program asks. Calling it more than once installs
-/// the hook once.
+/// - **with a logger** that takes `error` records for the target `steadfast::panic`
+///   (any usual set-up: `env_logger`, `simplelog`, ...), as one `log` record with the
+///   child id, the message and the panic's location — and the standard panic hook stays
+///   quiet for it, so nothing reaches stderr twice and no backtrace is captured;
+/// - **without one**, by the standard panic hook, as for any thread (stderr, with a
+///   backtrace under `RUST_BACKTRACE=1`).
+///
+/// To get the standard hook's output (say, its backtraces) with a logger, filter the
+/// target `steadfast::panic` out of it. Panics on threads that are not steadfast
+/// processes always go to the previous hook, untouched. steadfast installs its hook,
+/// wrapping the one in place, when it spawns its first process thread; a hook the
+/// program sets afterwards replaces it, and then decides alone.
 ///
 /// # Examples
 ///
@@ -31,21 +43,24 @@ thread_local! {
 /// steadfast::route_panics_to_log();
 /// ```
 pub fn route_panics_to_log() {
+    install();
+}
+
+/// Installs the panic hook described at [`route_panics_to_log`], once.
+pub(crate) fn install() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if SUPERVISED.with(|s| s.get()) {
-                // The location is only for the log line: no formatting when nobody logs.
-                if !log::log_enabled!(log::Level::Error) {
-                    return;
-                }
-                if let Some(loc) = info.location() {
-                    let at = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
-                    PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(at));
-                }
-            } else {
+            let logged = SUPERVISED.with(|s| s.get())
+                && log::log_enabled!(target: PANIC_TARGET, log::Level::Error);
+            if !logged {
                 previous(info);
+                return;
+            }
+            if let Some(loc) = info.location() {
+                let at = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
+                PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(at));
             }
         }));
     });

@@ -17,7 +17,7 @@ use crate::child::cap::LiveThread;
 use crate::child::context::{
     look_briefly, Context, History, NextStop, ReadyMsg, StopHandle, StopSignal,
 };
-use crate::child::panic_hook::{PANIC_LOCATION, SUPERVISED};
+use crate::child::panic_hook::{self, PANIC_LOCATION, PANIC_TARGET, SUPERVISED};
 use crate::child::spec::Body;
 use crate::error::SpawnError;
 use crate::exit::{panic_reason, ExitReason};
@@ -176,6 +176,7 @@ pub(crate) enum Launch {
 /// Spawns a process thread running `args.body` under `catch_unwind`.
 pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     let guard = LiveThread::acquire()?;
+    panic_hook::install();
     // The parent is the calling process (a supervisor's thread, or whoever starts a
     // top-level tree), unless a caller spawns it on a supervisor's behalf.
     let (parent, notify, permit, resumable, handed_over) = match args.launch {
@@ -479,8 +480,10 @@ fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
             let msg = panic_reason(&*payload);
             let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
             match location {
-                Some(at) => log::error!("child {id:?} ({pid}) panicked at {at}: {msg}"),
-                None => log::error!("child {id:?} ({pid}) panicked: {msg}"),
+                Some(at) => {
+                    log::error!(target: PANIC_TARGET, "child {id:?} ({pid}) panicked at {at}: {msg}")
+                }
+                None => log::error!(target: PANIC_TARGET, "child {id:?} ({pid}) panicked: {msg}"),
             }
             // A payload whose own Drop panics must not unwind out of the runner.
             if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
