@@ -314,7 +314,8 @@ impl DynamicSupervisor {
         self.owned.stop_and_join(true)
     }
 
-    /// Blocks until the supervisor exits on its own (intensity exceeded) and joins it.
+    /// Blocks until the supervisor exits on its own (intensity exceeded; or significant
+    /// children ended it, see [`AutoShutdown`], which is `Ok(())`) and joins it.
     ///
     /// # Errors
     ///

@@ -30,11 +30,40 @@
 //! incarnation. `ChildError` is any boxed error, so `?` works. Its [`Context`] gives its
 //! [`Pid`], its stop signal (as a flag, as a channel for `select!`, and through
 //! [`Context::sleep`], [`Context::recv`] and [`Context::recv_timeout`], which wake on it),
-//! and [`Context::ready`] for children whose start must wait for their set-up.
+//! [`Context::ready`] for children whose start must wait for their set-up (or
+//! [`Context::ignore`] to decline), and which incarnation it is
+//! ([`Context::incarnation`], [`Context::previous_exit`]). The channels are
+//! crossbeam-channel's, re-exported as [`channel`].
 //!
 //! How it ends becomes an [`ExitReason`]: `Normal` (returned `Ok` unasked), `Shutdown`
 //! (returned after being asked to stop), `Failed` (returned `Err`), `Panicked`, or
 //! `Killed` (abandoned, see below).
+//!
+//! ### Worker or task?
+//!
+//! - A **worker** ([`ChildSpec::worker`]) is a service that can start over from scratch:
+//!   its function is `Fn`, and it is restarted when it dies (permanent by default). A
+//!   database connection, a listener, a cache. If it holds work that must survive a
+//!   crash, it keeps it in a slot captured by its function and looks at
+//!   [`Context::previous_exit`] when it starts again (`examples/job_pool.rs`).
+//! - A **task** ([`ChildSpec::task`]) is one piece of work that owns what it needs — an
+//!   accepted `TcpStream`, a job — and makes no sense to run twice: its function is
+//!   `FnOnce`, it is never restarted, and a crash ends only it. Usually under a
+//!   [`DynamicSupervisor`] (`examples/echo_server.rs`).
+//!
+//! ### Blocked in I/O, and still stopping
+//!
+//! A thread blocked in `accept` or `read` does not see its stop signal. It registers a
+//! stop hook ([`Context::on_stop`]) that unblocks the call — shut the socket down,
+//! connect to the listener — and the stop is as prompt as for any other child.
+//!
+//! ### Backing off, and ending the supervisor
+//!
+//! A child that fails while something it needs is down can wait before each restart
+//! ([`ChildSpec::backoff`] with a [`Backoff`]): the supervisor keeps serving meanwhile.
+//! A transient or temporary child marked [`significant`](ChildSpec::significant) ends its
+//! supervisor when it is done, as the supervisor's [`AutoShutdown`] says — a job runner
+//! that lives as long as its job.
 //!
 //! ## Restart types and strategies
 //!

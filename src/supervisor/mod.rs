@@ -350,8 +350,9 @@ impl Supervisor {
         self.owned.stop_and_join(true)
     }
 
-    /// Blocks until the supervisor exits on its own — which a static supervisor does only
-    /// when its restart intensity is exceeded — and joins its thread.
+    /// Blocks until the supervisor exits on its own — when its restart intensity is
+    /// exceeded, or when significant children end it (see
+    /// [`AutoShutdown`]), which is `Ok(())` — and joins its thread.
     ///
     /// # Errors
     ///
