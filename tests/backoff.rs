@@ -269,3 +269,46 @@ fn a_failed_restart_is_retried_after_its_backoff() {
     assert_eq!((failed, waits), (3, 4), "{seen:?}");
     let _ = sup.join();
 }
+
+#[test]
+fn stops_and_restarts_raced_against_due_restarts_lose_no_exit() {
+    use std::collections::HashSet;
+    for round in 0..150u64 {
+        let (sink, events) = unbounded();
+        let delay = Duration::from_micros(20 + round % 7 * 40);
+        let sup = Supervisor::builder()
+            .intensity(10_000, Duration::from_secs(60))
+            .event_sink(sink)
+            .child(failing("w").backoff(Backoff::fixed(delay)))
+            .child(idle("x"))
+            .start()
+            .unwrap();
+        let early = until(&events, |e| matches!(e, Event::RestartScheduled { .. }));
+        match round % 3 {
+            0 => {
+                sup.terminate_child("w").unwrap();
+                let w = &sup.which_children().unwrap()[0];
+                assert_eq!((w.status, w.restart_at), (ChildStatus::Stopped, None));
+                let _ = sup.restart_child("w");
+            }
+            1 => match sup.restart_child("w") {
+                Ok(_) | Err(SupervisorError::Running | SupervisorError::Restarting) => {}
+                Err(e) => panic!("{e}"),
+            },
+            _ => {}
+        }
+        sup.shutdown().unwrap();
+        // Every incarnation that started has its exit reported, once.
+        let (mut started, mut exited) = (HashSet::new(), HashSet::new());
+        for event in early.into_iter().chain(events.iter()) {
+            match event {
+                Event::ChildStarted { pid, .. } | Event::ChildRestarted { pid, .. } => {
+                    assert!(started.insert(pid));
+                }
+                Event::ChildExited { pid, .. } => assert!(exited.insert(pid)),
+                _ => {}
+            }
+        }
+        assert_eq!(started, exited, "round {round}");
+    }
+}

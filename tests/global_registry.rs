@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use parking_lot::Mutex;
-use steadfast::{registry, DynamicSupervisor, Pid, Supervisor, SupervisorRef};
+use steadfast::{
+    registry, DynamicSupervisor, DynamicSupervisorRef, Pid, Supervisor, SupervisorRef,
+};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -56,4 +58,26 @@ fn any_value_can_be_registered_and_looked_up_by_type() {
     registry().unregister("answer").unwrap();
     registry().unregister("greeting").unwrap();
     assert_eq!(registry().count(), 0);
+}
+
+#[test]
+fn typed_waits_return_the_typed_value_and_skip_other_types() {
+    use std::time::Duration;
+    let _s = SERIAL.lock();
+    let name = "global_registry::typed-wait";
+    // Registered from another thread meanwhile: the wait sees it.
+    let registrar = std::thread::spawn(move || Supervisor::builder().name(name).start().unwrap());
+    let (pid, handle) = registry()
+        .wait_for_registration_as::<SupervisorRef>(name, DEADLINE)
+        .unwrap();
+    assert_eq!(pid, handle.pid());
+    // The same name held with another type does not count: the wait times out.
+    let err = registry()
+        .wait_for_registration_as::<DynamicSupervisorRef>(name, Duration::from_millis(20))
+        .unwrap_err();
+    assert!(err.what.contains("DynamicSupervisorRef"), "{err}");
+    drop(registrar.join().unwrap());
+    assert!(registry()
+        .wait_for_registration_as::<SupervisorRef>(name, Duration::ZERO)
+        .is_err());
 }

@@ -199,3 +199,44 @@ fn auto_shutdown_under_one_for_all_reports_every_exit_once() {
         ]
     );
 }
+
+#[test]
+fn a_significant_exit_raced_against_a_shutdown_ends_cleanly_either_way() {
+    for round in 0..200u32 {
+        let (sink, events) = unbounded();
+        let (go_tx, go) = unbounded::<()>();
+        let job = ChildSpec::worker("job", move |_ctx| {
+            let _ = go.recv();
+            for _ in 0..(round % 13) * 50 {
+                std::hint::spin_loop();
+            }
+            Ok(())
+        })
+        .restart(Restart::Transient)
+        .significant(true);
+        let sup = Supervisor::builder()
+            .auto_shutdown(AutoShutdown::AnySignificant)
+            .event_sink(sink)
+            .child(idle("helper"))
+            .child(job)
+            .start()
+            .unwrap();
+        go_tx.send(()).unwrap();
+        if round % 2 == 0 {
+            sup.shutdown().unwrap();
+        } else {
+            sup.join().unwrap();
+        }
+        let exits: Vec<String> = events
+            .iter()
+            .filter(|e| matches!(e, steadfast::Event::ChildExited { .. }))
+            .map(|e| brief(&e))
+            .collect();
+        assert_eq!(exits.len(), 2, "round {round}: {exits:?}");
+        assert!(
+            exits[0] == "exited job normal" || exits[0] == "exited job shutdown",
+            "round {round}: {exits:?}"
+        );
+        assert_eq!(exits[1], "exited helper shutdown");
+    }
+}

@@ -117,6 +117,11 @@ pub(crate) const WORKER_SHUTDOWN: Duration = Duration::from_secs(5);
 impl ChildSpec {
     /// A worker child running `f` on its own thread.
     ///
+    /// **Worker or task?** A worker is a service that can start over from scratch — a
+    /// connection pool, a listener, a cache — so `f` is `Fn` and runs again on each
+    /// restart (permanent by default). For one piece of work that owns what it needs (an
+    /// accepted socket, a job) and must not run twice, use a [`task`](ChildSpec::task).
+    ///
     /// `f` is called once per incarnation. It returns `Ok(())` to exit normally (or, after
     /// its stop signal, with `Shutdown`), `Err(e)` to exit with [`ExitReason::Failed`].
     /// Returning one of the context's stop errors ([`Stopped`](crate::Stopped),
