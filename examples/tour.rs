@@ -70,8 +70,9 @@ fn is(kind: &'static str, id: &'static str) -> impl Fn(&Event) -> bool {
 }
 
 fn main() {
-    // Crashes are logged through `log`; keep them off stderr so the tour reads cleanly.
-    steadfast::route_panics_to_log();
+    // Each crash is printed from the event stream below; without a logger, steadfast
+    // leaves panics to the standard hook, so quiet it to keep the output readable.
+    std::panic::set_hook(Box::new(|_| {}));
 
     let (reader_tx, reader_rx) = orders();
     let (parser_tx, parser_rx) = orders();
