@@ -227,6 +227,7 @@ mod exit;
 mod hash;
 mod pid;
 mod registry;
+pub mod server;
 #[cfg(feature = "sessions")]
 pub mod session;
 pub mod supervisor;

@@ -1,0 +1,399 @@
+//! Servers: a child that owns a state value and serves typed requests — OTP's
+//! `gen_server` on a thread.
+//!
+//! A [`Server`] is built by a set-up function (`init`) for each incarnation, then answers
+//! [`call`](ServerRef::call)s (a request and its reply) and takes
+//! [`cast`](ServerRef::cast)s (a message, no reply), one at a time, in arrival order.
+//! Callers hold a [`ServerRef`], which points at the server's **mailbox**, not at one
+//! incarnation: it stays valid across restarts, clones freely, and can be found by name.
+//!
+//! ```
+//! use steadfast::server::{Server, ServerSpec};
+//! use steadfast::{Context, Supervisor};
+//!
+//! struct Counter(u64);
+//!
+//! impl Server for Counter {
+//!     type Call = ();    // "what is the count?"
+//!     type Reply = u64;
+//!     type Cast = u64;   // "add this"
+//!     fn handle_call(&mut self, _: (), _ctx: &Context) -> u64 {
+//!         self.0
+//!     }
+//!     fn handle_cast(&mut self, n: u64, _ctx: &Context) {
+//!         self.0 += n;
+//!     }
+//! }
+//!
+//! let (spec, counter) = ServerSpec::new("counter", |_ctx| Ok(Counter(0))).build();
+//! let sup = Supervisor::builder().child(spec).start()?;
+//! counter.cast(2)?;
+//! counter.cast(3)?;
+//! assert_eq!(counter.call(())?, 5); // served after the casts: one mailbox, in order
+//! # drop(sup);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What survives what
+//!
+//! | event                          | the mailbox                     | the call being handled            |
+//! |--------------------------------|---------------------------------|-----------------------------------|
+//! | a crash (panic in a callback)  | kept: the next incarnation serves it | fails at once: [`CallError::Exited`] with the panic |
+//! | a stop (terminate, shutdown, group restart) | queued calls fail: [`CallError::Stopped`] | finishes first (stops are cooperative) |
+//! | the server calls itself        | —                               | [`CallError::WouldDeadlock`], at once |
+//!
+//! Each incarnation starts from `init` — state is not carried over a restart, only the
+//! mailbox is. `init` runs before the server counts as started (its spec waits for it,
+//! within [`init_timeout`](ServerSpec::init_timeout)), so an `Err` from it fails the start
+//! with the cause. A call waits at most its timeout (5 s by default, OTP's), and never
+//! longer than the server takes to crash.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use once_cell::sync::Lazy;
+use parking_lot::RwLock;
+
+use crate::child::context::Context;
+use crate::child::spec::ChildSpec;
+use crate::error::{ChildError, RecvError};
+use crate::exit::{panic_reason, ExitReason};
+use crate::pid::Pid;
+use crate::registry::{registry, AnyValue, Registry};
+
+/// How long a call waits for its reply by default (OTP's `gen_server:call` default).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a server's `init` may take by default before its start fails.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The callbacks of a server: what it does with each request. `self` is its state.
+///
+/// Callbacks run on the server's own thread, one at a time. A panic in one crashes the
+/// server (its supervisor decides about a restart); the caller of the call being handled
+/// gets [`CallError::Exited`] with the panic at once.
+pub trait Server: Send + 'static {
+    /// A request that expects a reply.
+    type Call: Send + 'static;
+    /// The reply to a [`Call`](Server::Call). Use a `Result` for answers that can fail.
+    type Reply: Send + 'static;
+    /// A message that expects no reply. Use `()` (or an empty enum) for none.
+    type Cast: Send + 'static;
+
+    /// Answers a call.
+    fn handle_call(&mut self, request: Self::Call, ctx: &Context) -> Self::Reply;
+
+    /// Takes a cast. The default ignores it.
+    fn handle_cast(&mut self, message: Self::Cast, ctx: &Context) {
+        let _ = (message, ctx);
+    }
+
+    /// Runs once when the server is stopped (not after a crash: the state may be half
+    /// updated then). The default does nothing.
+    fn terminate(&mut self, ctx: &Context) {
+        let _ = ctx;
+    }
+}
+
+/// Why a call (or a cast) did not get through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply within the timeout. The request may still be served later.
+    #[error("the server did not reply within {0:?}")]
+    Timeout(Duration),
+    /// The server crashed while handling this very request.
+    #[error("the server exited while handling the call: {0}")]
+    Exited(ExitReason),
+    /// The server was stopped (or is stopping): the request was not served.
+    #[error("the server is stopped")]
+    Stopped,
+    /// A server called itself, which could only deadlock.
+    #[error("a server cannot call itself")]
+    WouldDeadlock,
+    /// No server is registered under that name (or with that request type).
+    #[error("no server named {0:?}")]
+    NoServer(String),
+}
+
+/// What reaches a server's mailbox.
+enum Envelope<S: Server> {
+    Call(S::Call, Sender<Result<S::Reply, CallError>>),
+    Cast(S::Cast),
+}
+
+/// Whether a mailbox takes requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Door {
+    /// Served now, or by the next incarnation (before the first start, after a crash).
+    Open,
+    /// Stopped: requests fail with `Stopped` until an incarnation opens it again.
+    Stopped,
+}
+
+/// A server's mailbox, shared by its spec (every incarnation reads it) and its handles.
+///
+/// The door protocol: a caller checks the door and queues under its read lock; a stop
+/// shuts the door under the write lock and then fails whatever is queued. So nothing is
+/// queued behind a stop and left unanswered.
+struct Mailbox<S: Server> {
+    tx: Sender<Envelope<S>>,
+    rx: Receiver<Envelope<S>>,
+    door: RwLock<Door>,
+    /// The incarnation serving now (0: none), to refuse a server's call to itself.
+    serving: AtomicU64,
+    name: Option<Arc<str>>,
+}
+
+impl<S: Server> Mailbox<S> {
+    fn post(&self, envelope: Envelope<S>) -> Result<(), CallError> {
+        let door = self.door.read();
+        match *door {
+            Door::Open => {
+                // The mailbox holds its own receiver: the send cannot fail.
+                let _ = self.tx.send(envelope);
+                Ok(())
+            }
+            Door::Stopped => Err(CallError::Stopped),
+        }
+    }
+
+    /// A stop: shut the door, fail what is queued.
+    fn shut(&self) {
+        *self.door.write() = Door::Stopped;
+        self.serving.store(0, Ordering::Release);
+        for envelope in self.rx.try_iter() {
+            if let Envelope::Call(_, reply) = envelope {
+                let _ = reply.send(Err(CallError::Stopped));
+            }
+        }
+    }
+
+    fn open(&self, pid: Pid) {
+        self.serving.store(pid.as_u64(), Ordering::Release);
+        *self.door.write() = Door::Open;
+    }
+}
+
+/// A handle on a server: call it, cast to it. Cheap to clone; valid across restarts
+/// (requests queue while it restarts after a crash).
+pub struct ServerRef<S: Server> {
+    mailbox: Arc<Mailbox<S>>,
+}
+
+impl<S: Server> Clone for ServerRef<S> {
+    fn clone(&self) -> Self {
+        ServerRef {
+            mailbox: self.mailbox.clone(),
+        }
+    }
+}
+
+impl<S: Server> fmt::Debug for ServerRef<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerRef")
+            .field("name", &self.mailbox.name)
+            .field("serving", &self.pid())
+            .field("queued", &self.mailbox.rx.len())
+            .finish()
+    }
+}
+
+/// Servers by the pid of their running incarnation, so that a pid (from
+/// `which_children`, a session) leads to the handle.
+static BY_PID: Lazy<Registry<Pid, AnyValue>> = Lazy::new(Registry::new);
+
+impl<S: Server> ServerRef<S> {
+    /// Sends `request` and waits for the reply, up to 5 s ([`DEFAULT_CALL_TIMEOUT`]).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Timeout`], [`CallError::Exited`] (it crashed handling this call),
+    /// [`CallError::Stopped`], [`CallError::WouldDeadlock`] (called from the server).
+    pub fn call(&self, request: S::Call) -> Result<S::Reply, CallError> {
+        self.call_timeout(request, DEFAULT_CALL_TIMEOUT)
+    }
+
+    /// [`call`](ServerRef::call) with a timeout of its own (`Duration::MAX`: no limit).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](ServerRef::call).
+    pub fn call_timeout(&self, request: S::Call, timeout: Duration) -> Result<S::Reply, CallError> {
+        let serving = self.mailbox.serving.load(Ordering::Acquire);
+        if serving != 0 && Pid::current_if_any().map(Pid::as_u64) == Some(serving) {
+            return Err(CallError::WouldDeadlock);
+        }
+        let (reply_tx, reply) = bounded(1);
+        self.mailbox.post(Envelope::Call(request, reply_tx))?;
+        match reply.recv_timeout(timeout) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => Err(CallError::Timeout(timeout)),
+            // Dropped unanswered: the mailbox went away with its server.
+            Err(RecvTimeoutError::Disconnected) => Err(CallError::Stopped),
+        }
+    }
+
+    /// Queues `message` for the server and returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Stopped`] if the server is stopped.
+    pub fn cast(&self, message: S::Cast) -> Result<(), CallError> {
+        self.mailbox.post(Envelope::Cast(message))
+    }
+
+    /// The pid of the incarnation serving now, if one is.
+    pub fn pid(&self) -> Option<Pid> {
+        Pid::from_raw(self.mailbox.serving.load(Ordering::Acquire))
+    }
+
+    /// Requests waiting in the mailbox.
+    pub fn queued(&self) -> usize {
+        self.mailbox.rx.len()
+    }
+
+    /// The server registered under `name` with these types, if any (a server is
+    /// registered while an incarnation runs; during a restart, it is not).
+    pub fn whereis(name: &str) -> Option<ServerRef<S>> {
+        registry().lookup_as::<ServerRef<S>>(name).map(|(_, s)| s)
+    }
+
+    /// Waits up to `timeout` for a server of these types to be registered under `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::NoServer`] if none is within the time.
+    pub fn wait_for(name: &str, timeout: Duration) -> Result<ServerRef<S>, CallError> {
+        registry()
+            .wait_for_registration_as::<ServerRef<S>>(name, timeout)
+            .map(|(_, s)| s)
+            .map_err(|_| CallError::NoServer(name.to_owned()))
+    }
+
+    /// The server of these types whose incarnation runs as `pid`, if any.
+    pub fn from_pid(pid: Pid) -> Option<ServerRef<S>> {
+        let (_, any) = BY_PID.lookup(&pid)?;
+        any.downcast_ref::<ServerRef<S>>().cloned()
+    }
+}
+
+/// Builds a server's child spec and its handle.
+#[must_use = "a server spec does nothing until `build` and a supervisor start it"]
+pub struct ServerSpec<S: Server> {
+    id: String,
+    init: Arc<Init<S>>,
+    name: Option<String>,
+    init_timeout: Duration,
+}
+
+type Init<S> = dyn Fn(&Context) -> Result<S, ChildError> + Send + Sync;
+
+impl<S: Server> fmt::Debug for ServerSpec<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSpec")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("init_timeout", &self.init_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Server> ServerSpec<S> {
+    /// A server with child id `id`, whose every incarnation starts with `init`.
+    pub fn new<F>(id: impl Into<String>, init: F) -> ServerSpec<S>
+    where
+        F: Fn(&Context) -> Result<S, ChildError> + Send + Sync + 'static,
+    {
+        ServerSpec {
+            id: id.into(),
+            init: Arc::new(init),
+            name: None,
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+        }
+    }
+
+    /// Registers each incarnation under `name` in the global registry, so that
+    /// [`ServerRef::whereis`] finds it. A name held by another live process fails the
+    /// start.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How long `init` may take before the start fails (default 5 s).
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = timeout;
+        self
+    }
+
+    /// The child spec to give a supervisor, and the handle to call it by.
+    ///
+    /// The spec is a permanent worker (change that with its own builder methods). One
+    /// spec is one server: its clones share one mailbox, so start it once.
+    pub fn build(self) -> (ChildSpec, ServerRef<S>) {
+        let (tx, rx) = unbounded();
+        let mailbox = Arc::new(Mailbox {
+            tx,
+            rx,
+            door: RwLock::new(Door::Open),
+            serving: AtomicU64::new(0),
+            name: self.name.as_deref().map(Arc::from),
+        });
+        let handle = ServerRef { mailbox };
+        let served = handle.clone();
+        let (init, name) = (self.init, self.name);
+        let spec = ChildSpec::worker(self.id, move |ctx| {
+            serve(ctx, &*init, name.as_deref(), &served)
+        })
+        .ready_timeout(self.init_timeout);
+        (spec, handle)
+    }
+}
+
+/// One incarnation: set up, register, serve until stopped.
+fn serve<S: Server>(
+    ctx: &Context,
+    init: &Init<S>,
+    name: Option<&str>,
+    handle: &ServerRef<S>,
+) -> Result<(), ChildError> {
+    let mut state = init(ctx)?;
+    if let Some(name) = name {
+        registry().register_value(name, handle.clone())?;
+    }
+    let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
+    let mailbox = &handle.mailbox;
+    mailbox.open(ctx.pid());
+    ctx.ready();
+    loop {
+        match ctx.recv(&mailbox.rx) {
+            Ok(Envelope::Call(request, reply)) => {
+                let answer =
+                    panic::catch_unwind(AssertUnwindSafe(|| state.handle_call(request, ctx)));
+                match answer {
+                    Ok(answer) => {
+                        let _ = reply.send(Ok(answer));
+                    }
+                    Err(payload) => {
+                        // The caller learns why at once; then the crash goes on as usual.
+                        let reason = ExitReason::Panicked(panic_reason(&*payload));
+                        let _ = reply.send(Err(CallError::Exited(reason)));
+                        panic::resume_unwind(payload);
+                    }
+                }
+            }
+            Ok(Envelope::Cast(message)) => state.handle_cast(message, ctx),
+            Err(RecvError::Stopped) => break,
+            // The mailbox holds a sender itself: it never disconnects.
+            Err(RecvError::Disconnected) => break,
+        }
+    }
+    mailbox.shut();
+    state.terminate(ctx);
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Servers (`gen_server` on a thread): ordering, set-up, a mailbox that survives a crash,
+//! a call that fails at once when its server crashes, timeouts, stops, self-calls, names.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use once_cell::sync::OnceCell;
+use steadfast::channel::{unbounded, Receiver, Sender};
+use steadfast::server::{CallError, Server, ServerRef, ServerSpec};
+use steadfast::{Context, ExitReason, StartError, Supervisor};
+
+/// A list that records what it is told, with knobs for crashing and blocking.
+struct Log {
+    items: Vec<u32>,
+    incarnation: u64,
+    me: Arc<OnceCell<ServerRef<Log>>>,
+}
+
+enum Req {
+    Get,
+    Incarnation,
+    Panic(&'static str),
+    /// Blocks until the gate sends (or the stop is raised).
+    Block(Receiver<()>),
+    CallMyself,
+}
+
+enum Msg {
+    Push(u32),
+    Crash,
+    Block(Receiver<()>),
+}
+
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Items(Vec<u32>),
+    Incarnation(u64),
+    Unblocked,
+    Myself(Result<(), CallError>),
+}
+
+impl Server for Log {
+    type Call = Req;
+    type Reply = Answer;
+    type Cast = Msg;
+
+    fn handle_call(&mut self, request: Req, ctx: &Context) -> Answer {
+        match request {
+            Req::Get => Answer::Items(self.items.clone()),
+            Req::Incarnation => Answer::Incarnation(self.incarnation),
+            Req::Panic(msg) => panic!("{msg}"),
+            Req::Block(gate) => {
+                let _ = ctx.recv(&gate);
+                Answer::Unblocked
+            }
+            Req::CallMyself => {
+                let me = self.me.get().unwrap();
+                Answer::Myself(me.call(Req::Get).map(drop))
+            }
+        }
+    }
+
+    fn handle_cast(&mut self, message: Msg, ctx: &Context) {
+        match message {
+            Msg::Push(n) => self.items.push(n),
+            Msg::Crash => panic!("told to crash"),
+            Msg::Block(gate) => {
+                let _ = ctx.recv(&gate);
+            }
+        }
+    }
+}
+
+fn log_server(id: &str) -> (steadfast::ChildSpec, ServerRef<Log>) {
+    let me = Arc::new(OnceCell::new());
+    let slot = me.clone();
+    let (spec, handle) = ServerSpec::new(id, move |ctx: &Context| {
+        Ok(Log {
+            items: Vec::new(),
+            incarnation: ctx.incarnation(),
+            me: slot.clone(),
+        })
+    })
+    .build();
+    me.set(handle.clone()).unwrap();
+    (spec, handle)
+}
+
+fn gate() -> (Sender<()>, Receiver<()>) {
+    unbounded()
+}
+
+#[test]
+fn casts_and_calls_are_served_in_arrival_order() {
+    let (spec, log) = log_server("log");
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    for n in 0..100 {
+        log.cast(Msg::Push(n)).unwrap();
+    }
+    assert_eq!(
+        log.call(Req::Get).unwrap(),
+        Answer::Items((0..100).collect())
+    );
+    drop(sup);
+}
+
+#[test]
+fn requests_sent_before_the_start_are_served_once_it_runs() {
+    let (spec, log) = log_server("early");
+    log.cast(Msg::Push(7)).unwrap();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    assert_eq!(log.call(Req::Get).unwrap(), Answer::Items(vec![7]));
+    drop(sup);
+}
+
+#[test]
+fn a_failing_set_up_fails_the_start_with_its_cause() {
+    let (spec, _handle) =
+        ServerSpec::<Log>::new("db", |_ctx| Err("cannot open the database".into())).build();
+    let err = Supervisor::builder().child(spec).start().unwrap_err();
+    assert!(matches!(err, StartError::ChildExited { .. }), "{err}");
+    assert!(
+        err.to_string().contains("cannot open the database"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_restart_starts_from_set_up_and_the_queue_survives_the_crash() {
+    let (spec, log) = log_server("survivor");
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    log.cast(Msg::Push(1)).unwrap();
+    let (open, shut) = gate();
+    log.cast(Msg::Block(shut)).unwrap();
+    // Queued behind the block: the crash, then work for whoever serves next.
+    log.cast(Msg::Crash).unwrap();
+    log.cast(Msg::Push(2)).unwrap();
+    log.cast(Msg::Push(3)).unwrap();
+    open.send(()).unwrap();
+    // The new incarnation started from set-up (the 1 is gone) and served the queue.
+    assert_eq!(log.call(Req::Get).unwrap(), Answer::Items(vec![2, 3]));
+    assert_eq!(log.call(Req::Incarnation).unwrap(), Answer::Incarnation(1));
+    drop(sup);
+}
+
+#[test]
+fn a_crash_mid_call_fails_that_call_at_once_with_the_reason() {
+    let (spec, log) = log_server("crashy");
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    // A long timeout: waiting it out would be a failure of its own.
+    let got = log.call_timeout(Req::Panic("bad request"), Duration::from_secs(60));
+    assert_eq!(
+        got,
+        Err(CallError::Exited(ExitReason::Panicked(
+            "bad request".into()
+        )))
+    );
+    // And it is back.
+    assert_eq!(log.call(Req::Get).unwrap(), Answer::Items(vec![]));
+    drop(sup);
+}
+
+#[test]
+fn a_call_that_takes_too_long_times_out() {
+    let (spec, log) = log_server("slow");
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let (open, shut) = gate();
+    let got = log.call_timeout(Req::Block(shut), Duration::from_millis(30));
+    assert_eq!(got, Err(CallError::Timeout(Duration::from_millis(30))));
+    open.send(()).unwrap();
+    assert_eq!(log.call(Req::Get).unwrap(), Answer::Items(vec![]));
+    drop(sup);
+}
+
+#[test]
+fn calls_queued_behind_a_stop_and_calls_after_it_fail_with_stopped() {
+    let (spec, log) = log_server("stopping");
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let (_open, shut) = gate();
+    log.cast(Msg::Block(shut)).unwrap();
+    let queued = {
+        let log = log.clone();
+        std::thread::spawn(move || log.call_timeout(Req::Get, Duration::from_secs(60)))
+    };
+    steadfast::wait::until(DEADLINE, || log.queued() == 1).unwrap();
+    // The block wakes on the stop; the queued call is failed, not left to time out.
+    sup.terminate_child("stopping").unwrap();
+    assert_eq!(queued.join().unwrap(), Err(CallError::Stopped));
+    assert_eq!(log.call(Req::Get), Err(CallError::Stopped));
+    assert_eq!(log.cast(Msg::Push(1)), Err(CallError::Stopped));
+    // Restarted by hand: it serves again, through the same handle.
+    sup.restart_child("stopping").unwrap();
+    assert_eq!(log.call(Req::Get).unwrap(), Answer::Items(vec![]));
+}
+
+#[test]
+fn a_server_calling_itself_gets_an_error_not_a_deadlock() {
+    let (spec, log) = log_server("narcissus");
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let got = log.call_timeout(Req::CallMyself, Duration::from_secs(60));
+    assert_eq!(got, Ok(Answer::Myself(Err(CallError::WouldDeadlock))));
+    drop(sup);
+}
+
+#[test]
+fn a_named_server_is_found_again_after_a_restart_and_old_handles_keep_working() {
+    let me = Arc::new(OnceCell::new());
+    let slot = me.clone();
+    let (spec, handle) = ServerSpec::new("named", move |ctx: &Context| {
+        Ok(Log {
+            items: Vec::new(),
+            incarnation: ctx.incarnation(),
+            me: slot.clone(),
+        })
+    })
+    .name("tests::servers::named")
+    .build();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let found = ServerRef::<Log>::whereis("tests::servers::named").unwrap();
+    let first = found.pid().unwrap();
+    assert_eq!(
+        ServerRef::<Log>::from_pid(first).unwrap().pid(),
+        Some(first)
+    );
+    let gone = steadfast::monitor(first);
+    let _ = found.call(Req::Panic("restart me"));
+    // Its name went with the old incarnation, before its exit was observable.
+    gone.recv_timeout(DEADLINE).unwrap();
+    let again = ServerRef::<Log>::wait_for("tests::servers::named", DEADLINE).unwrap();
+    assert_ne!(again.pid(), Some(first));
+    // Every handle reaches the new incarnation: the one from build, the first look-up.
+    assert_eq!(
+        handle.call(Req::Incarnation).unwrap(),
+        Answer::Incarnation(1)
+    );
+    assert_eq!(
+        found.call(Req::Incarnation).unwrap(),
+        Answer::Incarnation(1)
+    );
+    // A look-up with other types finds nothing.
+    struct Other;
+    impl Server for Other {
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        fn handle_call(&mut self, _: (), _: &Context) {}
+    }
+    assert!(ServerRef::<Other>::whereis("tests::servers::named").is_none());
+    drop(sup);
+    assert!(ServerRef::<Log>::whereis("tests::servers::named").is_none());
+    drop(me);
+}
+
+#[test]
+fn many_callers_racing_crashes_each_get_an_answer_or_a_reason() {
+    let (spec, log) = log_server("busy");
+    let sup = Supervisor::builder()
+        .intensity(1_000, Duration::from_secs(10))
+        .child(spec)
+        .start()
+        .unwrap();
+    let callers: Vec<_> = (0..4)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut crashed) = (0, 0);
+                for i in 0..300 {
+                    let req = if (i + t) % 29 == 0 {
+                        Req::Panic("storm")
+                    } else {
+                        Req::Get
+                    };
+                    match log.call_timeout(req, Duration::from_secs(30)) {
+                        Ok(_) => ok += 1,
+                        Err(CallError::Exited(_)) => crashed += 1,
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+                (ok, crashed)
+            })
+        })
+        .collect();
+    let (mut ok, mut crashed) = (0, 0);
+    for c in callers {
+        let (o, cr) = c.join().unwrap();
+        ok += o;
+        crashed += cr;
+    }
+    assert_eq!(ok + crashed, 1200);
+    assert!(crashed > 0);
+    drop(sup);
+}
