@@ -226,6 +226,7 @@ mod error;
 mod exit;
 mod hash;
 mod pid;
+pub mod pool;
 mod registry;
 pub mod server;
 #[cfg(feature = "sessions")]

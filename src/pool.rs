@@ -1,0 +1,493 @@
+//! Job pools: N workers over one job queue, under a supervisor, losing nothing.
+//!
+//! A [`Pool`] runs a job function over jobs submitted from any thread. Its promise, the
+//! pool invariant: every job submitted is, in the end, exactly one of **done** (its
+//! function returned `Ok` — and it is never run again after that), **dead-lettered**
+//! (it failed `max_attempts` times, by returning `Err` or by crashing its worker; it is
+//! handed to the dead-letter sink with the last reason), or **handed back** by
+//! [`shutdown`](Pool::shutdown) (never started, or interrupted by the shutdown).
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::pool::Pool;
+//!
+//! let (results, done) = steadfast::channel::unbounded();
+//! let pool = Pool::builder(4, move |n: &u64, _ctx| {
+//!     results.send(n * n)?;
+//!     Ok(())
+//! })
+//! .start()?;
+//! for n in 0..100 {
+//!     pool.submit(n)?;
+//! }
+//! pool.drain(Duration::from_secs(10))?;
+//! assert_eq!(done.try_iter().count(), 100);
+//! assert!(pool.shutdown().is_empty()); // nothing left to hand back
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## How a job survives its worker
+//!
+//! Each worker owns an in-flight slot that outlives its incarnations. It moves a job
+//! from the queue into the slot, runs the function on it by reference, and empties the
+//! slot once the function returned `Ok`. If the function panics, the worker crashes and
+//! its supervisor restarts it; the new incarnation finds the job in its slot, counts the
+//! failed attempt (with the crash's reason, from
+//! [`Context::previous_exit`](crate::Context::previous_exit)) and runs it again, or
+//! dead-letters it once it has had `max_attempts`. A function that returns `Err` counts
+//! an attempt the same way, without a crash.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
+
+use crate::child::context::Context;
+use crate::child::spec::ChildSpec;
+use crate::error::{is_stop_error, ChildError, RecvError, StartError, SupervisorError};
+use crate::exit::ExitReason;
+use crate::supervisor::{Supervisor, SupervisorBuilder};
+use crate::wait::{self, Timeout};
+
+/// A job's function: runs on a worker's thread, with the job by reference (so that the
+/// job outlives a panic in it).
+type Work<J> = dyn Fn(&J, &Context) -> Result<(), ChildError> + Send + Sync;
+
+/// A job that failed `max_attempts` times, with why its last attempt failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DeadLetter<J> {
+    /// The job.
+    pub job: J,
+    /// How many times it was tried.
+    pub attempts: u32,
+    /// How its last attempt ended: `Failed` (the function returned `Err`) or `Panicked`
+    /// (it crashed its worker), or `Killed`.
+    pub reason: ExitReason,
+}
+
+/// Counts of a pool's jobs. `submitted == done + dead_lettered + handed_back + queued +
+/// in_flight` at every quiet moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Jobs accepted by `submit` / `try_submit`.
+    pub submitted: u64,
+    /// Jobs whose function returned `Ok`.
+    pub done: u64,
+    /// Jobs given up on after `max_attempts`.
+    pub dead_lettered: u64,
+    /// Jobs returned by `shutdown`.
+    pub handed_back: u64,
+    /// Jobs waiting in the queue.
+    pub queued: usize,
+}
+
+/// Why a job was not accepted; the job comes back with it.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError<J> {
+    /// The queue is full (`try_submit` only; `submit` waits).
+    #[error("the pool's queue is full")]
+    Full(J),
+    /// The pool is shut down (or shutting down).
+    #[error("the pool is shut down")]
+    Closed(J),
+}
+
+impl<J> fmt::Debug for SubmitError<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::Full(_) => f.write_str("Full(..)"),
+            SubmitError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<J> SubmitError<J> {
+    /// The job that was not accepted.
+    pub fn into_job(self) -> J {
+        match self {
+            SubmitError::Full(job) | SubmitError::Closed(job) => job,
+        }
+    }
+}
+
+/// A job and the attempts made at it.
+struct Entry<J> {
+    job: J,
+    attempts: u32,
+}
+
+/// A worker's in-flight slot: the job it is running, kept across its crashes.
+type Slot<J> = Arc<Mutex<Option<Entry<J>>>>;
+
+/// What the pool's handle and its workers share.
+struct Shared<J> {
+    queue_tx: Sender<Entry<J>>,
+    queue_rx: Receiver<Entry<J>>,
+    work: Arc<Work<J>>,
+    max_attempts: u32,
+    dead_letters: Option<Sender<DeadLetter<J>>>,
+    slots: Vec<Slot<J>>,
+    /// Set by `shutdown`: no job is accepted after it.
+    closed: AtomicBool,
+    /// Submitters between their check of `closed` and the end of their send.
+    submitting: AtomicUsize,
+    submitted: AtomicU64,
+    done: AtomicU64,
+    dead: AtomicU64,
+    handed_back: AtomicU64,
+}
+
+impl<J: Send + 'static> Shared<J> {
+    /// A worker incarnation: first the job a crashed incarnation left in the slot, then
+    /// jobs from the queue until the stop.
+    fn worker(&self, ctx: &Context, slot: &Slot<J>) -> Result<(), ChildError> {
+        if slot.lock().is_some() {
+            let reason = ctx.previous_exit().cloned().unwrap_or(ExitReason::Killed);
+            if self.failed(slot, reason) {
+                self.run(ctx, slot);
+            }
+        }
+        loop {
+            let entry = match ctx.recv(&self.queue_rx) {
+                Ok(entry) => entry,
+                Err(RecvError::Stopped | RecvError::Disconnected) => return Ok(()),
+            };
+            *slot.lock() = Some(entry);
+            self.run(ctx, slot);
+        }
+    }
+
+    /// Runs the job in `slot` until it is done, dead-lettered, or interrupted by a stop
+    /// (then it stays in the slot, for `shutdown` to hand back). A panic unwinds out of
+    /// here with the job still in the slot.
+    fn run(&self, ctx: &Context, slot: &Slot<J>) {
+        loop {
+            let outcome = {
+                let entry = slot.lock();
+                match entry.as_ref() {
+                    Some(entry) => (self.work)(&entry.job, ctx),
+                    None => return,
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    // Out of the slot before it counts: never run again.
+                    drop(slot.lock().take());
+                    self.done.fetch_add(1, Ordering::AcqRel);
+                    return;
+                }
+                Err(e) if ctx.is_stopping() || is_stop_error(&e) => return,
+                Err(e) => {
+                    if !self.failed(slot, ExitReason::failed(e)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a failed attempt at the job in `slot`; `true` if it is to be tried again,
+    /// else it has been dead-lettered.
+    fn failed(&self, slot: &Slot<J>, reason: ExitReason) -> bool {
+        let mut guard = slot.lock();
+        let Some(entry) = guard.as_mut() else {
+            return false;
+        };
+        entry.attempts = entry.attempts.saturating_add(1);
+        if entry.attempts < self.max_attempts {
+            return true;
+        }
+        let Entry { job, attempts } = guard.take().expect("checked above");
+        drop(guard);
+        log::warn!("pool: a job failed {attempts} times and is dead-lettered: {reason}");
+        self.dead.fetch_add(1, Ordering::AcqRel);
+        if let Some(sink) = &self.dead_letters {
+            let _ = sink.send(DeadLetter {
+                job,
+                attempts,
+                reason,
+            });
+        }
+        false
+    }
+
+    /// Not done, not dead-lettered: in the queue or in the slots. Quiet moments only.
+    fn pending(&self) -> u64 {
+        let settled = self.done.load(Ordering::Acquire)
+            + self.dead.load(Ordering::Acquire)
+            + self.handed_back.load(Ordering::Acquire);
+        self.submitted
+            .load(Ordering::Acquire)
+            .saturating_sub(settled)
+    }
+}
+
+/// Settings for a [`Pool`]; from [`Pool::builder`].
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct PoolBuilder<J> {
+    workers: usize,
+    work: Arc<Work<J>>,
+    capacity: usize,
+    max_attempts: u32,
+    dead_letters: Option<Sender<DeadLetter<J>>>,
+    intensity: (u32, Duration),
+    name: Option<String>,
+}
+
+impl<J> fmt::Debug for PoolBuilder<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("workers", &self.workers)
+            .field("capacity", &self.capacity)
+            .field("max_attempts", &self.max_attempts)
+            .field("dead_letters", &self.dead_letters.is_some())
+            .field("intensity", &self.intensity)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<J: Send + 'static> PoolBuilder<J> {
+    /// The queue's capacity: `submit` waits while it is full (default 1,024).
+    pub fn capacity(mut self, jobs: usize) -> Self {
+        self.capacity = jobs;
+        self
+    }
+
+    /// How many times a job is tried before it is dead-lettered (default 3).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Where dead-lettered jobs go (default: logged and dropped, still counted).
+    pub fn dead_letters(mut self, sink: Sender<DeadLetter<J>>) -> Self {
+        self.dead_letters = Some(sink);
+        self
+    }
+
+    /// The workers' supervisor's restart intensity (default 100 in 1 s: each job that
+    /// crashes its worker costs one restart).
+    pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
+        self.intensity = (restarts, period);
+        self
+    }
+
+    /// Names the workers' supervisor (and their threads).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::InvalidSpec`] for zero workers, a zero capacity or zero attempts;
+    /// whatever starting the supervisor returns.
+    pub fn start(self) -> Result<Pool<J>, StartError> {
+        let invalid = |why: &str| Err(StartError::InvalidSpec(format!("pool: {why}")));
+        if self.workers == 0 {
+            return invalid("it needs at least one worker");
+        }
+        if self.capacity == 0 {
+            return invalid("its queue capacity must not be zero");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts must be at least 1");
+        }
+        let (queue_tx, queue_rx) = bounded(self.capacity);
+        let shared = Arc::new(Shared {
+            queue_tx,
+            queue_rx,
+            work: self.work,
+            max_attempts: self.max_attempts,
+            dead_letters: self.dead_letters,
+            slots: (0..self.workers).map(|_| Slot::default()).collect(),
+            closed: AtomicBool::new(false),
+            submitting: AtomicUsize::new(0),
+            submitted: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+            handed_back: AtomicU64::new(0),
+        });
+        let workers = shared.slots.iter().enumerate().map(|(i, slot)| {
+            let (shared, slot) = (shared.clone(), slot.clone());
+            ChildSpec::worker(format!("worker-{i}"), move |ctx| shared.worker(ctx, &slot))
+        });
+        let mut sup = SupervisorBuilder::default()
+            .intensity(self.intensity.0, self.intensity.1)
+            .children(workers);
+        if let Some(name) = self.name {
+            sup = sup.name(name);
+        }
+        Ok(Pool {
+            sup: Mutex::new(Some(sup.start()?)),
+            shared,
+        })
+    }
+}
+
+/// A running job pool; see the [module docs](crate::pool). Dropping it shuts it down
+/// (the jobs it would hand back are dropped).
+pub struct Pool<J> {
+    sup: Mutex<Option<Supervisor>>,
+    shared: Arc<Shared<J>>,
+}
+
+impl<J> fmt::Debug for Pool<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.shared.slots.len())
+            .field("queued", &self.shared.queue_rx.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<J: Send + 'static> Pool<J> {
+    /// Settings for a pool of `workers` running `work` on each job.
+    pub fn builder<F>(workers: usize, work: F) -> PoolBuilder<J>
+    where
+        F: Fn(&J, &Context) -> Result<(), ChildError> + Send + Sync + 'static,
+    {
+        PoolBuilder {
+            workers,
+            work: Arc::new(work),
+            capacity: 1024,
+            max_attempts: 3,
+            dead_letters: None,
+            intensity: (100, Duration::from_secs(1)),
+            name: None,
+        }
+    }
+
+    /// Queues a job, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Closed`] (with the job) once the pool is shut down — also for a
+    /// submit that was waiting for room when the shutdown began.
+    pub fn submit(&self, job: J) -> Result<(), SubmitError<J>> {
+        self.enqueue(job, true)
+    }
+
+    /// Queues a job if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Full`] or [`SubmitError::Closed`], with the job.
+    pub fn try_submit(&self, job: J) -> Result<(), SubmitError<J>> {
+        self.enqueue(job, false)
+    }
+
+    /// The submit protocol against a shutdown: announce (`submitting`), then check
+    /// `closed`; the shutdown sets `closed`, then waits for no announced submitter
+    /// before it drains the queue. Both sides use `SeqCst`, so either the submitter sees
+    /// `closed`, or the shutdown sees it announced and waits for its send.
+    fn enqueue(&self, job: J, wait: bool) -> Result<(), SubmitError<J>> {
+        let shared = &self.shared;
+        shared.submitting.fetch_add(1, Ordering::SeqCst);
+        let result = self.send(job, wait);
+        if result.is_ok() {
+            shared.submitted.fetch_add(1, Ordering::AcqRel);
+        }
+        shared.submitting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn send(&self, job: J, wait: bool) -> Result<(), SubmitError<J>> {
+        let shared = &self.shared;
+        let mut entry = Entry { job, attempts: 0 };
+        loop {
+            if shared.closed.load(Ordering::SeqCst) {
+                return Err(SubmitError::Closed(entry.job));
+            }
+            if !wait {
+                return match shared.queue_tx.try_send(entry) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) => {
+                        Err(SubmitError::Full(e.job))
+                    }
+                };
+            }
+            // Wakes now and then to see a shutdown that began while it waited.
+            match shared
+                .queue_tx
+                .send_timeout(entry, Duration::from_millis(10))
+            {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(e) | SendTimeoutError::Disconnected(e)) => entry = e,
+            }
+        }
+    }
+
+    /// Waits until every job submitted so far is done or dead-lettered.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if jobs are still pending when the time is up.
+    pub fn drain(&self, timeout: Duration) -> Result<(), Timeout> {
+        wait::until_some(timeout, "the pool to drain", || {
+            (self.shared.pending() == 0).then_some(())
+        })
+    }
+
+    /// The pool's counts.
+    pub fn stats(&self) -> PoolStats {
+        let s = &self.shared;
+        PoolStats {
+            submitted: s.submitted.load(Ordering::Acquire),
+            done: s.done.load(Ordering::Acquire),
+            dead_lettered: s.dead.load(Ordering::Acquire),
+            handed_back: s.handed_back.load(Ordering::Acquire),
+            queued: s.queue_rx.len(),
+        }
+    }
+
+    /// Stops taking jobs, stops the workers (a job being run finishes first, within the
+    /// workers' shutdown timeout), and hands back every job not done nor dead-lettered:
+    /// those never started, and those a stop interrupted. Calling it again returns
+    /// nothing more.
+    ///
+    /// A job whose worker had to be abandoned (still running past its shutdown timeout)
+    /// is neither handed back nor counted; the log says so.
+    pub fn shutdown(&self) -> Vec<J> {
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::SeqCst);
+        while shared.submitting.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
+        let sup = self.sup.lock().take();
+        if let Some(sup) = sup {
+            match sup.shutdown() {
+                Ok(()) | Err(SupervisorError::IntensityExceeded { .. }) => {}
+                Err(e) => log::warn!("pool: its supervisor ended with: {e}"),
+            }
+        }
+        let mut back: Vec<J> = shared.queue_rx.try_iter().map(|e| e.job).collect();
+        for slot in &shared.slots {
+            match slot.try_lock() {
+                Some(mut entry) => back.extend(entry.take().map(|e| e.job)),
+                None => log::warn!("pool: a job is still running on an abandoned worker"),
+            }
+        }
+        shared
+            .handed_back
+            .fetch_add(back.len() as u64, Ordering::AcqRel);
+        back
+    }
+}
+
+impl<J> Drop for Pool<J> {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        // Dropping the supervisor stops and joins the workers.
+        drop(self.sup.lock().take());
+    }
+}

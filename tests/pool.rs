@@ -1,0 +1,271 @@
+//! Job pools: retries, dead letters, backpressure, drain, shutdown hand-back, and the
+//! invariant (submitted = done + dead-lettered + handed back, nothing run again after it
+//! succeeded) under a crash storm with several submitters.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use steadfast::channel::{unbounded, Receiver};
+use steadfast::pool::{Pool, SubmitError};
+use steadfast::{ExitReason, StartError};
+
+#[test]
+fn every_job_runs_and_drain_waits_for_them() {
+    let (tx, rx) = unbounded();
+    let pool = Pool::builder(3, move |n: &u32, _ctx| {
+        tx.send(*n)?;
+        Ok(())
+    })
+    .start()
+    .unwrap();
+    for n in 0..500 {
+        pool.submit(n).unwrap();
+    }
+    pool.drain(DEADLINE).unwrap();
+    let mut got: Vec<u32> = rx.try_iter().collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..500).collect::<Vec<_>>());
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.submitted, stats.done, stats.dead_lettered),
+        (500, 500, 0)
+    );
+    assert!(pool.shutdown().is_empty());
+}
+
+#[test]
+fn a_job_that_crashes_its_worker_is_retried_then_succeeds() {
+    let tries: Arc<Mutex<HashMap<u32, u32>>> = Arc::default();
+    let t = tries.clone();
+    let pool = Pool::builder(2, move |n: &u32, _ctx| {
+        let attempt = {
+            let mut tries = t.lock().unwrap();
+            let e = tries.entry(*n).or_insert(0);
+            *e += 1;
+            *e
+        };
+        if *n == 7 && attempt < 3 {
+            panic!("flaky job, attempt {attempt}");
+        }
+        Ok(())
+    })
+    .start()
+    .unwrap();
+    for n in 0..20 {
+        pool.submit(n).unwrap();
+    }
+    pool.drain(DEADLINE).unwrap();
+    assert_eq!(tries.lock().unwrap()[&7], 3);
+    let stats = pool.stats();
+    assert_eq!((stats.done, stats.dead_lettered), (20, 0));
+}
+
+#[test]
+fn a_job_that_keeps_failing_is_dead_lettered_with_the_reason() {
+    let (dead_tx, dead) = unbounded();
+    let pool = Pool::builder(2, |n: &u32, _ctx| match n {
+        1 => panic!("poison {n}"),
+        2 => Err(format!("bad input {n}").into()),
+        _ => Ok(()),
+    })
+    .max_attempts(3)
+    .dead_letters(dead_tx)
+    .start()
+    .unwrap();
+    for n in 0..5 {
+        pool.submit(n).unwrap();
+    }
+    pool.drain(DEADLINE).unwrap();
+    let mut letters: Vec<_> = dead.try_iter().collect();
+    letters.sort_by_key(|l| l.job);
+    assert_eq!(letters.len(), 2);
+    assert_eq!((letters[0].job, letters[0].attempts), (1, 3));
+    assert_eq!(letters[0].reason, ExitReason::Panicked("poison 1".into()));
+    assert_eq!((letters[1].job, letters[1].attempts), (2, 3));
+    assert_eq!(letters[1].reason, ExitReason::Failed("bad input 2".into()));
+    let stats = pool.stats();
+    assert_eq!((stats.done, stats.dead_lettered), (3, 2));
+}
+
+/// A pool whose one worker blocks each job until the gate lets it through (or a stop).
+fn gated(capacity: usize) -> (Pool<u32>, steadfast::channel::Sender<()>, Receiver<u32>) {
+    let (open, gate) = unbounded::<()>();
+    let (started_tx, started) = unbounded();
+    let pool = Pool::builder(1, move |n: &u32, ctx| {
+        started_tx.send(*n)?;
+        ctx.recv(&gate)?;
+        Ok(())
+    })
+    .capacity(capacity)
+    .start()
+    .unwrap();
+    (pool, open, started)
+}
+
+#[test]
+fn a_full_queue_refuses_try_submit_and_makes_submit_wait() {
+    let (pool, open, started) = gated(2);
+    pool.submit(0).unwrap();
+    assert_eq!(started.recv_timeout(DEADLINE).unwrap(), 0); // the worker holds job 0
+    pool.submit(1).unwrap();
+    pool.submit(2).unwrap();
+    match pool.try_submit(3) {
+        Err(SubmitError::Full(job)) => assert_eq!(job, 3),
+        other => panic!("{other:?}"),
+    }
+    let pool = Arc::new(pool);
+    let waiting = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.submit(3))
+    };
+    // Room is made only by the worker taking job 1.
+    open.send(()).unwrap();
+    waiting.join().unwrap().unwrap();
+    for _ in 0..3 {
+        open.send(()).unwrap();
+    }
+    pool.drain(DEADLINE).unwrap();
+    assert_eq!(pool.stats().done, 4);
+}
+
+#[test]
+fn shutdown_hands_back_the_jobs_not_done_and_then_refuses_more() {
+    let (pool, _open, started) = gated(100);
+    for n in 0..10 {
+        pool.submit(n).unwrap();
+    }
+    assert_eq!(started.recv_timeout(DEADLINE).unwrap(), 0);
+    // Job 0 is interrupted by the stop (its wait returns Stopped): handed back too.
+    let mut back = pool.shutdown();
+    back.sort_unstable();
+    assert_eq!(back, (0..10).collect::<Vec<_>>());
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.submitted, stats.done, stats.handed_back),
+        (10, 0, 10)
+    );
+    match pool.submit(11) {
+        Err(SubmitError::Closed(job)) => assert_eq!(job, 11),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        pool.shutdown().is_empty(),
+        "a second shutdown has nothing more"
+    );
+}
+
+#[test]
+fn bad_settings_are_invalid_specs() {
+    let ok = |_: &u32, _: &steadfast::Context| Ok(());
+    for builder in [
+        Pool::builder(0, ok),
+        Pool::builder(1, ok).capacity(0),
+        Pool::builder(1, ok).max_attempts(0),
+    ] {
+        assert!(matches!(builder.start(), Err(StartError::InvalidSpec(_))));
+    }
+}
+
+/// A cheap, deterministic "random" for job `n`'s attempt `a`.
+fn roll(n: u32, a: u32) -> u32 {
+    let mut z = u64::from(n) << 32 | u64::from(a);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) % 100) as u32
+}
+
+#[test]
+fn nothing_lost_nothing_run_twice_under_a_crash_storm() {
+    const JOBS: u32 = 4_000;
+    const SUBMITTERS: u32 = 4;
+    for stop_early in [false, true] {
+        let successes: Arc<Vec<AtomicU8>> = Arc::new((0..JOBS).map(|_| AtomicU8::new(0)).collect());
+        let attempts: Arc<Vec<AtomicU32>> =
+            Arc::new((0..JOBS).map(|_| AtomicU32::new(0)).collect());
+        let (s, a) = (successes.clone(), attempts.clone());
+        let (dead_tx, dead) = unbounded();
+        let pool = Arc::new(
+            Pool::builder(4, move |n: &u32, _ctx| {
+                let attempt = a[*n as usize].fetch_add(1, Ordering::SeqCst);
+                match roll(*n, attempt) {
+                    // Poison for every third of these jobs; flaky for the rest.
+                    r if r < 10 && n % 3 == 0 => panic!("poison {n}"),
+                    r if r < 20 => panic!("crash on {n}"),
+                    r if r < 25 => Err("refused".into()),
+                    _ => {
+                        s[*n as usize].fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                }
+            })
+            .capacity(64)
+            .max_attempts(3)
+            .intensity(1_000_000, Duration::from_secs(1))
+            .dead_letters(dead_tx)
+            .start()
+            .unwrap(),
+        );
+        let submitters: Vec<_> = (0..SUBMITTERS)
+            .map(|t| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    let mut refused = 0u64;
+                    for n in (t..JOBS).step_by(SUBMITTERS as usize) {
+                        if pool.submit(n).is_err() {
+                            refused += 1;
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
+        let back = if stop_early {
+            // Shut down while the submitters are still going.
+            while pool.stats().done < u64::from(JOBS) / 4 {
+                std::thread::yield_now();
+            }
+            pool.shutdown()
+        } else {
+            Vec::new()
+        };
+        let refused: u64 = submitters.into_iter().map(|t| t.join().unwrap()).sum();
+        if !stop_early {
+            pool.drain(Duration::from_secs(60)).unwrap();
+        }
+        let back = [back, pool.shutdown()].concat();
+        let stats = pool.stats();
+        let dead: Vec<_> = dead.try_iter().collect();
+        assert_eq!(stats.submitted + refused, u64::from(JOBS));
+        assert_eq!(
+            stats.submitted,
+            stats.done + stats.dead_lettered + stats.handed_back,
+            "{stats:?}"
+        );
+        assert_eq!(stats.handed_back, back.len() as u64);
+        assert_eq!(stats.dead_lettered, dead.len() as u64);
+        // Each job succeeded at most once, and `done` counts exactly those.
+        let succeeded = successes
+            .iter()
+            .filter(|s| s.load(Ordering::SeqCst) == 1)
+            .count() as u64;
+        assert!(successes.iter().all(|s| s.load(Ordering::SeqCst) <= 1));
+        assert_eq!(succeeded, stats.done);
+        // A dead letter or a handed-back job never succeeded.
+        for job in dead.iter().map(|d| d.job).chain(back.iter().copied()) {
+            assert_eq!(
+                successes[job as usize].load(Ordering::SeqCst),
+                0,
+                "job {job}"
+            );
+        }
+        if !stop_early {
+            assert_eq!(stats.submitted, u64::from(JOBS));
+            assert!(stats.dead_lettered > 0, "the storm had poison jobs");
+        }
+    }
+}
