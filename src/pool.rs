@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::child::context::Context;
 use crate::child::spec::ChildSpec;
@@ -122,6 +122,17 @@ struct Entry<J> {
     attempts: u32,
 }
 
+/// A value alone on its cache line (128 bytes covers the adjacent-line prefetch of x86).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// A worker's in-flight slot: the job it is running, kept across its crashes.
 type Slot<J> = Arc<Mutex<Option<Entry<J>>>>;
 
@@ -135,10 +146,12 @@ struct Shared<J> {
     slots: Vec<Slot<J>>,
     /// Set by `shutdown`: no job is accepted after it.
     closed: AtomicBool,
-    /// Submitters between their check of `closed` and the end of their send.
-    submitting: AtomicUsize,
-    submitted: AtomicU64,
-    done: AtomicU64,
+    /// Submitters between their check of `closed` and the end of their send. This and
+    /// `submitted` are written by submitters, `done` by workers: each on a cache line of
+    /// its own, or each job would cost a cache miss on the other side.
+    submitting: Padded<AtomicUsize>,
+    submitted: Padded<AtomicU64>,
+    done: Padded<AtomicU64>,
     dead: AtomicU64,
     handed_back: AtomicU64,
 }
@@ -147,44 +160,48 @@ impl<J: Send + 'static> Shared<J> {
     /// A worker incarnation: first the job a crashed incarnation left in the slot, then
     /// jobs from the queue until the stop.
     fn worker(&self, ctx: &Context, slot: &Slot<J>) -> Result<(), ChildError> {
-        if slot.lock().is_some() {
-            let reason = ctx.previous_exit().cloned().unwrap_or(ExitReason::Killed);
-            if self.failed(slot, reason) {
-                self.run(ctx, slot);
-            }
+        let mut held = slot.lock();
+        let retry = held.is_some() && {
+            let reason = ctx.previous_exit().cloned();
+            self.failed(&mut held, reason.unwrap_or(ExitReason::Killed))
+        };
+        if retry {
+            self.run(ctx, held);
+        } else {
+            // Dead-lettered, or nothing there: unlocked before the loop locks it again.
+            drop(held);
         }
         loop {
             let entry = match ctx.recv(&self.queue_rx) {
                 Ok(entry) => entry,
                 Err(RecvError::Stopped | RecvError::Disconnected) => return Ok(()),
             };
-            *slot.lock() = Some(entry);
-            self.run(ctx, slot);
+            let mut held = slot.lock();
+            *held = Some(entry);
+            self.run(ctx, held);
         }
     }
 
-    /// Runs the job in `slot` until it is done, dead-lettered, or interrupted by a stop
-    /// (then it stays in the slot, for `shutdown` to hand back). A panic unwinds out of
-    /// here with the job still in the slot.
-    fn run(&self, ctx: &Context, slot: &Slot<J>) {
+    /// Runs the job in the slot until it is done, dead-lettered, or interrupted by a stop
+    /// (then it stays in the slot, for `shutdown` to hand back). The slot stays locked
+    /// while the job runs (nobody else looks at it then); a panic unwinds out of here,
+    /// unlocking it with the job still inside.
+    fn run(&self, ctx: &Context, mut held: MutexGuard<'_, Option<Entry<J>>>) {
         loop {
-            let outcome = {
-                let entry = slot.lock();
-                match entry.as_ref() {
-                    Some(entry) => (self.work)(&entry.job, ctx),
-                    None => return,
-                }
+            let outcome = match held.as_ref() {
+                Some(entry) => (self.work)(&entry.job, ctx),
+                None => return,
             };
             match outcome {
                 Ok(()) => {
                     // Out of the slot before it counts: never run again.
-                    drop(slot.lock().take());
+                    drop(held.take());
                     self.done.fetch_add(1, Ordering::AcqRel);
                     return;
                 }
                 Err(e) if ctx.is_stopping() || is_stop_error(&e) => return,
                 Err(e) => {
-                    if !self.failed(slot, ExitReason::failed(e)) {
+                    if !self.failed(&mut held, ExitReason::failed(e)) {
                         return;
                     }
                 }
@@ -192,19 +209,17 @@ impl<J: Send + 'static> Shared<J> {
         }
     }
 
-    /// Counts a failed attempt at the job in `slot`; `true` if it is to be tried again,
-    /// else it has been dead-lettered.
-    fn failed(&self, slot: &Slot<J>, reason: ExitReason) -> bool {
-        let mut guard = slot.lock();
-        let Some(entry) = guard.as_mut() else {
+    /// Counts a failed attempt at the job in the slot; `true` if it is to be tried
+    /// again, else it has been dead-lettered.
+    fn failed(&self, slot: &mut Option<Entry<J>>, reason: ExitReason) -> bool {
+        let Some(entry) = slot.as_mut() else {
             return false;
         };
         entry.attempts = entry.attempts.saturating_add(1);
         if entry.attempts < self.max_attempts {
             return true;
         }
-        let Entry { job, attempts } = guard.take().expect("checked above");
-        drop(guard);
+        let Entry { job, attempts } = slot.take().expect("checked above");
         log::warn!("pool: a job failed {attempts} times and is dead-lettered: {reason}");
         self.dead.fetch_add(1, Ordering::AcqRel);
         if let Some(sink) = &self.dead_letters {
@@ -311,9 +326,9 @@ impl<J: Send + 'static> PoolBuilder<J> {
             dead_letters: self.dead_letters,
             slots: (0..self.workers).map(|_| Slot::default()).collect(),
             closed: AtomicBool::new(false),
-            submitting: AtomicUsize::new(0),
-            submitted: AtomicU64::new(0),
-            done: AtomicU64::new(0),
+            submitting: Padded(AtomicUsize::new(0)),
+            submitted: Padded(AtomicU64::new(0)),
+            done: Padded(AtomicU64::new(0)),
             dead: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
         });
@@ -408,14 +423,13 @@ impl<J: Send + 'static> Pool<J> {
             if shared.closed.load(Ordering::SeqCst) {
                 return Err(SubmitError::Closed(entry.job));
             }
-            if !wait {
-                return match shared.queue_tx.try_send(entry) {
-                    Ok(()) => Ok(()),
-                    Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) => {
-                        Err(SubmitError::Full(e.job))
-                    }
-                };
-            }
+            entry = match shared.queue_tx.try_send(entry) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) if !wait => {
+                    return Err(SubmitError::Full(e.job))
+                }
+                Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) => e,
+            };
             // Wakes now and then to see a shutdown that began while it waited.
             match shared
                 .queue_tx

@@ -50,17 +50,16 @@
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use once_cell::sync::Lazy;
-use parking_lot::RwLock;
 
 use crate::child::context::Context;
 use crate::child::spec::ChildSpec;
-use crate::error::{ChildError, RecvError};
+use crate::error::ChildError;
 use crate::exit::{panic_reason, ExitReason};
 use crate::pid::Pid;
 use crate::registry::{registry, AnyValue, Registry};
@@ -124,10 +123,14 @@ pub enum CallError {
 enum Envelope<S: Server> {
     Call(S::Call, Sender<Result<S::Reply, CallError>>),
     Cast(S::Cast),
+    /// Posted by the stop hook of an incarnation, so that its loop can block on the
+    /// mailbox alone. One left over from an earlier incarnation is ignored.
+    Stop,
 }
 
 /// Whether a mailbox takes requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 enum Door {
     /// Served now, or by the next incarnation (before the first start, after a crash).
     Open,
@@ -137,13 +140,20 @@ enum Door {
 
 /// A server's mailbox, shared by its spec (every incarnation reads it) and its handles.
 ///
-/// The door protocol: a caller checks the door and queues under its read lock; a stop
-/// shuts the door under the write lock and then fails whatever is queued. So nothing is
-/// queued behind a stop and left unanswered.
+/// The door protocol: a poster announces itself (`posting`), looks at the door, queues
+/// if open, and leaves; a stop shuts the door, waits until no poster is announced, then
+/// fails whatever is queued. All `SeqCst`: either a poster sees the door shut, or the
+/// stop sees it announced and waits for its send. So nothing is queued behind a stop
+/// and left unanswered.
 struct Mailbox<S: Server> {
     tx: Sender<Envelope<S>>,
     rx: Receiver<Envelope<S>>,
-    door: RwLock<Door>,
+    /// Open or stopped (see `Door`).
+    door: AtomicU8,
+    /// Posters between their look at the door and the end of their send. On a cache
+    /// line of its own: every post writes it, and the server must not pay a cache miss
+    /// on its receiver for that.
+    posting: Padded<AtomicUsize>,
     /// The incarnation serving now (0: none), to refuse a server's call to itself.
     serving: AtomicU64,
     name: Option<Arc<str>>,
@@ -151,20 +161,27 @@ struct Mailbox<S: Server> {
 
 impl<S: Server> Mailbox<S> {
     fn post(&self, envelope: Envelope<S>) -> Result<(), CallError> {
-        let door = self.door.read();
-        match *door {
-            Door::Open => {
-                // The mailbox holds its own receiver: the send cannot fail.
-                let _ = self.tx.send(envelope);
-                Ok(())
-            }
-            Door::Stopped => Err(CallError::Stopped),
+        self.posting.0.fetch_add(1, Ordering::SeqCst);
+        let open = self.door.load(Ordering::SeqCst) == Door::Open as u8;
+        if open {
+            // The mailbox holds its own receiver: the send cannot fail.
+            let _ = self.tx.send(envelope);
+        }
+        self.posting.0.fetch_sub(1, Ordering::SeqCst);
+        if open {
+            Ok(())
+        } else {
+            Err(CallError::Stopped)
         }
     }
 
-    /// A stop: shut the door, fail what is queued.
+    /// A stop: shut the door, wait for the posters that looked before, fail what is
+    /// queued.
     fn shut(&self) {
-        *self.door.write() = Door::Stopped;
+        self.door.store(Door::Stopped as u8, Ordering::SeqCst);
+        while self.posting.0.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
         self.serving.store(0, Ordering::Release);
         for envelope in self.rx.try_iter() {
             if let Envelope::Call(_, reply) = envelope {
@@ -175,9 +192,13 @@ impl<S: Server> Mailbox<S> {
 
     fn open(&self, pid: Pid) {
         self.serving.store(pid.as_u64(), Ordering::Release);
-        *self.door.write() = Door::Open;
+        self.door.store(Door::Open as u8, Ordering::SeqCst);
     }
 }
+
+/// A value alone on its cache line (128 bytes covers the adjacent-line prefetch of x86).
+#[repr(align(128))]
+struct Padded<T>(T);
 
 /// A handle on a server: call it, cast to it. Cheap to clone; valid across restarts
 /// (requests queue while it restarts after a crash).
@@ -340,7 +361,8 @@ impl<S: Server> ServerSpec<S> {
         let mailbox = Arc::new(Mailbox {
             tx,
             rx,
-            door: RwLock::new(Door::Open),
+            door: AtomicU8::new(Door::Open as u8),
+            posting: Padded(AtomicUsize::new(0)),
             serving: AtomicU64::new(0),
             name: self.name.as_deref().map(Arc::from),
         });
@@ -369,9 +391,15 @@ fn serve<S: Server>(
     let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
     let mailbox = &handle.mailbox;
     mailbox.open(ctx.pid());
+    // Wakes the loop below, which blocks on the mailbox alone (a plain `recv`, as cheap
+    // as a hand-written server's), when the stop is raised.
+    let wake = mailbox.tx.clone();
+    ctx.on_stop(move || {
+        let _ = wake.send(Envelope::Stop);
+    });
     ctx.ready();
-    loop {
-        match ctx.recv(&mailbox.rx) {
+    while !ctx.is_stopping() {
+        match mailbox.rx.recv() {
             Ok(Envelope::Call(request, reply)) => {
                 let answer =
                     panic::catch_unwind(AssertUnwindSafe(|| state.handle_call(request, ctx)));
@@ -388,9 +416,10 @@ fn serve<S: Server>(
                 }
             }
             Ok(Envelope::Cast(message)) => state.handle_cast(message, ctx),
-            Err(RecvError::Stopped) => break,
+            // Ours (the loop condition sees the flag), or a stale one: go on.
+            Ok(Envelope::Stop) => {}
             // The mailbox holds a sender itself: it never disconnects.
-            Err(RecvError::Disconnected) => break,
+            Err(_) => break,
         }
     }
     mailbox.shut();

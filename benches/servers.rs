@@ -1,0 +1,173 @@
+//! Servers and pools, each next to its floor in the same run:
+//! - a call round trip against a bare crossbeam request/reply pair between two threads
+//!   (a request channel, a reply channel per call: what users wrote by hand);
+//! - cast throughput against a bare channel into a thread;
+//! - pool throughput on trivial jobs against a hand-rolled crossbeam worker pool.
+//!
+//! `cargo bench -p steadfast-benches --bench servers`
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use crossbeam_channel::{bounded, unbounded, Sender};
+use steadfast::pool::Pool;
+use steadfast::server::{Server, ServerSpec};
+use steadfast::{Context, Supervisor};
+
+struct Counter(u64);
+
+impl Server for Counter {
+    type Call = u64;
+    type Reply = u64;
+    type Cast = u64;
+    fn handle_call(&mut self, n: u64, _: &Context) -> u64 {
+        self.0 += n;
+        self.0
+    }
+    fn handle_cast(&mut self, n: u64, _: &Context) {
+        self.0 += n;
+    }
+}
+
+/// The hand-written server: a thread, a request channel, a reply channel per call.
+enum Bare {
+    Call(u64, Sender<u64>),
+    Cast(u64),
+}
+
+fn bare_server() -> (Sender<Bare>, thread::JoinHandle<()>) {
+    let (tx, rx) = unbounded::<Bare>();
+    let handle = thread::spawn(move || {
+        let mut state = 0u64;
+        for msg in rx {
+            match msg {
+                Bare::Call(n, reply) => {
+                    state += n;
+                    let _ = reply.send(state);
+                }
+                Bare::Cast(n) => state += n,
+            }
+        }
+    });
+    (tx, handle)
+}
+
+fn bare_call(tx: &Sender<Bare>, n: u64) -> u64 {
+    let (reply_tx, reply) = bounded(1);
+    tx.send(Bare::Call(n, reply_tx)).unwrap();
+    reply.recv_timeout(Duration::from_secs(5)).unwrap()
+}
+
+const CASTS: u64 = 1_000;
+
+fn servers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("server");
+    let (bare, bare_thread) = bare_server();
+    let (spec, counter) = ServerSpec::new("counter", |_| Ok(Counter(0))).build();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+
+    g.bench_function("call/floor_crossbeam_request_reply", |b| {
+        b.iter(|| bare_call(&bare, 1))
+    });
+    g.bench_function("call/steadfast", |b| b.iter(|| counter.call(1).unwrap()));
+
+    g.throughput(Throughput::Elements(CASTS));
+    g.bench_function("cast_1000/floor_channel", |b| {
+        b.iter(|| {
+            for _ in 0..CASTS {
+                bare.send(Bare::Cast(1)).unwrap();
+            }
+            bare_call(&bare, 0)
+        })
+    });
+    g.bench_function("cast_1000/steadfast", |b| {
+        b.iter(|| {
+            for _ in 0..CASTS {
+                counter.cast(1).unwrap();
+            }
+            counter.call(0).unwrap()
+        })
+    });
+    g.finish();
+    drop(bare);
+    bare_thread.join().unwrap();
+    drop(sup);
+}
+
+const JOBS: u64 = 10_000;
+const WORKERS: usize = 2;
+
+/// Waits (spinning, then yielding) until `count` reaches `target`.
+fn spin_until(count: &AtomicU64, target: u64) {
+    while count.load(Ordering::Acquire) < target {
+        thread::yield_now();
+    }
+}
+
+fn pools(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pool");
+    g.throughput(Throughput::Elements(JOBS));
+
+    // The hand-rolled pool: workers over a bounded crossbeam channel.
+    let done = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = bounded::<u64>(1024);
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (rx, done) = (rx.clone(), done.clone());
+            thread::spawn(move || {
+                for job in rx {
+                    std::hint::black_box(job);
+                    done.fetch_add(1, Ordering::AcqRel);
+                }
+            })
+        })
+        .collect();
+    g.bench_function("jobs_10000/floor_crossbeam_pool", |b| {
+        b.iter(|| {
+            let start = done.load(Ordering::Acquire);
+            for job in 0..JOBS {
+                tx.send(job).unwrap();
+            }
+            spin_until(&done, start + JOBS);
+        })
+    });
+    drop(tx);
+    for w in workers {
+        w.join().unwrap();
+    }
+
+    let done = Arc::new(AtomicU64::new(0));
+    let d = done.clone();
+    let pool = Pool::builder(WORKERS, move |job: &u64, _ctx| {
+        std::hint::black_box(job);
+        d.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    })
+    .capacity(1024)
+    .start()
+    .unwrap();
+    g.bench_function("jobs_10000/steadfast", |b| {
+        b.iter(|| {
+            let start = done.load(Ordering::Acquire);
+            for job in 0..JOBS {
+                pool.submit(job).unwrap();
+            }
+            spin_until(&done, start + JOBS);
+        })
+    });
+    g.finish();
+    pool.shutdown();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = servers, pools
+}
+criterion_main!(benches);
