@@ -1,6 +1,8 @@
-//! A small realistic program on the session layer: three projects, each session with an
-//! agent that crashes now and then and a state worker; one session crashing past its
-//! intensity; a duplicate project refused; everything listed and shut down.
+//! A small realistic program on the session layer: three projects, each session with a
+//! manager server, a state server and an agent that crashes now and then; one session
+//! crashing past its intensity; a duplicate project refused; everything listed and shut
+//! down. The session manager is a child of the application's own root supervisor, as
+//! the original system adds it to its application tree.
 //!
 //! Run with `cargo run --example sessions`.
 
@@ -10,8 +12,54 @@ use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
-use steadfast::session::{NewSession, SessionId, SessionManager};
-use steadfast::{monitor, ChildSpec};
+use steadfast::server::{Server, ServerRef, ServerSpec};
+use steadfast::session::{NewSession, SessionError, SessionId, SessionManager};
+use steadfast::{monitor, ChildSpec, Context, Pid, Supervisor};
+
+/// The session's manager (Session.Manager): what the session is about.
+struct Manager {
+    summary: String,
+}
+
+impl Server for Manager {
+    type Call = ();
+    type Reply = String;
+    type Cast = ();
+    fn handle_call(&mut self, _: (), _: &Context) -> String {
+        self.summary.clone()
+    }
+}
+
+/// The session's state (Session.State): the work done so far, by its agent.
+#[derive(Default)]
+struct State {
+    done: Vec<String>,
+}
+
+impl Server for State {
+    type Call = ();
+    type Reply = Vec<String>;
+    type Cast = String;
+    fn handle_call(&mut self, _: (), _: &Context) -> Vec<String> {
+        self.done.clone()
+    }
+    fn handle_cast(&mut self, task: String, _: &Context) {
+        self.done.push(task);
+    }
+}
+
+// The original system's helpers: a session's processes, reached through the session.
+fn get_manager(m: &SessionManager, id: SessionId) -> Result<ServerRef<Manager>, SessionError> {
+    m.server(id, "manager")
+}
+
+fn get_state(m: &SessionManager, id: SessionId) -> Result<ServerRef<State>, SessionError> {
+    m.server(id, "state")
+}
+
+fn get_agent(m: &SessionManager, id: SessionId) -> Result<Pid, SessionError> {
+    m.session_child(id, "agent")
+}
 
 /// What a session's agent is told to do.
 enum Prompt {
@@ -29,24 +77,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prompts: Arc<Mutex<HashMap<SessionId, Sender<Prompt>>>> = Arc::default();
     let (done_tx, done) = unbounded::<String>();
     let p = prompts.clone();
-    let manager = SessionManager::builder()
+    let (sessions, manager) = SessionManager::builder()
+        .name("sessions-example")
         .max_sessions(3)
         .intensity(2, Duration::from_secs(30))
         .shutdown_timeout(Duration::from_secs(2))
         .children(move |info| {
             let (tx, rx) = unbounded();
             p.lock().insert(info.id, tx);
-            let name = info.name.clone();
+            let summary = format!("{} on {}", info.name, info.project_path.display());
+            let (manager, _) = ServerSpec::new("manager", move |_| {
+                Ok(Manager {
+                    summary: summary.clone(),
+                })
+            })
+            .build();
+            let (state, state_ref) = ServerSpec::new("state", |_| Ok(State::default())).build();
             vec![
-                agent(name.clone(), rx, done_tx.clone()),
-                ChildSpec::worker("state", |ctx| {
-                    // Holds the session's state until asked to stop.
-                    let _ = ctx.stop_signal().recv();
-                    Ok(())
-                }),
+                manager,
+                state,
+                agent(info.name.clone(), rx, state_ref, done_tx.clone()),
             ]
         })
-        .start()?;
+        .child_spec("sessions")?;
+    // The application's root supervisor, with the session manager among its children.
+    let app = Supervisor::builder().name("app").child(sessions).start()?;
 
     println!("== Three sessions, one per project");
     let mut ids = Vec::new();
@@ -84,17 +139,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let send = |id: SessionId, p: Prompt| prompts.lock()[&id].send(p).unwrap();
     send(ids[0], Prompt::Work("rename a function"));
     println!("    {}", done.recv_timeout(Duration::from_secs(10))?);
-    let agent = manager.session_child(ids[0], "agent")?;
+    let agent = get_agent(&manager, ids[0])?;
     send(ids[0], Prompt::Garbage);
     steadfast::wait::until(Duration::from_secs(10), || {
-        manager
-            .session_child(ids[0], "agent")
-            .is_ok_and(|p| p != agent)
+        get_agent(&manager, ids[0]).is_ok_and(|p| p != agent)
     })?;
     println!(
         "    refactor's agent crashed and came back: {} -> {} (restarts so far: {})",
         agent,
-        manager.session_child(ids[0], "agent")?,
+        get_agent(&manager, ids[0])?,
         manager.get_session_info(ids[0])?.restart_count
     );
     send(ids[0], Prompt::Work("extract a module"));
@@ -122,21 +175,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = manager.create_session(NewSession::new("triage-2", "/src/tracker"))?;
     ids[2] = id;
 
-    println!("\n== Sessions now");
+    println!("\n== Sessions now, as their manager and state servers tell it");
     for s in manager.list_sessions() {
         println!(
-            "    {:<9} {:?} restarts={} project={}",
+            "    {:<9} {:?} restarts={}: {:?}, done so far {:?}",
             s.name,
             s.status,
             s.restart_count,
-            s.project_path.display()
+            get_manager(&manager, s.id)?.call(())?,
+            get_state(&manager, s.id)?.call(())?,
         );
     }
 
     println!("\n== Terminate one, then shut everything down");
     manager.terminate_session(ids[1])?;
     println!("    docs terminated; {} left", manager.count());
-    manager.shutdown();
+    app.shutdown()?;
     println!(
         "    after shutdown: {} sessions, {} live steadfast threads",
         manager.count(),
@@ -145,10 +199,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn agent(name: String, prompts: Receiver<Prompt>, done: Sender<String>) -> ChildSpec {
+fn agent(
+    name: String,
+    prompts: Receiver<Prompt>,
+    state: ServerRef<State>,
+    done: Sender<String>,
+) -> ChildSpec {
     ChildSpec::worker("agent", move |ctx| loop {
         match ctx.recv(&prompts)? {
-            Prompt::Work(task) => done.send(format!("[{name}] done: {task}"))?,
+            Prompt::Work(task) => {
+                state.cast(task.to_owned())?;
+                done.send(format!("[{name}] done: {task}"))?
+            }
             Prompt::Garbage => panic!("[{name}] could not parse the model's answer"),
         }
     })

@@ -13,12 +13,12 @@ use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
 use crate::supervisor::inbox::{ChildRef, Request};
-use crate::supervisor::server::{Config, Mode};
+use crate::supervisor::server::{Config, Mode, OnStart};
 use crate::supervisor::strategy::AutoShutdown;
 use crate::supervisor::{start_top, Handle, Owned, SupervisorSpec};
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct DynamicSupervisorBuilder {
     name: Option<String>,
@@ -27,6 +27,21 @@ pub struct DynamicSupervisorBuilder {
     period: Duration,
     auto_shutdown: AutoShutdown,
     sinks: Vec<Sender<Event>>,
+    on_start: Option<OnStart>,
+}
+
+impl fmt::Debug for DynamicSupervisorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamicSupervisorBuilder")
+            .field("name", &self.name)
+            .field("max_children", &self.max_children)
+            .field("intensity", &self.intensity)
+            .field("period", &self.period)
+            .field("auto_shutdown", &self.auto_shutdown)
+            .field("sinks", &self.sinks.len())
+            .field("on_start", &self.on_start.is_some())
+            .finish()
+    }
 }
 
 impl Default for DynamicSupervisorBuilder {
@@ -38,6 +53,7 @@ impl Default for DynamicSupervisorBuilder {
             period: crate::supervisor::DEFAULT_PERIOD,
             auto_shutdown: AutoShutdown::Never,
             sinks: Vec::new(),
+            on_start: None,
         }
     }
 }
@@ -73,6 +89,20 @@ impl DynamicSupervisorBuilder {
         self
     }
 
+    /// Runs `f` on the supervisor's own thread each time it starts (again, when it is a
+    /// child that was restarted), before it serves anything; an `Err` fails the start.
+    /// Where a layer built on a dynamic supervisor re-attaches its state to a restarted
+    /// one (the session manager does).
+    pub fn on_start(
+        mut self,
+        f: impl Fn(&DynamicSupervisorRef) -> Result<(), StartError> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_start = Some(Arc::new(move |sup: &crate::SupervisorRef| {
+            f(&DynamicSupervisorRef(sup.0.clone()))
+        }));
+        self
+    }
+
     /// Sends every [`Event`] of this supervisor to `sink`.
     pub fn event_sink(mut self, sink: Sender<Event>) -> Self {
         self.sinks.push(sink);
@@ -95,7 +125,7 @@ impl DynamicSupervisorBuilder {
             children: Vec::new(),
             sinks: self.sinks.clone(),
             observer: None,
-            on_start: None,
+            on_start: self.on_start.clone(),
             named: |handle| Arc::new(DynamicSupervisorRef(handle)),
         }))
     }

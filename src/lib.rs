@@ -143,6 +143,15 @@
 //! The [`wait`] module has blocking helpers with deadlines for code that did not wait on
 //! anything.
 //!
+//! ## Servers and pools
+//!
+//! [`server`] is OTP's `gen_server` on a thread: a child that owns a state value and
+//! serves typed calls and casts, through a handle that outlives its incarnations (a
+//! crash keeps the queue; the call being handled fails at once with the reason).
+//! [`pool`] runs supervised workers over one bounded job queue and loses nothing: jobs
+//! that crash their worker are retried, then dead-lettered; a shutdown hands back the
+//! rest. Both modules' docs start with an example.
+//!
 //! ## Sessions
 //!
 //! The `session` module is the first real user of all of the above: a

@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
-// The session layer is built on the public API, plus one crate-internal part: the process
+// The session layer is built on the public API, plus two crate-internal parts: a handle
+// on no supervisor (`Handle::detached`, what a child-mode manager holds before its first
+// start), and the process
 // table (`pid`). Its exit hooks empty a session's tables in its supervisor's own thread as
 // it exits, before the exit can be observed; they are not public because a hook runs
 // inside a process's exit sequence, before its monitors fire and its supervisor hears of
@@ -18,13 +20,15 @@ use parking_lot::Mutex;
 // also asks the table whether its caller runs inside the tree (`pid::is_within`).
 use crate::exit::panic_message;
 use crate::pid::{self, ExitHook, Pid};
+use crate::server::{Server, ServerRef};
 use crate::session::table::{Record, State, Table};
 use crate::session::{
     normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
 };
+use crate::supervisor::Handle;
 use crate::{
-    registry, ChildSpec, DynamicSupervisor, DynamicSupervisorRef, Event, Registry, Restart,
-    Shutdown, StartError, Strategy, Supervisor, SupervisorError, SupervisorRef,
+    registry, ChildSpec, DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef, Event,
+    Registry, Restart, Shutdown, StartError, Strategy, Supervisor, SupervisorError, SupervisorRef,
 };
 
 /// The session supervisors' defaults: 3 restarts in 5 s, as a supervisor's, and 5 s for
@@ -104,13 +108,59 @@ impl SessionManagerBuilder {
         self
     }
 
-    /// Starts the session supervisor.
+    /// Starts the session supervisor, owned by the returned manager.
     ///
     /// # Errors
     ///
     /// [`StartError::InvalidSpec`] for a limit of zero, a zero period or an empty name;
     /// [`StartError::NameTaken`]; [`StartError::Spawn`].
     pub fn start(self) -> Result<SessionManager, StartError> {
+        let inner = self.inner(false)?;
+        let sessions = inner.cfg.supervisor(&inner).start()?;
+        *inner.sessions.lock() = Some(sessions);
+        Ok(SessionManager { inner })
+    }
+
+    /// The session supervisor as a child of your own tree (the original system's "add
+    /// it to the application supervision tree"), and the manager to use it by.
+    ///
+    /// The parent restarts it like any supervisor child; the manager (and
+    /// [`SessionManager::whereis`], by the name) then reaches the new one. Sessions do
+    /// not survive that restart: they stop with the supervisor, and the tables forget
+    /// them as they exit.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::InvalidSpec`] as for [`start`](SessionManagerBuilder::start).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::session::{NewSession, SessionManager};
+    /// use steadfast::Supervisor;
+    ///
+    /// let (spec, sessions) = SessionManager::builder()
+    ///     .name("doc-app.sessions")
+    ///     .child_spec("sessions")?;
+    /// let app = Supervisor::builder().child(spec).start()?;
+    /// let id = sessions.create_session(NewSession::new("docs", "/src/docs"))?;
+    /// assert!(SessionManager::whereis("doc-app.sessions").unwrap().session_running(id));
+    /// # drop(app);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn child_spec(
+        self,
+        id: impl Into<String>,
+    ) -> Result<(ChildSpec, SessionManager), StartError> {
+        let inner = self.inner(true)?;
+        // The spec keeps the manager alive as long as the parent keeps the spec.
+        let builder = inner.cfg.supervisor(&inner);
+        let keep = inner.clone();
+        let spec = ChildSpec::supervisor(id, builder.on_start(move |sup| keep.attach(sup)));
+        Ok((spec, SessionManager { inner }))
+    }
+
+    fn inner(self, child: bool) -> Result<Arc<Inner>, StartError> {
         if self.max_sessions == 0 {
             return Err(StartError::InvalidSpec(
                 "max_sessions must be at least 1".into(),
@@ -119,42 +169,65 @@ impl SessionManagerBuilder {
         if self.period.is_zero() {
             return Err(StartError::InvalidSpec("period must not be zero".into()));
         }
-        // The limit is the session table's, checked with the id and the project under
-        // one lock. Not also `max_children`: a session leaves the table as its process
-        // exits, a moment before the supervisor reads that exit, and a create in that
-        // moment must not be refused.
-        let mut dynamic = DynamicSupervisor::builder();
-        if let Some(name) = &self.name {
-            dynamic = dynamic.name(format!("{name}.sessions"));
-        }
-        let sessions = dynamic.start()?;
         let table = Arc::new(Table {
             state: Mutex::new(State::default()),
             registry: Registry::new(),
         });
         let hook: Weak<dyn ExitHook> = Arc::downgrade(&table) as Weak<Table>;
-        let inner = Arc::new(Inner {
-            handle: sessions.handle(),
-            sessions: Mutex::new(Some(sessions)),
+        Ok(Arc::new_cyclic(|me| Inner {
+            handle: RwLock::new(DynamicSupervisorRef(Handle::detached(true))),
+            sessions: Mutex::new(None),
+            me: me.clone(),
+            child,
             table,
             hook,
-            cfg: self.clone(),
-        });
+            cfg: self,
+        }))
+    }
+
+    /// The session supervisor's settings; each start attaches it to `inner`.
+    ///
+    /// The limit is the session table's, checked with the id and the project under one
+    /// lock. Not also `max_children`: a session leaves the table as its process exits, a
+    /// moment before the supervisor reads that exit, and a create in that moment must not
+    /// be refused.
+    fn supervisor(&self, inner: &Arc<Inner>) -> DynamicSupervisorBuilder {
+        let mut dynamic = DynamicSupervisor::builder();
         if let Some(name) = &self.name {
-            // A weak entry: the registry must not keep the manager alive.
-            let weak = WeakManager(Arc::downgrade(&inner));
-            if let Err(e) = registry().register_value_for(inner.handle.pid(), name.clone(), weak) {
-                let holder = match e {
-                    crate::RegistryError::AlreadyRegistered(p)
-                    | crate::RegistryError::NotAlive(p) => p,
-                };
-                return Err(StartError::NameTaken {
-                    name: name.clone(),
-                    holder,
-                });
-            }
+            dynamic = dynamic.name(format!("{name}.sessions"));
         }
-        Ok(SessionManager { inner })
+        let weak = Arc::downgrade(inner);
+        dynamic.on_start(move |sup| match weak.upgrade() {
+            Some(inner) => inner.attach(sup),
+            None => Ok(()),
+        })
+    }
+}
+
+impl Inner {
+    /// A (re)started session supervisor: the manager's calls go to it from now on, and
+    /// the manager's name points at it (registered for its pid: gone with it).
+    fn attach(&self, sup: &DynamicSupervisorRef) -> Result<(), StartError> {
+        *self.handle.write() = sup.clone();
+        let Some(name) = &self.cfg.name else {
+            return Ok(());
+        };
+        let weak = WeakManager(self.me.clone());
+        match registry().register_value_for(sup.pid(), name.clone(), weak) {
+            Ok(()) => Ok(()),
+            Err(
+                crate::RegistryError::AlreadyRegistered(holder)
+                | crate::RegistryError::NotAlive(holder),
+            ) => Err(StartError::NameTaken {
+                name: name.clone(),
+                holder,
+            }),
+        }
+    }
+
+    /// The session supervisor running now.
+    fn sup(&self) -> DynamicSupervisorRef {
+        self.handle.read().clone()
     }
 }
 
@@ -170,9 +243,14 @@ pub struct SessionManager {
 }
 
 struct Inner {
-    handle: DynamicSupervisorRef,
-    /// The owned session supervisor, taken by `shutdown`.
+    /// The session supervisor running now (a handle on none before the first start).
+    handle: RwLock<DynamicSupervisorRef>,
+    /// The owned session supervisor, taken by `shutdown` (`None` when it is a child of
+    /// the user's tree: see `child_spec`).
     sessions: Mutex<Option<DynamicSupervisor>>,
+    me: Weak<Inner>,
+    /// Whether the session supervisor is a child of the user's tree.
+    child: bool,
     table: Arc<Table>,
     hook: Weak<dyn ExitHook>,
     cfg: SessionManagerBuilder,
@@ -335,7 +413,7 @@ impl SessionManager {
         let spec = ChildSpec::supervisor(label, builder)
             .restart(Restart::Temporary)
             .shutdown(Shutdown::Timeout(self.inner.cfg.shutdown));
-        self.inner.handle.start_child(spec).map_err(|e| match e {
+        self.inner.sup().start_child(spec).map_err(|e| match e {
             SupervisorError::InvalidSpec(m) => SessionError::InvalidChildren(m),
             SupervisorError::StartFailed(StartError::Nested { source, .. }) => match *source {
                 StartError::InvalidSpec(m) => SessionError::InvalidChildren(m),
@@ -356,7 +434,7 @@ impl SessionManager {
     /// shut down.
     pub fn terminate_session(&self, id: SessionId) -> Result<(), SessionError> {
         let pid = self.get_session_pid(id)?;
-        match self.inner.handle.terminate_child(pid) {
+        match self.inner.sup().terminate_child(pid) {
             Ok(()) => Ok(()),
             Err(SupervisorError::NotFound) => Err(SessionError::NotFound(id)),
             Err(e) => Err(SessionError::Supervisor(e)),
@@ -445,8 +523,30 @@ impl SessionManager {
     }
 
     /// The session supervisor's handle (its children are the per-session supervisors).
+    /// For a manager made by [`child_spec`](SessionManagerBuilder::child_spec), the one
+    /// running now (its requests fail with `NoSupervisor` before the first start).
     pub fn supervisor(&self) -> DynamicSupervisorRef {
-        self.inner.handle.clone()
+        self.inner.sup()
+    }
+
+    /// A server among a session's children, by its child id: the session's manager, its
+    /// state, its agent — whatever the children factory made with
+    /// [`ServerSpec`](crate::server::ServerSpec).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NotFound`], [`SessionError::ChildNotFound`] (no such child, it is
+    /// restarting, or it is not a server of type `S`).
+    pub fn server<S: Server>(
+        &self,
+        id: SessionId,
+        child_id: &str,
+    ) -> Result<ServerRef<S>, SessionError> {
+        let pid = self.session_child(id, child_id)?;
+        ServerRef::from_pid(pid).ok_or_else(|| SessionError::ChildNotFound {
+            session: id,
+            child: child_id.to_owned(),
+        })
     }
 
     /// Stops every session (all at once, each within the shutdown timeout) and the
@@ -457,13 +557,20 @@ impl SessionManager {
     /// at once. Called from inside a session (where waiting for the end would wait for
     /// the caller itself), it raises the stop and returns.
     pub fn shutdown(&self) {
+        if self.inner.child {
+            // The parent owns the session supervisor: end the sessions, leave it be.
+            for info in self.list_sessions() {
+                let _ = self.terminate_session(info.id);
+            }
+            return;
+        }
         let sessions = self.inner.sessions.lock().take();
         match sessions {
             Some(sessions) => {
                 let _ = sessions.shutdown();
             }
             None => {
-                let sup = self.inner.handle.pid();
+                let sup = self.inner.sup().pid();
                 let inside = Pid::current_if_any().is_some_and(|me| pid::is_within(me, sup));
                 if !inside {
                     // The session supervisor's exit comes once every session has stopped.

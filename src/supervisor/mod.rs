@@ -75,6 +75,21 @@ impl Handle {
         Ok(rx)
     }
 
+    /// A handle on no supervisor: every request returns `NoSupervisor` (a placeholder
+    /// until a supervisor that is a child of someone else's tree has started).
+    pub(crate) fn detached(dynamic: bool) -> Handle {
+        let pid = Pid::spawn(None);
+        crate::pid::exit(pid, &ExitReason::NoProcess);
+        let inbox = Arc::new(Inbox::new());
+        drop(inbox.close());
+        Handle {
+            pid,
+            inbox,
+            dynamic,
+            handover: None,
+        }
+    }
+
     pub(crate) fn lookup(pid: Pid, dynamic: bool) -> Option<Handle> {
         SUPERVISORS
             .lookup(&pid)
