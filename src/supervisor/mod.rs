@@ -77,6 +77,7 @@ impl Handle {
 
     /// A handle on no supervisor: every request returns `NoSupervisor` (a placeholder
     /// until a supervisor that is a child of someone else's tree has started).
+    #[cfg(feature = "sessions")]
     pub(crate) fn detached(dynamic: bool) -> Handle {
         let pid = Pid::spawn(None);
         crate::pid::exit(pid, &ExitReason::NoProcess);
