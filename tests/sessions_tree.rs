@@ -2,6 +2,8 @@
 //! user's root supervisor, restarted by it and found again by name with its tables
 //! consistent; per-session servers reached through the session.
 
+#![cfg(feature = "sessions")]
+
 mod common;
 
 use std::time::Duration;
