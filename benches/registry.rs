@@ -166,12 +166,60 @@ fn owner_exit(c: &mut Criterion) {
     pool.shutdown().unwrap();
 }
 
+/// Groups: dispatch to 1,000 members against a bare loop over the same senders, and
+/// join + leave against the unique registry's register + unregister.
+fn group_rows(c: &mut Criterion) {
+    let mut g = c.benchmark_group("groups");
+    const MEMBERS: usize = 1_000;
+    let (tx, rx) = crossbeam_channel::unbounded::<u64>();
+    let senders: Vec<crossbeam_channel::Sender<u64>> = (0..MEMBERS).map(|_| tx.clone()).collect();
+    let topic: steadfast::Groups<&'static str, crossbeam_channel::Sender<u64>> =
+        steadfast::Groups::new();
+    for s in &senders {
+        topic.join("topic", s.clone());
+    }
+    g.bench_function("dispatch_1000/floor_vec_of_senders", |b| {
+        b.iter(|| {
+            for s in &senders {
+                s.send(1).unwrap();
+            }
+            for _ in rx.try_iter() {}
+        })
+    });
+    g.bench_function("dispatch_1000/steadfast", |b| {
+        b.iter(|| {
+            black_box(topic.dispatch_send(&"topic", 1));
+            for _ in rx.try_iter() {}
+        })
+    });
+    let keys = keys();
+    let reg: Registry<String, u64> = Registry::new();
+    g.bench_function("join_leave/floor_register_unregister", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            reg.register(keys[i].clone(), 1).unwrap();
+            black_box(reg.unregister(keys[i].as_str()));
+        })
+    });
+    let groups: steadfast::Groups<String, u64> = steadfast::Groups::new();
+    g.bench_function("join_leave/steadfast", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            groups.join(keys[i].clone(), 1);
+            black_box(groups.leave(keys[i].as_str()));
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = lookup, owner_exit
+    targets = lookup, owner_exit, group_rows
 }
 criterion_main!(benches);

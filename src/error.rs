@@ -234,6 +234,12 @@ pub enum RegistryError {
     /// The would-be owner has exited: a dead process cannot own a name.
     #[error("process {0} is not alive")]
     NotAlive(Pid),
+    /// No entry under that key.
+    #[error("key is not registered")]
+    NotRegistered,
+    /// The entry belongs to another process: only its owner may change it.
+    #[error("key is registered to {0}, not to the caller")]
+    NotOwner(Pid),
 }
 
 /// Whether an error returned by a child means "I was stopped" (so the exit is `Shutdown`).

@@ -140,6 +140,30 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The owner of an entry may change its value in place ([`Registry::update_value`]);
+//! [`Registry::select`] and [`Registry::count_matching`] query by predicate, and
+//! [`Registry::listen`] reports every registration and unregistration, exits included.
+//!
+//! **Groups** put many processes under one key (topics, process groups: Elixir's
+//! duplicate registries, OTP's `pg`), with the same guarantee — a member's entries are
+//! gone before its exit is observable — and dispatch to all of them, on the caller's
+//! thread, with no lock held:
+//!
+//! ```
+//! use steadfast::channel::{unbounded, Sender};
+//! use steadfast::Groups;
+//!
+//! let chat: Groups<String, Sender<String>> = Groups::new();
+//! let (alice, inbox) = unbounded();
+//! chat.join("room-1".to_string(), alice);
+//! assert_eq!(chat.dispatch_send("room-1", "hello".to_string()), 1);
+//! assert_eq!(inbox.recv()?, "hello");
+//! chat.dispatch("room-1", |pid, _sender| println!("member {pid}"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`groups()`] is the global instance, with typed values.
+//!
 //! The [`wait`] module has blocking helpers with deadlines for code that did not wait on
 //! anything.
 //!
@@ -233,7 +257,9 @@ mod child;
 mod dynamic;
 mod error;
 mod exit;
+mod groups;
 mod hash;
+mod listeners;
 mod pid;
 pub mod pool;
 mod registry;
@@ -259,6 +285,8 @@ pub use error::{
     SupervisorError,
 };
 pub use exit::ExitReason;
+pub use groups::{groups, Groups};
+pub use listeners::RegistryEvent;
 pub use pid::{monitor, Pid};
 pub use registry::{registry, AnyValue, Registry};
 pub use supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};

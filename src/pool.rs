@@ -49,6 +49,7 @@ use crate::child::context::Context;
 use crate::child::spec::ChildSpec;
 use crate::error::{is_stop_error, ChildError, RecvError, StartError, SupervisorError};
 use crate::exit::ExitReason;
+use crate::hash::Padded;
 use crate::supervisor::{Supervisor, SupervisorBuilder};
 use crate::wait::{self, Timeout};
 
@@ -120,17 +121,6 @@ impl<J> SubmitError<J> {
 struct Entry<J> {
     job: J,
     attempts: u32,
-}
-
-/// A value alone on its cache line (128 bytes covers the adjacent-line prefetch of x86).
-#[repr(align(128))]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
 }
 
 /// A worker's in-flight slot: the job it is running, kept across its crashes.

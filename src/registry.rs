@@ -16,6 +16,7 @@ use parking_lot::RwLock;
 
 use crate::error::RegistryError;
 use crate::hash::{BuildU64, Padded};
+use crate::listeners::{Listeners, RegistryEvent};
 use crate::pid::{self, ExitHook, Pid};
 use crate::wait::{self, Timeout};
 
@@ -69,6 +70,7 @@ struct Inner<K, V> {
     hasher: RandomState,
     shards: Box<[ShardLock<K, V>]>,
     count: AtomicUsize,
+    listeners: Listeners<RegistryEvent<K, V>>,
 }
 
 impl<K, V> Clone for Registry<K, V> {
@@ -116,6 +118,7 @@ where
                 })
                 .collect(),
             count: AtomicUsize::new(0),
+            listeners: Listeners::new(),
         });
         let hook: Weak<dyn ExitHook> = Arc::downgrade(&inner) as Weak<Inner<K, V>>;
         Registry { inner, hook }
@@ -157,6 +160,11 @@ where
             // A dead holder whose clean-up has not reached this key yet: replace it.
             shard.remove(h, &key, holder);
             inner.count.fetch_sub(1, Ordering::Relaxed);
+            inner.listeners.tell(|| RegistryEvent::Unregistered {
+                key: key.clone(),
+                pid: holder,
+                exited: true,
+            });
         }
         // The owner's exit hook learns of the entry before anyone can see it, and under
         // this shard's lock: an owner that exits after this point runs its hook, which
@@ -166,6 +174,11 @@ where
         if !pid::add_exit_token(pid, self.hook_key(), &self.hook, h) {
             return Err(RegistryError::NotAlive(pid));
         }
+        inner.listeners.tell(|| RegistryEvent::Registered {
+            key: key.clone(),
+            pid,
+            value: value.clone(),
+        });
         shard.insert(h, Slot { key, pid, value });
         inner.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -213,10 +226,84 @@ where
     {
         let inner = &self.inner;
         let h = inner.hash(key);
-        let slot = inner.shard(h).write().remove(h, key, pid)?;
+        let mut shard = inner.shard(h).write();
+        let slot = shard.remove(h, key, pid)?;
+        inner.listeners.tell(|| RegistryEvent::Unregistered {
+            key: slot.key.clone(),
+            pid,
+            exited: false,
+        });
+        drop(shard);
         inner.count.fetch_sub(1, Ordering::Relaxed);
         pid::remove_exit_token(pid, self.hook_key(), h);
         Some(slot.value)
+    }
+
+    /// Changes the value of the calling process's own entry under `key`, in place.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::NotRegistered`]; [`RegistryError::NotOwner`] when another
+    /// process holds the key (only an owner may change its entry).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::Registry;
+    ///
+    /// let reg: Registry<&'static str, u32> = Registry::new();
+    /// reg.register("hits", 0).unwrap();
+    /// reg.update_value("hits", |n| *n += 1).unwrap();
+    /// assert_eq!(reg.lookup("hits").map(|(_, n)| n), Some(1));
+    /// ```
+    pub fn update_value<Q>(&self, key: &Q, f: impl FnOnce(&mut V)) -> Result<(), RegistryError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let me = Pid::current();
+        let inner = &self.inner;
+        let h = inner.hash(key);
+        let mut shard = inner.shard(h).write();
+        let slot = shard.get_mut(h, key).ok_or(RegistryError::NotRegistered)?;
+        if slot.pid != me {
+            return Err(RegistryError::NotOwner(slot.pid));
+        }
+        f(&mut slot.value);
+        Ok(())
+    }
+
+    /// Every `(key, pid, value)` for which `pred` holds (shard by shard: each shard's
+    /// part is consistent, the whole is not one instant).
+    pub fn select(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> Vec<(K, Pid, V)> {
+        let mut out = Vec::new();
+        self.for_each(|s| {
+            if pred(&s.key, s.pid, &s.value) {
+                out.push((s.key.clone(), s.pid, s.value.clone()));
+            }
+        });
+        out
+    }
+
+    /// How many entries `pred` holds for.
+    pub fn count_matching(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> usize {
+        let mut n = 0;
+        self.for_each(|s| n += usize::from(pred(&s.key, s.pid, &s.value)));
+        n
+    }
+
+    /// A channel told of every registration and unregistration (exits included), in
+    /// order per key. Dropping the receiver ends it; the registry carries on.
+    pub fn listen(&self) -> crossbeam_channel::Receiver<RegistryEvent<K, V>> {
+        self.inner.listeners.add()
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&Slot<K, V>)) {
+        for shard in self.inner.shards.iter() {
+            let shard = shard.read();
+            shard.map.values().for_each(&mut f);
+            shard.overflow.iter().for_each(|(_, s)| f(s));
+        }
     }
 
     /// The keys `pid` holds.
@@ -288,6 +375,21 @@ impl<K: Eq, V> Shard<K, V> {
         }
     }
 
+    fn get_mut<Q>(&mut self, h: u64, key: &Q) -> Option<&mut Slot<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.map.get(&h).is_some_and(|s| s.key.borrow() == key) {
+            return self.map.get_mut(&h);
+        }
+        let found = self
+            .overflow
+            .iter_mut()
+            .find(|(oh, s)| *oh == h && s.key.borrow() == key);
+        found.map(|(_, s)| s)
+    }
+
     /// Inserts a slot whose key is not present.
     fn insert(&mut self, h: u64, slot: Slot<K, V>) {
         match self.map.entry(h) {
@@ -338,29 +440,42 @@ impl<K: Eq, V> Inner<K, V> {
         &self.shards[(h >> 58) as usize % SHARDS]
     }
 
-    /// Removes every entry with hash `h` that `pid` holds; returns how many.
-    fn remove_held(&self, h: u64, pid: Pid) -> usize {
+    /// Removes every entry with hash `h` that `pid` holds (its owner exited); returns
+    /// how many.
+    fn remove_held(&self, h: u64, pid: Pid) -> usize
+    where
+        K: Clone,
+        V: Clone,
+    {
         let mut shard = self.shard(h).write();
-        let mut removed = 0;
+        let mut gone = Vec::new();
         if shard.map.get(&h).is_some_and(|s| s.pid == pid) {
-            shard.map.remove(&h);
-            removed += 1;
+            gone.extend(shard.map.remove(&h));
         }
         if !shard.overflow.is_empty() {
-            let before = shard.overflow.len();
-            shard.overflow.retain(|(oh, s)| !(*oh == h && s.pid == pid));
-            removed += before - shard.overflow.len();
+            let (mine, rest) = std::mem::take(&mut shard.overflow)
+                .into_iter()
+                .partition(|(oh, s)| *oh == h && s.pid == pid);
+            shard.overflow = rest;
+            gone.extend(mine.into_iter().map(|(_, s): (u64, Slot<K, V>)| s));
+        }
+        for slot in &gone {
+            self.listeners.tell(|| RegistryEvent::Unregistered {
+                key: slot.key.clone(),
+                pid,
+                exited: true,
+            });
         }
         drop(shard);
-        self.count.fetch_sub(removed, Ordering::Relaxed);
-        removed
+        self.count.fetch_sub(gone.len(), Ordering::Relaxed);
+        gone.len()
     }
 }
 
 impl<K, V> ExitHook for Inner<K, V>
 where
-    K: Eq + Send + Sync,
-    V: Send + Sync,
+    K: Eq + Clone + Send + Sync,
+    V: Clone + Send + Sync,
 {
     fn on_exit(&self, pid: Pid, tokens: Vec<u64>) {
         for h in tokens {

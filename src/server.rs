@@ -61,6 +61,7 @@ use crate::child::context::Context;
 use crate::child::spec::ChildSpec;
 use crate::error::ChildError;
 use crate::exit::{panic_reason, ExitReason};
+use crate::hash::Padded;
 use crate::pid::Pid;
 use crate::registry::{registry, AnyValue, Registry};
 
@@ -195,10 +196,6 @@ impl<S: Server> Mailbox<S> {
         self.door.store(Door::Open as u8, Ordering::SeqCst);
     }
 }
-
-/// A value alone on its cache line (128 bytes covers the adjacent-line prefetch of x86).
-#[repr(align(128))]
-struct Padded<T>(T);
 
 /// A handle on a server: call it, cast to it. Cheap to clone; valid across restarts
 /// (requests queue while it restarts after a crash).

@@ -222,6 +222,8 @@ impl Inner {
                 name: name.clone(),
                 holder,
             }),
+            // A registration returns no other error.
+            Err(e) => Err(StartError::InvalidSpec(e.to_string())),
         }
     }
 
