@@ -250,6 +250,16 @@ impl DynamicSupervisorRef {
         self.0.call(|r| Request::ChildSpec(ChildRef::Pid(pid), r))?
     }
 
+    /// A snapshot of the whole tree under this supervisor; see
+    /// [`SupervisorRef::snapshot`](crate::SupervisorRef::snapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    pub fn snapshot(&self) -> Result<crate::tree::TreeSnapshot, SupervisorError> {
+        crate::tree::snapshot(&self.0)
+    }
+
     /// Every child, in start order.
     ///
     /// # Errors

@@ -176,6 +176,14 @@
 //! that crash their worker are retried, then dead-lettered; a shutdown hands back the
 //! rest. Both modules' docs start with an example.
 //!
+//! ## The tree at a glance, and the process boundary
+//!
+//! [`SupervisorRef::snapshot`] returns the whole tree — nested supervisors included, each
+//! child with its pid, status, restarts, last exit and uptime — and prints it like
+//! `pstree`. [`service`] runs a tree as a service: SIGTERM/SIGINT into an orderly stop,
+//! the outcome as the process exit status, systemd's notify protocol, and health for
+//! Kubernetes probes.
+//!
 //! ## Sessions
 //!
 //! The `session` module is the first real user of all of the above: a
@@ -264,9 +272,11 @@ mod pid;
 pub mod pool;
 mod registry;
 pub mod server;
+pub mod service;
 #[cfg(feature = "sessions")]
 pub mod session;
 pub mod supervisor;
+pub mod tree;
 pub mod wait;
 
 /// The channels steadfast is built on (crossbeam-channel), re-exported so that the

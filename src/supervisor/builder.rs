@@ -304,6 +304,7 @@ pub(crate) fn start_top(
             // supervisor start children with) before reporting ready.
             let handle = Handle::lookup(run.pid, dynamic).unwrap_or(Handle {
                 pid: run.pid,
+                label: Arc::from(label.as_str()),
                 inbox,
                 dynamic,
                 handover: None,
@@ -343,9 +344,11 @@ fn run_supervisor(
 ) -> ExitReason {
     let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
     let (on_start, named) = (cfg.on_start.clone(), cfg.named);
+    let label = cfg.label.clone();
     let mut server = Server::new(cfg, inbox.clone(), end);
     let handle = Handle {
         pid: ctx.pid(),
+        label,
         inbox,
         dynamic,
         handover: server.handover(),

@@ -41,6 +41,12 @@ pub struct ChildInfo {
     /// When a `Restarting` child waiting out its [backoff](crate::Backoff) is due to
     /// be restarted (`None` otherwise).
     pub restart_at: Option<Instant>,
+    /// How many times it has been restarted (by any path) since its spec was added.
+    pub restarts: u64,
+    /// How its latest incarnation ended (`None` if none has ended yet).
+    pub last_exit: Option<ExitReason>,
+    /// When the running incarnation started (`None` while it does not run).
+    pub started_at: Option<Instant>,
 }
 
 /// The answer of [`count_children`](crate::SupervisorRef::count_children), as OTP's.

@@ -41,6 +41,8 @@ pub(crate) static SUPERVISORS: Lazy<Registry<Pid, Handle>> = Lazy::new(Registry:
 #[derive(Clone)]
 pub(crate) struct Handle {
     pub(crate) pid: Pid,
+    /// Its name, or its id in its parent (what a tree snapshot calls it).
+    pub(crate) label: Arc<str>,
     pub(crate) inbox: Arc<Inbox>,
     pub(crate) dynamic: bool,
     /// Dynamic supervisors: lets a caller start a child on its own thread.
@@ -64,6 +66,19 @@ impl Handle {
         self.call(Request::WhichChildren)
     }
 
+    /// `which_children`, waiting at most `timeout` for the answer (`None`: no answer in
+    /// time, or no supervisor). A late answer is dropped with its channel.
+    pub(crate) fn which_children_within(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Option<Vec<ChildInfo>> {
+        let (tx, rx) = bounded(1);
+        self.inbox
+            .send(Msg::Call(Request::WhichChildren(tx), Pid::current_if_any()))
+            .ok()?;
+        rx.recv_timeout(timeout).ok()
+    }
+
     pub(crate) fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
         self.call(Request::CountChildren)
     }
@@ -85,6 +100,7 @@ impl Handle {
         drop(inbox.close());
         Handle {
             pid,
+            label: Arc::from("(not started)"),
             inbox,
             dynamic,
             handover: None,
@@ -212,6 +228,34 @@ impl SupervisorRef {
     /// [`SupervisorError::NoSupervisor`].
     pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
         self.0.count_children()
+    }
+
+    /// A snapshot of the whole tree under this supervisor, nested supervisors included,
+    /// with each child's restarts, last exit and uptime; its `Display` prints it like
+    /// `pstree`. See [`TreeSnapshot`](crate::tree::TreeSnapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::NoSupervisor`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::{ChildSpec, Supervisor};
+    ///
+    /// let idle = |id: &str| ChildSpec::worker(id, |ctx| { let _ = ctx.stop_signal().recv(); Ok(()) });
+    /// let app = Supervisor::builder()
+    ///     .name("snapshot-doc")
+    ///     .child(idle("db"))
+    ///     .child(ChildSpec::supervisor("web", Supervisor::builder().child(idle("listener"))))
+    ///     .start()?;
+    /// let tree = app.snapshot()?;
+    /// assert_eq!(tree.root.children[1].children[0].id, "listener");
+    /// println!("{tree}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self) -> Result<crate::tree::TreeSnapshot, SupervisorError> {
+        crate::tree::snapshot(&self.0)
     }
 
     /// A stream of everything the supervisor does from now on, in order.

@@ -27,6 +27,8 @@ pub(super) struct Child {
     /// restart waited for (its time, and whether it still counts toward intensity).
     pub(super) attempts: u32,
     pub(super) since: Option<Instant>,
+    /// When the running incarnation started (for `ChildInfo::started_at`).
+    pub(super) started_at: Option<Instant>,
     pub(super) due: Option<Due>,
 }
 
@@ -109,6 +111,7 @@ impl Server {
         child.last_pid = Some(new);
         child.started = child.started.saturating_add(1);
         child.last_exit = Some(reason.clone());
+        child.started_at = Some(Instant::now());
         self.by_pid.remove(&old);
         self.by_pid.insert(new, seq);
         Some(child.spec.id.clone())
@@ -138,6 +141,9 @@ impl Server {
                 kind: c.spec.kind,
                 restart: c.spec.restart,
                 restart_at: c.due.map(|due| due.at),
+                restarts: c.started.saturating_sub(1),
+                last_exit: c.last_exit.clone(),
+                started_at: c.run.as_ref().and(c.started_at),
             })
             .collect()
     }
@@ -180,7 +186,8 @@ impl Server {
         if let Some(pid) = pid {
             self.by_pid.insert(pid, seq);
         }
-        let since = (spec.backoff.is_some() && pid.is_some()).then(Instant::now);
+        let started_at = pid.is_some().then(Instant::now);
+        let since = started_at.filter(|_| spec.backoff.is_some());
         self.children.insert(
             seq,
             Child {
@@ -195,6 +202,7 @@ impl Server {
                 last_exit: None,
                 attempts: 0,
                 since,
+                started_at,
                 due: None,
             },
         );
@@ -230,8 +238,10 @@ impl Server {
         child.status = ChildStatus::Running;
         child.started = child.started.saturating_add(1);
         child.due = None;
+        let now = Instant::now();
+        child.started_at = Some(now);
         if child.spec.backoff.is_some() {
-            child.since = Some(Instant::now());
+            child.since = Some(now);
         }
     }
 
