@@ -182,6 +182,10 @@ pub struct Health {
 
 /// Asks the root supervisor how the tree is, waiting at most `timeout` for its answer.
 ///
+/// A supervisor serves one request at a time: while it waits for a child to stop (up to
+/// that child's shutdown timeout) it does not answer, and the tree reads as not live.
+/// Give a liveness probe a failure threshold longer than your longest shutdown timeout.
+///
 /// # Examples
 ///
 /// ```

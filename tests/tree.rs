@@ -151,3 +151,45 @@ fn a_stopped_child_shows_its_last_exit_and_no_uptime() {
         "{tree}"
     );
 }
+
+#[test]
+fn health_is_ready_only_while_every_root_child_runs_and_live_while_the_root_answers() {
+    use steadfast::service::health;
+    use steadfast::{Backoff, Shutdown};
+    let (flaky, crash, _up) = crashing("flaky");
+    let (stuck_tx, stuck_rx) = unbounded::<()>();
+    let app = Supervisor::builder()
+        .child(flaky.backoff(Backoff::fixed(Duration::from_secs(120))))
+        .child(
+            ChildSpec::worker("deaf", move |_ctx| {
+                // Ignores its stop until told: keeps its supervisor busy stopping it.
+                let _ = stuck_rx.recv();
+                Ok(())
+            })
+            .shutdown(Shutdown::Timeout(Duration::from_secs(120))),
+        )
+        .start()
+        .unwrap();
+    let root = app.handle();
+    let h = health(&root, DEADLINE);
+    assert!(h.live && h.ready, "{h:?}");
+    // A child waiting out its backoff: live, not ready.
+    let events = app.events().unwrap();
+    crash.send(()).unwrap();
+    loop {
+        if let steadfast::Event::RestartScheduled { .. } = next(&events) {
+            break;
+        }
+    }
+    let h = health(&root, DEADLINE);
+    assert!(h.live && !h.ready, "{h:?}");
+    // The root busy stopping a child that does not stop: not live (no answer in time).
+    let stopper = {
+        let root = root.clone();
+        std::thread::spawn(move || root.terminate_child("deaf"))
+    };
+    steadfast::wait::until(DEADLINE, || !health(&root, Duration::from_millis(50)).live).unwrap();
+    stuck_tx.send(()).unwrap();
+    stopper.join().unwrap().unwrap();
+    assert!(health(&root, DEADLINE).live);
+}
