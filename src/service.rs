@@ -327,8 +327,8 @@ mod sd {
         }
 
         /// Pings `WATCHDOG=1` every half watchdog interval while `root` answers; stops
-        /// when the returned sender is dropped.
-        pub(super) fn watchdog(&self, root: SupervisorRef) -> Option<Sender<()>> {
+        /// (and is joined) when the returned guard is dropped.
+        pub(super) fn watchdog(&self, root: SupervisorRef) -> Option<Watchdog> {
             let every = self.watchdog? / 2;
             let (socket, addr) = self.socket.as_ref()?;
             let (socket, addr) = (socket.try_clone().ok()?, addr.clone());
@@ -345,7 +345,26 @@ mod sd {
                         return;
                     }
                 });
-            spawned.ok().map(|_| stop_tx)
+            spawned.ok().map(|thread| Watchdog {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            })
+        }
+    }
+
+    /// The watchdog thread: dropping it stops and joins the thread (at most one ping
+    /// later, if the root is slow to answer).
+    pub(super) struct Watchdog {
+        stop: Option<Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Drop for Watchdog {
+        fn drop(&mut self) {
+            drop(self.stop.take());
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 
@@ -378,11 +397,11 @@ mod sd {
 /// Without the `systemd` feature (or off unix), notifications go nowhere.
 #[cfg(not(all(feature = "systemd", unix)))]
 mod sd {
-    use crossbeam_channel::Sender;
-
     use crate::supervisor::SupervisorRef;
 
     pub(super) struct Notifier;
+
+    pub(super) struct Watchdog;
 
     impl Notifier {
         pub(super) fn from_env() -> Notifier {
@@ -391,7 +410,7 @@ mod sd {
 
         pub(super) fn send(&self, _msg: &str) {}
 
-        pub(super) fn watchdog(&self, _root: SupervisorRef) -> Option<Sender<()>> {
+        pub(super) fn watchdog(&self, _root: SupervisorRef) -> Option<Watchdog> {
             None
         }
     }
