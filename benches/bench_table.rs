@@ -1,45 +1,93 @@
-//! The headline benchmarks without criterion, in well under a minute, printed as a table of
-//! medians with the ratio to each floor measured in the same run — so you can see the
-//! numbers on your own machine.
+//! The headline benchmarks without criterion, in about ten seconds: each row's figure is
+//! sampled in turn with its floor (so both see the same machine), medians are printed as
+//! a table with the ratio and the target, and then once more as lines a script reads:
 //!
-//! Run with `cargo run --release --example bench_table` (and `RUST_BACKTRACE` unset).
+//! ```text
+//! ROW name=<snake_case> ours_ns=<n> floor_ns=<n> ratio=<r> target=<r>
+//! ```
+//!
+//! `--check` makes it exit non-zero when a row misses its target. Rows with an absolute
+//! target (nanoseconds) use the budget as their floor.
+//!
+//! Run with `cargo run --release -p steadfast-benches --example bench_table [-- --check]`
+//! (and `RUST_BACKTRACE` unset: with it, every panic captures a backtrace).
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::panic::{self, AssertUnwindSafe};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
-use parking_lot::RwLock;
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use steadfast::pool::Pool;
+use steadfast::server::{Server, ServerSpec};
 use steadfast::session::{NewSession, SessionManager};
-use steadfast::{ChildSpec, DynamicSupervisor, Registry, Strategy, Supervisor};
+use steadfast::{ChildSpec, Context, DynamicSupervisor, Groups, Registry, Strategy, Supervisor};
 
-/// The median time of one call of `op`, over `samples` samples of `batch` calls each.
-fn median(samples: usize, batch: u32, mut op: impl FnMut()) -> Duration {
-    for _ in 0..batch {
-        op(); // warm up
-    }
-    let mut times: Vec<Duration> = (0..samples)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..batch {
-                op();
-            }
-            t.elapsed() / batch
-        })
-        .collect();
-    times.sort();
-    times[samples / 2]
+/// One line of the table.
+struct Row {
+    name: &'static str,
+    floor_what: &'static str,
+    ours: Duration,
+    floor: Duration,
+    target: f64,
 }
 
-fn row(name: &str, floor_name: &str, floor: Duration, ours: Duration) {
-    println!(
-        "{name:<34} {:>11.2?} {floor_name:<26} {:>11.2?} {:>6.2}x",
-        ours,
-        floor,
-        ours.as_secs_f64() / floor.as_secs_f64()
-    );
+impl Row {
+    fn ratio(&self) -> f64 {
+        self.ours.as_secs_f64() / self.floor.as_secs_f64()
+    }
+
+    fn met(&self) -> bool {
+        self.ratio() <= self.target
+    }
+}
+
+/// Medians of one call of `floor` and of `ours`, `samples` samples of `batch` calls each,
+/// the two sampled in turn.
+fn paired(
+    samples: usize,
+    batch: u32,
+    mut floor: impl FnMut(),
+    mut ours: impl FnMut(),
+) -> (Duration, Duration) {
+    for _ in 0..batch {
+        floor();
+        ours();
+    }
+    let (mut f, mut o) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..batch {
+            floor();
+        }
+        f.push(t.elapsed() / batch);
+        let t = Instant::now();
+        for _ in 0..batch {
+            ours();
+        }
+        o.push(t.elapsed() / batch);
+    }
+    (median(f), median(o))
+}
+
+/// The median of one call of `op` (a row whose floor is a budget).
+fn alone(samples: usize, batch: u32, mut op: impl FnMut()) -> Duration {
+    let times = (0..samples).map(|_| {
+        let t = Instant::now();
+        for _ in 0..batch {
+            op();
+        }
+        t.elapsed() / batch
+    });
+    median(times.collect())
+}
+
+fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn idle(id: &str) -> ChildSpec {
@@ -66,7 +114,8 @@ fn bare() -> (Sender<()>, thread::JoinHandle<()>) {
     )
 }
 
-/// A supervised worker that reports each start and crashes when told.
+/// A supervised worker that reports each start and crashes when told (panics on `true`,
+/// returns `Err` on `false`).
 fn crasher(id: &str, crash: Receiver<bool>, started: Sender<()>) -> ChildSpec {
     ChildSpec::worker(id, move |ctx| {
         started.send(()).unwrap();
@@ -77,51 +126,56 @@ fn crasher(id: &str, crash: Receiver<bool>, started: Sender<()>) -> ChildSpec {
     })
 }
 
-fn main() {
-    panic::set_hook(Box::new(|_| {}));
-    steadfast::route_panics_to_log();
-    println!(
-        "{:<34} {:>11} {:<26} {:>11} {:>7}",
-        "scenario", "steadfast", "floor (measured alongside)", "floor", "ratio"
-    );
+/// The floor of a one_for_one restart: a bare thread that catches its own panic (or
+/// error) and re-enters its function, telling an observer each time.
+struct Reentry {
+    crash: Sender<bool>,
+    started: Receiver<()>,
+    thread: Option<thread::JoinHandle<()>>,
+}
 
-    // Restart: same-thread re-entry floor, and steadfast with an error and a panic.
-    let reentry = {
-        let (crash_tx, crash_rx) = unbounded::<()>();
+impl Reentry {
+    fn start() -> Reentry {
+        let (crash, crash_rx) = unbounded::<bool>();
         let (started_tx, started) = unbounded();
-        let t = thread::spawn(move || loop {
+        let thread = thread::spawn(move || loop {
             let r = panic::catch_unwind(AssertUnwindSafe(|| {
                 started_tx.send(()).unwrap();
-                crash_rx.recv().is_err() || panic!("crash")
+                match crash_rx.recv() {
+                    Ok(true) => panic!("crash"),
+                    Ok(false) => Ok(()),
+                    Err(_) => Err(()),
+                }
             }));
-            if matches!(r, Ok(true)) {
+            if matches!(r, Ok(Err(()))) {
                 break;
             }
         });
         started.recv().unwrap();
-        let blocking = median(21, 200, || {
-            crash_tx.send(()).unwrap();
-            started.recv().unwrap();
-        });
-        let spinning = median(21, 200, || {
-            crash_tx.send(()).unwrap();
-            spin_recv(&started);
-        });
-        drop(crash_tx);
-        t.join().unwrap();
-        (blocking, spinning)
-    };
-    let spawn_join = median(21, 20, || {
-        let (tx, h) = bare();
-        drop(tx);
-        h.join().unwrap();
-    });
-    // The last row waits for the replacement without parking: the restart itself, without
-    // the measuring thread's own wake-up (which a panicking restart often outlasts).
-    for (name, panics, spin) in [
-        ("restart one_for_one (error)", false, false),
-        ("restart one_for_one (panic)", true, false),
-        ("  ... observer spins", true, true),
+        Reentry {
+            crash,
+            started,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Reentry {
+    fn drop(&mut self) {
+        let (tx, _) = unbounded();
+        drop(std::mem::replace(&mut self.crash, tx));
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn restarts(rows: &mut Vec<Row>) {
+    let floor = Reentry::start();
+    for (name, panics, spin, target) in [
+        ("restart_err", false, false, 1.2),
+        ("restart_panic", true, false, 1.3),
+        ("restart_panic_observer_spins", true, true, 1.2),
     ] {
         let (crash_tx, crash_rx) = unbounded();
         let (started_tx, started) = unbounded();
@@ -131,215 +185,587 @@ fn main() {
             .start()
             .unwrap();
         started.recv().unwrap();
-        let d = median(21, 200, || {
-            crash_tx.send(panics).unwrap();
+        let wait = |rx: &Receiver<()>| {
             if spin {
-                spin_recv(&started);
+                spin_recv(rx)
             } else {
-                started.recv().unwrap();
+                rx.recv().unwrap()
             }
-        });
-        let floor = if spin { reentry.1 } else { reentry.0 };
-        row(name, "same-thread re-entry", floor, d);
-        sup.shutdown().unwrap();
-    }
-
-    // fresh_thread restarts against a hand-rolled spawn-per-restart supervisor, samples
-    // taken in turn so that both see the same machine.
-    {
-        let (floor_crash, floor_crash_rx) = unbounded::<()>();
-        let (floor_started_tx, floor_started) = unbounded();
-        let (stop_tx, stop_rx) = bounded::<()>(0);
-        let hand_rolled = thread::spawn(move || {
-            let (exit_tx, exit_rx) = unbounded::<()>();
-            let spawn = |exit: Sender<()>| {
-                let (crash, started) = (floor_crash_rx.clone(), floor_started_tx.clone());
-                thread::spawn(move || {
-                    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
-                        started.send(()).unwrap();
-                        if crash.recv().is_ok() {
-                            panic!("crash")
-                        }
-                    }));
-                    let _ = exit.send(());
-                })
-            };
-            let mut worker = spawn(exit_tx.clone());
-            loop {
-                crossbeam_channel::select! {
-                    recv(exit_rx) -> _ => {
-                        let _ = worker.join();
-                        worker = spawn(exit_tx.clone());
-                    }
-                    recv(stop_rx) -> _ => break,
-                }
-            }
-            worker
-        });
-        floor_started.recv().unwrap();
-        let (crash_tx, crash_rx) = unbounded();
-        let (started_tx, started) = unbounded();
-        let sup = Supervisor::builder()
-            .intensity(u32::MAX, Duration::from_secs(1))
-            .child(crasher("w", crash_rx, started_tx).fresh_thread())
-            .start()
-            .unwrap();
-        started.recv().unwrap();
-        let (mut floor_samples, mut our_samples) = (Vec::new(), Vec::new());
-        for _ in 0..1_000 {
-            let t = Instant::now();
-            floor_crash.send(()).unwrap();
-            floor_started.recv().unwrap();
-            floor_samples.push(t.elapsed());
-            let t = Instant::now();
-            crash_tx.send(true).unwrap();
-            started.recv().unwrap();
-            our_samples.push(t.elapsed());
-        }
-        let mid = |mut v: Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2]
         };
-        row(
-            "restart fresh_thread (panic)",
-            "spawn per restart",
-            mid(floor_samples),
-            mid(our_samples),
+        let (f, o) = paired(
+            41,
+            300,
+            || {
+                floor.crash.send(panics).unwrap();
+                wait(&floor.started);
+            },
+            || {
+                crash_tx.send(panics).unwrap();
+                wait(&started);
+            },
         );
-        drop(stop_tx);
-        drop(floor_crash);
-        let last = hand_rolled.join().unwrap();
-        let _ = last.join();
+        rows.push(Row {
+            name,
+            floor_what: "bare thread re-entering",
+            ours: o,
+            floor: f,
+            target,
+        });
         sup.shutdown().unwrap();
     }
+}
 
-    // one_for_all with ten children: one crashes, all ten run again. Floor: what a group
-    // restart does at the least with bare threads — stop and join nine, spawn ten.
-    let floor = {
-        let spawn = || {
-            let (tx, rx) = unbounded::<()>();
-            (tx, thread::spawn(move || rx.recv().ok()))
-        };
-        let mut group: Vec<_> = (0..9).map(|_| spawn()).collect();
-        let d = median(15, 10, || {
-            for (tx, h) in group.drain(..).rev() {
-                drop(tx);
-                h.join().unwrap();
-            }
-            group = (0..10).map(|_| spawn()).collect();
-            let (tx, h) = group.pop().unwrap();
-            drop(tx);
-            h.join().unwrap();
-        });
-        for (tx, h) in group {
-            drop(tx);
-            h.join().unwrap();
-        }
-        d
-    };
-    {
+/// The same protocol as a one_for_all restart of ten, by hand: a crash noticed by a
+/// coordinator, nine ordered stop hand-offs (each stopped thread stops the one before
+/// it), ten re-entries on the same threads, the observer told of each.
+struct HandGroup {
+    crash: Sender<()>,
+    started: Receiver<()>,
+    threads: Vec<thread::JoinHandle<()>>,
+    quit: Vec<Sender<()>>,
+}
+
+impl HandGroup {
+    fn start(n: usize) -> HandGroup {
         let (started_tx, started) = unbounded();
-        let (crash_tx, crash_rx) = unbounded();
-        let mut builder = Supervisor::builder()
-            .strategy(Strategy::OneForAll)
-            .intensity(u32::MAX, Duration::from_secs(1))
-            .child(crasher("w0", crash_rx, started_tx.clone()));
-        let mut keep = Vec::new();
-        for i in 1..10 {
-            let (tx, rx) = unbounded();
-            keep.push(tx);
-            builder = builder.child(crasher(&format!("w{i}"), rx, started_tx.clone()));
+        let (exit_tx, exit_rx) = unbounded::<bool>();
+        let (crash, crash_rx) = unbounded::<()>();
+        let stops: Vec<(Sender<()>, Receiver<()>)> = (0..n).map(|_| unbounded()).collect();
+        let gos: Vec<(Sender<()>, Receiver<()>)> = (0..n).map(|_| unbounded()).collect();
+        let mut threads = Vec::new();
+        for i in 0..n {
+            let stop_rx = stops[i].1.clone();
+            let stop_prev = (i > 1).then(|| stops[i - 1].0.clone());
+            let go = gos[i].1.clone();
+            let (started, exit) = (started_tx.clone(), exit_tx.clone());
+            let crash = (i == 0).then(|| crash_rx.clone());
+            threads.push(thread::spawn(move || loop {
+                started.send(()).unwrap();
+                let crashed = match &crash {
+                    Some(crash) => select! {
+                        recv(crash) -> m => if m.is_err() { return } else { true },
+                        recv(stop_rx) -> m => if m.is_err() { return } else { false },
+                    },
+                    None => {
+                        if stop_rx.recv().is_err() {
+                            return;
+                        }
+                        false
+                    }
+                };
+                if !crashed {
+                    if let Some(prev) = &stop_prev {
+                        let _ = prev.send(());
+                    }
+                }
+                let _ = exit.send(crashed);
+                if go.recv().is_err() {
+                    return;
+                }
+            }));
         }
-        let sup = builder.start().unwrap();
-        for _ in 0..10 {
+        let stop_last = stops[n - 1].0.clone();
+        let go_all: Vec<Sender<()>> = gos.iter().map(|g| g.0.clone()).collect();
+        let (quit_tx, quit_rx) = unbounded::<()>();
+        threads.push(thread::spawn(move || loop {
+            select! {
+                recv(exit_rx) -> crashed => {
+                    if !matches!(crashed, Ok(true)) { return; }
+                    let _ = stop_last.send(());
+                    for _ in 1..n {
+                        let _ = exit_rx.recv();
+                    }
+                    for go in &go_all {
+                        let _ = go.send(());
+                    }
+                }
+                recv(quit_rx) -> _ => return,
+            }
+        }));
+        for _ in 0..n {
             started.recv().unwrap();
         }
-        let d = median(15, 10, || {
+        let mut quit = vec![quit_tx];
+        quit.extend(stops.into_iter().map(|s| s.0));
+        quit.extend(gos.into_iter().map(|g| g.0));
+        HandGroup {
+            crash,
+            started,
+            threads,
+            quit,
+        }
+    }
+}
+
+impl Drop for HandGroup {
+    fn drop(&mut self) {
+        self.quit.clear();
+        let (tx, _) = unbounded();
+        drop(std::mem::replace(&mut self.crash, tx));
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn one_for_all(rows: &mut Vec<Row>) {
+    let hand = HandGroup::start(10);
+    let (started_tx, started) = unbounded();
+    let (crash_tx, crash_rx) = unbounded();
+    let mut builder = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .intensity(u32::MAX, Duration::from_secs(1))
+        .child(crasher("w0", crash_rx, started_tx.clone()));
+    let mut keep = Vec::new();
+    for i in 1..10 {
+        let (tx, rx) = unbounded();
+        keep.push(tx);
+        builder = builder.child(crasher(&format!("w{i}"), rx, started_tx.clone()));
+    }
+    let sup = builder.start().unwrap();
+    for _ in 0..10 {
+        started.recv().unwrap();
+    }
+    let (f, o) = paired(
+        31,
+        20,
+        || {
+            hand.crash.send(()).unwrap();
+            for _ in 0..10 {
+                hand.started.recv().unwrap();
+            }
+        },
+        || {
             crash_tx.send(false).unwrap();
             for _ in 0..10 {
                 started.recv().unwrap();
             }
-        });
-        row(
-            "restart one_for_all, 10 children",
-            "stop 9 + spawn 10",
-            floor,
-            d,
-        );
-        sup.shutdown().unwrap();
-    }
-
-    // Dynamic start + stop of one child.
-    let pool = DynamicSupervisor::builder().start().unwrap();
-    let d = median(21, 20, || {
-        let pid = pool.start_child(idle("job")).unwrap();
-        pool.terminate_child(pid).unwrap();
+        },
+    );
+    rows.push(Row {
+        name: "one_for_all_10",
+        floor_what: "same protocol by hand",
+        ours: o,
+        floor: f,
+        target: 1.3,
     });
-    row("dynamic start+stop, 1 child", "spawn + join", spawn_join, d);
-    // Start alone: each start timed, its stop not; floor and steadfast samples taken in
-    // turn, so that both see the same machine.
-    let (mut floor_samples, mut our_samples) = (Vec::new(), Vec::new());
+    sup.shutdown().unwrap();
+}
+
+fn dynamic(rows: &mut Vec<Row>) {
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    // Start alone: each start timed, its stop not.
+    let (mut f, mut o) = (Vec::new(), Vec::new());
     for _ in 0..201 {
         let t = Instant::now();
         let (tx, h) = bare();
-        floor_samples.push(t.elapsed());
+        f.push(t.elapsed());
         drop(tx);
         h.join().unwrap();
         let t = Instant::now();
         let pid = pool.start_child(idle("job")).unwrap();
-        our_samples.push(t.elapsed());
+        o.push(t.elapsed());
         pool.terminate_child(pid).unwrap();
     }
-    let mid = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let (floor, ours) = (mid(floor_samples), mid(our_samples));
-    row("dynamic start, 1 child", "thread spawn", floor, ours);
+    rows.push(Row {
+        name: "dynamic_start",
+        floor_what: "thread::spawn",
+        ours: median(o),
+        floor: median(f),
+        target: 1.0,
+    });
     drop(pool);
 
-    // Registry look-up.
-    let keys: Vec<String> = (0..1_000).map(|i| format!("session-{i:04}")).collect();
-    let reg: Registry<String, u64> = Registry::new();
-    let bare_map: RwLock<HashMap<String, u64>> = RwLock::new(HashMap::new());
-    for (i, k) in keys.iter().enumerate() {
-        reg.register(k.clone(), i as u64).unwrap();
-        bare_map.write().insert(k.clone(), i as u64);
-    }
-    let mut i = 0;
-    let floor = median(21, 100_000, || {
-        i = (i + 7) % keys.len();
-        black_box(bare_map.read().get(keys[i].as_str()).copied());
-    });
-    let ours = median(21, 100_000, || {
-        i = (i + 7) % keys.len();
-        black_box(reg.lookup(keys[i].as_str()));
-    });
-    row("registry look-up, 1 thread", "RwLock<HashMap>", floor, ours);
-
-    // Session create + terminate with two children.
-    let floor = median(15, 10, || {
-        let threads: Vec<_> = (0..3).map(|_| bare()).collect();
-        for (tx, h) in threads {
-            drop(tx);
-            h.join().unwrap();
+    // Shutdown of 1,000: the stop of all of them timed, the starts not.
+    let (mut f, mut o) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let threads: Vec<_> = (0..1_000).map(|_| bare()).collect();
+        let t = Instant::now();
+        let (txs, hs): (Vec<_>, Vec<_>) = threads.into_iter().unzip();
+        drop(txs);
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        f.push(t.elapsed());
+        let pool = DynamicSupervisor::builder().start().unwrap();
+        for _ in 0..1_000 {
+            pool.start_child(idle("job")).unwrap();
         }
+        let t = Instant::now();
+        pool.shutdown().unwrap();
+        o.push(t.elapsed());
+    }
+    rows.push(Row {
+        name: "dynamic_shutdown_1000",
+        floor_what: "signal all, join all",
+        ours: median(o),
+        floor: median(f),
+        target: 1.0,
     });
+}
+
+fn sessions(rows: &mut Vec<Row>) {
     let manager = SessionManager::builder()
         .children(|_| vec![idle("agent"), idle("state")])
         .start()
         .unwrap();
-    let ours = median(15, 10, || {
-        let id = manager
-            .create_session(NewSession::new("bench", "/bench/project"))
-            .unwrap();
-        manager.terminate_session(id).unwrap();
-    });
-    row(
-        "session create+terminate (2 ch.)",
-        "3 threads spawn + join",
-        floor,
-        ours,
+    let (f, o) = paired(
+        31,
+        10,
+        || {
+            let threads: Vec<_> = (0..3).map(|_| bare()).collect();
+            for (tx, h) in threads {
+                drop(tx);
+                h.join().unwrap();
+            }
+        },
+        || {
+            let id = manager
+                .create_session(NewSession::new("bench", "/bench/project"))
+                .unwrap();
+            manager.terminate_session(id).unwrap();
+        },
     );
+    rows.push(Row {
+        name: "session_create_terminate",
+        floor_what: "3 threads spawn + join",
+        ours: o,
+        floor: f,
+        target: 1.3,
+    });
     manager.shutdown();
+}
+
+fn registry(rows: &mut Vec<Row>) {
+    let keys: Arc<Vec<String>> = Arc::new((0..1_000).map(|i| format!("session-{i:04}")).collect());
+    let reg: Registry<String, u64> = Registry::new();
+    for (i, k) in keys.iter().enumerate() {
+        reg.register(k.clone(), i as u64).unwrap();
+    }
+    // Two threads looking up at once: wall time over every look-up made.
+    const PER_THREAD: usize = 1_000_000;
+    let mut samples = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        let threads: Vec<_> = (0..2)
+            .map(|n| {
+                let (reg, keys) = (reg.clone(), keys.clone());
+                thread::spawn(move || {
+                    let mut i = n * 500;
+                    for _ in 0..PER_THREAD {
+                        i = (i + 7) % keys.len();
+                        black_box(reg.lookup(keys[i].as_str()));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        samples.push(t.elapsed() / (2 * PER_THREAD as u32));
+    }
+    rows.push(Row {
+        name: "lookup_2_threads",
+        floor_what: "budget: 20 ns",
+        ours: median(samples),
+        floor: Duration::from_nanos(20),
+        target: 1.0,
+    });
+    let fresh: Registry<String, u64> = Registry::new();
+    let mut i = 0;
+    let o = alone(21, 10_000, || {
+        i = (i + 1) % keys.len();
+        fresh.register(keys[i].clone(), 1).unwrap();
+        black_box(fresh.unregister(keys[i].as_str()));
+    });
+    rows.push(Row {
+        name: "register_unregister",
+        floor_what: "budget: 100 ns",
+        ours: o,
+        floor: Duration::from_nanos(100),
+        target: 1.0,
+    });
+
+    // Dispatch to 1,000 channel members against a loop over the same senders.
+    let (tx, rx) = unbounded::<u64>();
+    let senders: Vec<Sender<u64>> = (0..1_000).map(|_| tx.clone()).collect();
+    let topic: Groups<&'static str, Sender<u64>> = Groups::new();
+    for s in &senders {
+        topic.join("topic", s.clone());
+    }
+    let (f, o) = paired(
+        41,
+        20,
+        || {
+            for s in &senders {
+                s.send(1).unwrap();
+            }
+            for _ in rx.try_iter() {}
+        },
+        || {
+            black_box(topic.dispatch_send(&"topic", 1));
+            for _ in rx.try_iter() {}
+        },
+    );
+    rows.push(Row {
+        name: "dispatch_1000",
+        floor_what: "loop over Vec<Sender>",
+        ours: o,
+        floor: f,
+        target: 1.2,
+    });
+}
+
+struct Counter(u64);
+
+impl Server for Counter {
+    type Call = u64;
+    type Reply = u64;
+    type Cast = u64;
+    fn handle_call(&mut self, n: u64, _: &Context) -> u64 {
+        self.0 += n;
+        self.0
+    }
+    fn handle_cast(&mut self, n: u64, _: &Context) {
+        self.0 += n;
+    }
+}
+
+enum Bare {
+    Call(u64, Sender<u64>),
+    Cast(u64),
+}
+
+fn servers(rows: &mut Vec<Row>) {
+    let (bare_tx, bare_rx) = unbounded::<Bare>();
+    let bare_thread = thread::spawn(move || {
+        let mut state = 0u64;
+        for msg in bare_rx {
+            match msg {
+                Bare::Call(n, reply) => {
+                    state += n;
+                    let _ = reply.send(state);
+                }
+                Bare::Cast(n) => state += n,
+            }
+        }
+    });
+    let bare_call = |n| {
+        let (reply_tx, reply) = bounded(1);
+        bare_tx.send(Bare::Call(n, reply_tx)).unwrap();
+        reply.recv().unwrap()
+    };
+    let (spec, counter) = ServerSpec::new("counter", |_| Ok(Counter(0))).build();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let (f, o) = paired(
+        41,
+        500,
+        || {
+            black_box(bare_call(1));
+        },
+        || {
+            black_box(counter.call(1).unwrap());
+        },
+    );
+    rows.push(Row {
+        name: "server_call",
+        floor_what: "crossbeam request/reply",
+        ours: o,
+        floor: f,
+        target: 1.1,
+    });
+    let (f, o) = paired(
+        41,
+        5,
+        || {
+            for _ in 0..1_000 {
+                bare_tx.send(Bare::Cast(1)).unwrap();
+            }
+            black_box(bare_call(0));
+        },
+        || {
+            for _ in 0..1_000 {
+                counter.cast(1).unwrap();
+            }
+            black_box(counter.call(0).unwrap());
+        },
+    );
+    rows.push(Row {
+        name: "server_cast_1000",
+        floor_what: "bare channel",
+        ours: o,
+        floor: f,
+        target: 1.1,
+    });
+    drop(bare_tx);
+    bare_thread.join().unwrap();
+    drop(sup);
+
+    // Pools of 2 workers, 10,000 trivial jobs.
+    const JOBS: u64 = 10_000;
+    let spin_until = |count: &AtomicU64, target: u64| {
+        while count.load(Ordering::Acquire) < target {
+            thread::yield_now();
+        }
+    };
+    let hand_done = Arc::new(AtomicU64::new(0));
+    let (job_tx, job_rx) = bounded::<u64>(1024);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rx, done) = (job_rx.clone(), hand_done.clone());
+            thread::spawn(move || {
+                for job in rx {
+                    black_box(job);
+                    done.fetch_add(1, Ordering::AcqRel);
+                }
+            })
+        })
+        .collect();
+    let done = Arc::new(AtomicU64::new(0));
+    let d = done.clone();
+    let pool = Pool::builder(2, move |job: &u64, _| {
+        black_box(job);
+        d.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    })
+    .start()
+    .unwrap();
+    let (f, o) = paired(
+        15,
+        1,
+        || {
+            let start = hand_done.load(Ordering::Acquire);
+            for job in 0..JOBS {
+                job_tx.send(job).unwrap();
+            }
+            spin_until(&hand_done, start + JOBS);
+        },
+        || {
+            let start = done.load(Ordering::Acquire);
+            for job in 0..JOBS {
+                pool.submit(job).unwrap();
+            }
+            spin_until(&done, start + JOBS);
+        },
+    );
+    rows.push(Row {
+        name: "pool_10000_jobs",
+        floor_what: "hand-rolled crossbeam pool",
+        ours: o,
+        floor: f,
+        target: 1.1,
+    });
+    drop(job_tx);
+    workers.into_iter().for_each(|w| w.join().unwrap());
+    pool.shutdown();
+}
+
+const MEMORY_MODE: &str = "STEADFAST_BENCH_TABLE_MEMORY";
+const IDLE: usize = 500;
+
+/// Resident KiB of this process.
+fn rss_kib() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"));
+    let kib = line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+    kib.unwrap_or(0)
+}
+
+/// In a subprocess: the RSS `IDLE` idle threads (bare or supervised) add, in KiB.
+fn memory_subprocess(mode: &str) {
+    let warm: Vec<_> = (0..4).map(|_| thread::spawn(|| ())).collect();
+    warm.into_iter().for_each(|t| t.join().unwrap());
+    let before = rss_kib();
+    let (stop_tx, stop_rx) = unbounded::<()>();
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    let mut threads = Vec::new();
+    for _ in 0..IDLE {
+        if mode == "bare" {
+            let stop = stop_rx.clone();
+            threads.push(thread::spawn(move || {
+                let _ = stop.recv();
+            }));
+        } else {
+            pool.start_child(idle("idle")).unwrap();
+        }
+    }
+    println!("{}", rss_kib().saturating_sub(before));
+    drop(stop_tx);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    pool.shutdown().unwrap();
+}
+
+fn memory(rows: &mut Vec<Row>) {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let run = |mode: &str| -> Option<u64> {
+        let out = Command::new(&me).env(MEMORY_MODE, mode).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let (mut f, mut o) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        f.extend(run("bare"));
+        o.extend(run("steadfast"));
+    }
+    if f.is_empty() || o.is_empty() {
+        return;
+    }
+    // Reported in nanoseconds' place: bytes per idle thread.
+    let per = |kib: u64| Duration::from_nanos(kib * 1024 / IDLE as u64);
+    rows.push(Row {
+        name: "memory_per_idle_child_bytes",
+        floor_what: "bare parked thread",
+        ours: per(median(o)),
+        floor: per(median(f)),
+        target: 1.1,
+    });
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var(MEMORY_MODE) {
+        memory_subprocess(&mode);
+        return;
+    }
+    let check = std::env::args().any(|a| a == "--check");
+    panic::set_hook(Box::new(|_| {}));
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    restarts(&mut rows);
+    one_for_all(&mut rows);
+    dynamic(&mut rows);
+    sessions(&mut rows);
+    registry(&mut rows);
+    servers(&mut rows);
+    memory(&mut rows);
+
+    println!(
+        "{:<30} {:>11} {:<27} {:>11} {:>7} {:>7}",
+        "row", "steadfast", "floor (measured alongside)", "floor", "ratio", "target"
+    );
+    for r in &rows {
+        println!(
+            "{:<30} {:>11.2?} {:<27} {:>11.2?} {:>6.2}x {:>6.2}x {}",
+            r.name,
+            r.ours,
+            r.floor_what,
+            r.floor,
+            r.ratio(),
+            r.target,
+            if r.met() { "ok" } else { "MISSED" }
+        );
+    }
+    println!("(memory row: bytes per idle thread, printed as if nanoseconds)");
+    println!("ran in {:.1?}", started.elapsed());
+    for r in &rows {
+        println!(
+            "ROW name={} ours_ns={} floor_ns={} ratio={:.2} target={:.2}",
+            r.name,
+            r.ours.as_nanos(),
+            r.floor.as_nanos(),
+            r.ratio(),
+            r.target
+        );
+    }
+    let missed: Vec<&str> = rows.iter().filter(|r| !r.met()).map(|r| r.name).collect();
+    if check && !missed.is_empty() {
+        eprintln!("missed targets: {}", missed.join(", "));
+        std::process::exit(1);
+    }
 }
