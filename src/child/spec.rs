@@ -289,7 +289,7 @@ impl ChildSpec {
 
     /// Marks the child significant (OTP 24's `significant`): when it exits on its own and
     /// is not restarted, its supervisor may shut itself down, as its
-    /// [`auto_shutdown`](crate::supervisor::SupervisorBuilder::auto_shutdown) says.
+    /// [`AutoShutdown`](crate::AutoShutdown) setting says.
     ///
     /// Only a [`Transient`](Restart::Transient) or [`Temporary`](Restart::Temporary)
     /// child can be significant (a permanent one never ends for good); a supervisor whose

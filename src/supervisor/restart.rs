@@ -27,10 +27,9 @@ impl Server {
     pub(super) fn on_exit(&mut self, pid: Pid, reason: ExitReason) -> Flow {
         // A notice from an incarnation we no longer track (stopped, replaced, abandoned,
         // or one that failed to start) is stale: it changes nothing.
-        let Some((seq, run)) = self.take_exited(pid) else {
+        let Some((seq, run)) = self.take_exited(pid, &reason) else {
             return Flow::Continue;
         };
-        self.record_exit(seq, &reason);
         let spec = &self.children[&seq].spec;
         let restart = should_restart(spec.restart, &reason);
         let id = spec.id.clone();
@@ -150,11 +149,12 @@ impl Server {
     fn backoff_delay(&mut self, seq: u64) -> Option<Duration> {
         let child = self.children.get_mut(&seq)?;
         let backoff = child.spec.backoff.as_ref()?;
-        // Only a start that ran can reset the count (not a failed restart).
+        // Taken, so that only a start that ran can reset the count (a failed restart
+        // leaves none behind).
         let ran = child
-            .since
+            .started_at
             .take()
-            .map_or(Duration::ZERO, |since| since.elapsed());
+            .map_or(Duration::ZERO, |t| t.elapsed());
         if backoff.resets(ran) {
             child.attempts = 0;
         }

@@ -23,12 +23,12 @@ pub(super) struct Child {
     /// next incarnation's context tells it (see [`Context::incarnation`](crate::Context::incarnation)).
     pub(super) started: u64,
     pub(super) last_exit: Option<ExitReason>,
-    /// Backoff: restarts in a row so far, when the running incarnation started, and the
-    /// restart waited for (its time, and whether it still counts toward intensity).
-    pub(super) attempts: u32,
-    pub(super) since: Option<Instant>,
-    /// When the running incarnation started (for `ChildInfo::started_at`).
+    /// When the latest incarnation started (shown while it runs; a backoff takes it to
+    /// see how long the incarnation ran).
     pub(super) started_at: Option<Instant>,
+    /// Backoff: restarts in a row so far, and the restart waited for (its time, and
+    /// whether it still counts toward intensity).
+    pub(super) attempts: u32,
     pub(super) due: Option<Due>,
 }
 
@@ -57,8 +57,9 @@ pub(super) type Stopping = (Spawned, Arc<str>, Shutdown);
 
 impl Server {
     /// Takes the running incarnation of the child whose incarnation `pid` just exited
-    /// (`None`: a stale notice, from one no longer tracked); the child is `Stopped`.
-    pub(super) fn take_exited(&mut self, pid: Pid) -> Option<(u64, Spawned)> {
+    /// with `reason` (`None`: a stale notice, from one no longer tracked); the child is
+    /// `Stopped`.
+    pub(super) fn take_exited(&mut self, pid: Pid, reason: &ExitReason) -> Option<(u64, Spawned)> {
         let seq = *self.by_pid.get(&pid)?;
         let child = self.children.get_mut(&seq)?;
         if child.run.as_ref().map(|r| r.pid) != Some(pid) {
@@ -67,6 +68,7 @@ impl Server {
         self.by_pid.remove(&pid);
         child.status = ChildStatus::Stopped;
         child.last_pid = Some(pid);
+        child.last_exit = Some(reason.clone());
         Some((seq, child.run.take()?))
     }
 
@@ -187,7 +189,6 @@ impl Server {
             self.by_pid.insert(pid, seq);
         }
         let started_at = pid.is_some().then(Instant::now);
-        let since = started_at.filter(|_| spec.backoff.is_some());
         self.children.insert(
             seq,
             Child {
@@ -201,7 +202,6 @@ impl Server {
                 started: 1,
                 last_exit: None,
                 attempts: 0,
-                since,
                 started_at,
                 due: None,
             },
@@ -238,11 +238,7 @@ impl Server {
         child.status = ChildStatus::Running;
         child.started = child.started.saturating_add(1);
         child.due = None;
-        let now = Instant::now();
-        child.started_at = Some(now);
-        if child.spec.backoff.is_some() {
-            child.since = Some(now);
-        }
+        child.started_at = Some(Instant::now());
     }
 
     pub(super) fn remove(&mut self, seq: u64) {
