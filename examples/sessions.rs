@@ -69,9 +69,9 @@ enum Prompt {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Each crash is printed from the event stream below; without a logger, steadfast
-    // leaves panics to the standard hook, so quiet it to keep the output readable.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Each crash is printed from the event stream below: keep supervised panics off
+    // stderr (they still go to a logger, if there were one).
+    steadfast::route_panics_to_log();
 
     // Each session's agent takes prompts from a channel kept here, by session id.
     let prompts: Arc<Mutex<HashMap<SessionId, Sender<Prompt>>>> = Arc::default();

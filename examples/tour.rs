@@ -70,9 +70,9 @@ fn is(kind: &'static str, id: &'static str) -> impl Fn(&Event) -> bool {
 }
 
 fn main() {
-    // Each crash is printed from the event stream below; without a logger, steadfast
-    // leaves panics to the standard hook, so quiet it to keep the output readable.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Each crash is printed from the event stream below: keep supervised panics off
+    // stderr (they still go to a logger, if there were one).
+    steadfast::route_panics_to_log();
 
     let (reader_tx, reader_rx) = orders();
     let (parser_tx, parser_rx) = orders();

@@ -208,9 +208,10 @@
 //! [`ExitReason::Panicked`]; it never reaches the supervisor. Each supervised panic is
 //! reported **once**: as one `log` record (child id, message, location) when a logger
 //! takes `error` records for the target `steadfast::panic` — the standard panic hook then
-//! stays quiet for it — and by the standard hook (stderr) otherwise. Panics on other
-//! threads are left to the standard hook. See [`route_panics_to_log`]. Every restart
-//! makes one `info` record with the previous exit's reason.
+//! stays quiet for it — and by the standard hook (stderr) otherwise;
+//! [`route_panics_to_log`] keeps them off stderr in both cases. Panics on other threads
+//! are left to the standard hook. Every restart makes one `info` record with the
+//! previous exit's reason.
 //!
 //! Odd payloads are fine: a non-string payload is reported as
 //! `"<non-string panic payload>"`, and a payload whose own `Drop` panics is contained too.

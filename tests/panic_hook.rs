@@ -43,6 +43,7 @@ fn scenario() {
     match which.as_str() {
         "logger" => log::set_logger(&LOGGER).unwrap(),
         "filtering-logger" => log::set_logger(&FILTERING_LOGGER).unwrap(),
+        "routed" => steadfast::route_panics_to_log(),
         _ => {}
     }
     log::set_max_level(log::LevelFilter::Info);
@@ -106,4 +107,12 @@ fn a_logger_that_filters_the_panic_target_out_leaves_it_to_the_standard_hook() {
     let err = run("filtering-logger");
     assert_eq!(count(&err, "supervised-7f3a"), 1, "{err}");
     assert!(!err.contains("LOG ERROR child"), "{err}");
+}
+
+#[test]
+fn route_panics_to_log_keeps_supervised_panics_off_stderr_even_without_a_logger() {
+    let err = run("routed");
+    assert_eq!(count(&err, "supervised-7f3a"), 0, "{err}");
+    // Other threads keep the standard hook.
+    assert_eq!(count(&err, "plain-9c1e"), 1, "{err}");
 }

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 thread_local! {
@@ -18,11 +19,10 @@ thread_local! {
 /// once, from steadfast; one that does not (or no logger) leaves it to the standard hook.
 pub(crate) const PANIC_TARGET: &str = "steadfast::panic";
 
-/// Makes sure each supervised panic is reported once (kept for compatibility: this is
-/// now what steadfast does by default, from its first process thread on).
+/// Routes panics of supervised threads to `log` only, keeping them off stderr even when
+/// no logger takes them.
 ///
-/// A panic in a child is caught and becomes [`ExitReason::Panicked`](crate::ExitReason).
-/// It is reported exactly once:
+/// By default (without this call) each supervised panic is reported exactly once:
 ///
 /// - **with a logger** that takes `error` records for the target `steadfast::panic`
 ///   (any usual set-up: `env_logger`, `simplelog`, ...), as one `log` record with the
@@ -31,11 +31,14 @@ pub(crate) const PANIC_TARGET: &str = "steadfast::panic";
 /// - **without one**, by the standard panic hook, as for any thread (stderr, with a
 ///   backtrace under `RUST_BACKTRACE=1`).
 ///
-/// To get the standard hook's output (say, its backtraces) with a logger, filter the
-/// target `steadfast::panic` out of it. Panics on threads that are not steadfast
-/// processes always go to the previous hook, untouched. steadfast installs its hook,
-/// wrapping the one in place, when it spawns its first process thread; a hook the
-/// program sets afterwards replaces it, and then decides alone.
+/// After this call the standard hook stays quiet for supervised panics in both cases
+/// (the record still goes to a logger, if any) — for programs that report crashes some
+/// other way, such as the event stream. To get the standard hook's output (say, its
+/// backtraces) with a logger, do not call it and filter the target `steadfast::panic`
+/// out of the logger. Panics on threads that are not steadfast processes always go to the
+/// previous hook, untouched. steadfast installs its hook, wrapping the one in place, when
+/// it spawns its first process thread (or at this call); a hook the program sets
+/// afterwards replaces it, and then decides alone.
 ///
 /// # Examples
 ///
@@ -43,8 +46,12 @@ pub(crate) const PANIC_TARGET: &str = "steadfast::panic";
 /// steadfast::route_panics_to_log();
 /// ```
 pub fn route_panics_to_log() {
+    LOG_ONLY.store(true, Ordering::Release);
     install();
 }
+
+/// Set by [`route_panics_to_log`]: supervised panics never reach the previous hook.
+static LOG_ONLY: AtomicBool = AtomicBool::new(false);
 
 /// Installs the panic hook described at [`route_panics_to_log`], once.
 pub(crate) fn install() {
@@ -52,13 +59,16 @@ pub(crate) fn install() {
     INSTALL.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            let logged = SUPERVISED.with(|s| s.get())
-                && log::log_enabled!(target: PANIC_TARGET, log::Level::Error);
-            if !logged {
+            if !SUPERVISED.with(|s| s.get()) {
                 previous(info);
                 return;
             }
-            if let Some(loc) = info.location() {
+            let logged = log::log_enabled!(target: PANIC_TARGET, log::Level::Error);
+            if !logged && !LOG_ONLY.load(Ordering::Acquire) {
+                previous(info);
+                return;
+            }
+            if let (true, Some(loc)) = (logged, info.location()) {
                 let at = format!("{}:{}:{}", loc.file(), loc.line(), loc.column());
                 PANIC_LOCATION.with(|l| *l.borrow_mut() = Some(at));
             }
