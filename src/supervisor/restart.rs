@@ -72,7 +72,7 @@ impl Server {
 
     /// Whether a significant child still runs, or waits to be restarted.
     fn significant_alive(&self) -> bool {
-        let alive = |c: &&Child| c.run.is_some() || c.status == ChildStatus::Restarting;
+        let alive = |c: &&Box<Child>| c.run.is_some() || c.status == ChildStatus::Restarting;
         self.children
             .values()
             .filter(alive)

@@ -73,7 +73,7 @@ pub(crate) type EndSlot = Arc<Mutex<Option<SupervisorError>>>;
 pub(crate) struct Server {
     pub(super) cfg: Arc<Config>,
     /// Children in start order (the key is a start sequence number).
-    pub(super) children: BTreeMap<u64, Child>,
+    pub(super) children: BTreeMap<u64, Box<Child>>,
     pub(super) by_pid: HashMap<Pid, u64>,
     pub(super) next_seq: u64,
     /// Shared with children that may restart on their own thread (their permit).
