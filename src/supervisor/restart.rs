@@ -72,11 +72,10 @@ impl Server {
 
     /// Whether a significant child still runs, or waits to be restarted.
     fn significant_alive(&self) -> bool {
-        let alive = |c: &&Box<Child>| c.run.is_some() || c.status == ChildStatus::Restarting;
+        let alive = |c: &Child| c.run.is_some() || c.status == ChildStatus::Restarting;
         self.children
             .values()
-            .filter(alive)
-            .any(|c| c.spec.significant)
+            .any(|c| c.spec.significant && alive(c))
     }
 
     /// A child restarted itself on its own thread: record the new pid, report both steps.
