@@ -181,7 +181,7 @@ impl ChildSpec {
     /// # Examples
     ///
     /// ```
-    /// use std::io::Write;
+    /// use std::io::{BufRead, BufReader, Write};
     /// use std::net::{TcpListener, TcpStream};
     /// use steadfast::{ChildSpec, DynamicSupervisor};
     ///
@@ -189,12 +189,13 @@ impl ChildSpec {
     /// let client = TcpStream::connect(listener.local_addr()?)?;
     /// let (mut stream, _) = listener.accept()?;
     /// let handlers = DynamicSupervisor::builder().start()?;
-    /// let exited = steadfast::monitor(handlers.start_child(ChildSpec::task("greet", move |_ctx| {
-    ///     stream.write_all(b"hello\n")?; // the task owns the stream
+    /// handlers.start_child(ChildSpec::task("greet", move |_ctx| {
+    ///     stream.write_all(b"hello\n")?; // the task owns the stream, and drops it when done
     ///     Ok(())
-    /// }))?);
-    /// assert_eq!(exited.recv()?, steadfast::ExitReason::Normal);
-    /// # drop(client);
+    /// }))?;
+    /// let mut line = String::new();
+    /// BufReader::new(client).read_line(&mut line)?;
+    /// assert_eq!(line, "hello\n");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn task<F>(id: impl Into<String>, f: F) -> ChildSpec
