@@ -13,12 +13,10 @@ use crossbeam_channel::{Receiver, Sender};
 use once_cell::sync::Lazy;
 use parking_lot::RwLock;
 
-use crate::hash::{BuildU64, Padded};
+use crate::hash::{BuildU64, Shards};
 use crate::listeners::{Listeners, RegistryEvent};
 use crate::pid::{self, ExitHook, Pid};
 use crate::registry::AnyValue;
-
-const SHARDS: usize = 64;
 
 /// Keys mapped to any number of member processes, each membership with a value.
 ///
@@ -70,12 +68,9 @@ struct Shard<K, V> {
     map: HashMap<u64, Vec<Bucket<K, V>>, BuildU64>,
 }
 
-/// A shard behind its lock, on cache lines of its own.
-type ShardLock<K, V> = Padded<RwLock<Shard<K, V>>>;
-
 struct Inner<K, V> {
     hasher: RandomState,
-    shards: Box<[ShardLock<K, V>]>,
+    shards: Shards<Shard<K, V>>,
     count: AtomicUsize,
     listeners: Listeners<RegistryEvent<K, V>>,
 }
@@ -125,13 +120,9 @@ where
     pub fn new() -> Self {
         let inner = Arc::new(Inner {
             hasher: RandomState::new(),
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Padded(RwLock::new(Shard {
-                        map: HashMap::default(),
-                    }))
-                })
-                .collect(),
+            shards: Shards::new(|| Shard {
+                map: HashMap::default(),
+            }),
             count: AtomicUsize::new(0),
             listeners: Listeners::new(),
         });
@@ -390,9 +381,8 @@ impl<K: Eq + Clone, V: Clone> Shard<K, V> {
 }
 
 impl<K, V> Inner<K, V> {
-    /// The shard of a hash: its top bits (the map itself spreads the rest).
     fn shard(&self, h: u64) -> &RwLock<Shard<K, V>> {
-        &self.shards[(h >> 58) as usize % SHARDS]
+        self.shards.of(h)
     }
 }
 

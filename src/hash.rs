@@ -38,3 +38,31 @@ impl<T> std::ops::Deref for Padded<T> {
         &self.0
     }
 }
+
+/// How many shards a sharded registry has.
+const SHARDS: usize = 64;
+
+/// A registry's shards, each behind its own lock on its own cache lines, picked by the
+/// top bits of a key's hash (the map inside a shard spreads the rest). Shared by the
+/// unique registry and the groups, so both shard the same way.
+pub(crate) struct Shards<T>(Box<[Padded<parking_lot::RwLock<T>>]>);
+
+impl<T> Shards<T> {
+    pub(crate) fn new(mut make: impl FnMut() -> T) -> Self {
+        Shards(
+            (0..SHARDS)
+                .map(|_| Padded(parking_lot::RwLock::new(make())))
+                .collect(),
+        )
+    }
+
+    /// The shard of hash `h`.
+    pub(crate) fn of(&self, h: u64) -> &parking_lot::RwLock<T> {
+        &self.0[(h >> 58) as usize % SHARDS]
+    }
+
+    /// Every shard, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &parking_lot::RwLock<T>> {
+        self.0.iter().map(|p| &p.0)
+    }
+}

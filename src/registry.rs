@@ -15,12 +15,10 @@ use once_cell::sync::Lazy;
 use parking_lot::RwLock;
 
 use crate::error::RegistryError;
-use crate::hash::{BuildU64, Padded};
+use crate::hash::{BuildU64, Shards};
 use crate::listeners::{Listeners, RegistryEvent};
 use crate::pid::{self, ExitHook, Pid};
 use crate::wait::{self, Timeout};
-
-const SHARDS: usize = 64;
 
 /// A map from unique keys to live processes, each entry carrying a value.
 ///
@@ -63,12 +61,9 @@ struct Shard<K, V> {
     overflow: Vec<(u64, Slot<K, V>)>,
 }
 
-/// A shard behind its lock, on cache lines of its own.
-type ShardLock<K, V> = Padded<RwLock<Shard<K, V>>>;
-
 struct Inner<K, V> {
     hasher: RandomState,
-    shards: Box<[ShardLock<K, V>]>,
+    shards: Shards<Shard<K, V>>,
     count: AtomicUsize,
     listeners: Listeners<RegistryEvent<K, V>>,
 }
@@ -109,14 +104,10 @@ where
     pub fn new() -> Self {
         let inner = Arc::new(Inner {
             hasher: RandomState::new(),
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Padded(RwLock::new(Shard {
-                        map: HashMap::default(),
-                        overflow: Vec::new(),
-                    }))
-                })
-                .collect(),
+            shards: Shards::new(|| Shard {
+                map: HashMap::default(),
+                overflow: Vec::new(),
+            }),
             count: AtomicUsize::new(0),
             listeners: Listeners::new(),
         });
@@ -435,9 +426,8 @@ impl<K: Eq, V> Inner<K, V> {
         self.hasher.hash_one(key)
     }
 
-    /// The shard of a hash: its top bits (the map itself spreads the rest).
     fn shard(&self, h: u64) -> &RwLock<Shard<K, V>> {
-        &self.shards[(h >> 58) as usize % SHARDS]
+        self.shards.of(h)
     }
 
     /// Removes every entry with hash `h` that `pid` holds (its owner exited); returns
