@@ -21,10 +21,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+#[path = "server_floor.rs"]
+mod server_floor;
+
+use server_floor::{bare_call, bare_server, Bare, Counter};
 use steadfast::pool::Pool;
-use steadfast::server::{Server, ServerSpec};
+use steadfast::server::ServerSpec;
 use steadfast::session::{NewSession, SessionManager};
-use steadfast::{ChildSpec, Context, DynamicSupervisor, Groups, Registry, Strategy, Supervisor};
+use steadfast::{ChildSpec, DynamicSupervisor, Groups, Registry, Strategy, Supervisor};
 
 /// One line of the table.
 struct Row {
@@ -512,45 +516,9 @@ fn registry(rows: &mut Vec<Row>) {
     });
 }
 
-struct Counter(u64);
-
-impl Server for Counter {
-    type Call = u64;
-    type Reply = u64;
-    type Cast = u64;
-    fn handle_call(&mut self, n: u64, _: &Context) -> u64 {
-        self.0 += n;
-        self.0
-    }
-    fn handle_cast(&mut self, n: u64, _: &Context) {
-        self.0 += n;
-    }
-}
-
-enum Bare {
-    Call(u64, Sender<u64>),
-    Cast(u64),
-}
-
 fn servers(rows: &mut Vec<Row>) {
-    let (bare_tx, bare_rx) = unbounded::<Bare>();
-    let bare_thread = thread::spawn(move || {
-        let mut state = 0u64;
-        for msg in bare_rx {
-            match msg {
-                Bare::Call(n, reply) => {
-                    state += n;
-                    let _ = reply.send(state);
-                }
-                Bare::Cast(n) => state += n,
-            }
-        }
-    });
-    let bare_call = |n| {
-        let (reply_tx, reply) = bounded(1);
-        bare_tx.send(Bare::Call(n, reply_tx)).unwrap();
-        reply.recv().unwrap()
-    };
+    let (bare_tx, bare_thread) = bare_server();
+    let bare_call = |n| bare_call(&bare_tx, n);
     let (spec, counter) = ServerSpec::new("counter", |_| Ok(Counter(0))).build();
     let sup = Supervisor::builder().child(spec).start().unwrap();
     let (f, o) = paired(

@@ -12,54 +12,15 @@ use std::thread;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use crossbeam_channel::{bounded, unbounded, Sender};
+use crossbeam_channel::bounded;
 use steadfast::pool::Pool;
-use steadfast::server::{Server, ServerSpec};
-use steadfast::{Context, Supervisor};
+use steadfast::server::ServerSpec;
+use steadfast::Supervisor;
 
-struct Counter(u64);
+#[path = "server_floor.rs"]
+mod server_floor;
 
-impl Server for Counter {
-    type Call = u64;
-    type Reply = u64;
-    type Cast = u64;
-    fn handle_call(&mut self, n: u64, _: &Context) -> u64 {
-        self.0 += n;
-        self.0
-    }
-    fn handle_cast(&mut self, n: u64, _: &Context) {
-        self.0 += n;
-    }
-}
-
-/// The hand-written server: a thread, a request channel, a reply channel per call.
-enum Bare {
-    Call(u64, Sender<u64>),
-    Cast(u64),
-}
-
-fn bare_server() -> (Sender<Bare>, thread::JoinHandle<()>) {
-    let (tx, rx) = unbounded::<Bare>();
-    let handle = thread::spawn(move || {
-        let mut state = 0u64;
-        for msg in rx {
-            match msg {
-                Bare::Call(n, reply) => {
-                    state += n;
-                    let _ = reply.send(state);
-                }
-                Bare::Cast(n) => state += n,
-            }
-        }
-    });
-    (tx, handle)
-}
-
-fn bare_call(tx: &Sender<Bare>, n: u64) -> u64 {
-    let (reply_tx, reply) = bounded(1);
-    tx.send(Bare::Call(n, reply_tx)).unwrap();
-    reply.recv_timeout(Duration::from_secs(5)).unwrap()
-}
+use server_floor::{bare_call, bare_server, Bare, Counter};
 
 const CASTS: u64 = 1_000;
 
