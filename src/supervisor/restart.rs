@@ -51,23 +51,23 @@ impl Server {
             // Gone before it is reported: whoever sees the exit finds its place free.
             self.remove(seq);
         }
-        self.emit(Event::ChildExited {
-            id: id.clone(),
-            pid,
-            reason,
-        });
+        // Only a significant child's id is needed after the event (for its log line).
+        let significant = significant.then(|| id.clone());
+        self.emit(Event::ChildExited { id, pid, reason });
         if restart {
             return self.restart(seq, reuse);
         }
-        if significant && auto_shutdown(self.cfg.auto_shutdown, self.significant_alive()) {
-            log::info!(
-                "{}: significant child {id:?} exited; shutting down ({:?})",
-                self.cfg.label,
-                self.cfg.auto_shutdown
-            );
-            return Flow::Exit;
+        match significant {
+            Some(id) if auto_shutdown(self.cfg.auto_shutdown, self.significant_alive()) => {
+                log::info!(
+                    "{}: significant child {id:?} exited; shutting down ({:?})",
+                    self.cfg.label,
+                    self.cfg.auto_shutdown
+                );
+                Flow::Exit
+            }
+            _ => Flow::Continue,
         }
-        Flow::Continue
     }
 
     /// Whether a significant child still runs, or waits to be restarted.
