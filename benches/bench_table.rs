@@ -6,7 +6,9 @@
 //! ROW name=<snake_case> ours_ns=<n> floor_ns=<n> ratio=<r> target=<r>
 //! ```
 //!
-//! `--check` makes it exit non-zero when a row misses its target. Rows with an absolute
+//! `--check` makes it exit non-zero when a row misses its target; any other argument
+//! names the sections to run (`restarts`, `one_for_all`, `dynamic`, `sessions`,
+//! `registry`, `servers`, `memory`), all by default. Rows with an absolute
 //! target (nanoseconds) use the budget as their floor.
 //!
 //! Run with `cargo run --release -p steadfast-benches --example bench_table [-- --check]`
@@ -29,6 +31,9 @@ use steadfast::pool::Pool;
 use steadfast::server::ServerSpec;
 use steadfast::session::{NewSession, SessionManager};
 use steadfast::{ChildSpec, DynamicSupervisor, Groups, Registry, Strategy, Supervisor};
+
+/// A group of rows, run together.
+type Section = fn(&mut Vec<Row>);
 
 /// One line of the table.
 struct Row {
@@ -695,13 +700,25 @@ fn main() {
     panic::set_hook(Box::new(|_| {}));
     let started = Instant::now();
     let mut rows = Vec::new();
-    restarts(&mut rows);
-    one_for_all(&mut rows);
-    dynamic(&mut rows);
-    sessions(&mut rows);
-    registry(&mut rows);
-    servers(&mut rows);
-    memory(&mut rows);
+    // Any other argument names the sections to run (all of them by default).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--check")
+        .collect();
+    let sections: [(&str, Section); 7] = [
+        ("restarts", restarts),
+        ("one_for_all", one_for_all),
+        ("dynamic", dynamic),
+        ("sessions", sessions),
+        ("registry", registry),
+        ("servers", servers),
+        ("memory", memory),
+    ];
+    for (name, section) in sections {
+        if only.is_empty() || only.iter().any(|o| o == name) {
+            section(&mut rows);
+        }
+    }
 
     println!(
         "{:<30} {:>11} {:<27} {:>11} {:>7} {:>7}",

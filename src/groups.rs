@@ -2,7 +2,6 @@
 //! with dispatch to all of them, cleaned up synchronously when a member exits.
 
 use std::borrow::Borrow;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -11,12 +10,12 @@ use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{Receiver, Sender};
 use once_cell::sync::Lazy;
-use parking_lot::RwLock;
 
-use crate::hash::{BuildU64, Shards};
+use crate::hash::{BuildU64, KeyHasher};
 use crate::listeners::{Listeners, RegistryEvent};
 use crate::pid::{self, ExitHook, Pid};
 use crate::registry::AnyValue;
+use crate::shards::Shards;
 
 /// Keys mapped to any number of member processes, each membership with a value.
 ///
@@ -69,7 +68,7 @@ struct Shard<K, V> {
 }
 
 struct Inner<K, V> {
-    hasher: RandomState,
+    hasher: KeyHasher,
     shards: Shards<Shard<K, V>>,
     count: AtomicUsize,
     listeners: Listeners<RegistryEvent<K, V>>,
@@ -119,7 +118,7 @@ where
     /// An empty set of groups.
     pub fn new() -> Self {
         let inner = Arc::new(Inner {
-            hasher: RandomState::new(),
+            hasher: KeyHasher::default(),
             shards: Shards::new(|| Shard {
                 map: HashMap::default(),
             }),
@@ -146,7 +145,7 @@ where
     pub fn join_for(&self, pid: Pid, key: K, value: V) -> Result<(), crate::RegistryError> {
         let inner = &self.inner;
         let h = inner.hasher.hash_one(&key);
-        let mut shard = inner.shard(h).write();
+        let mut shard = inner.shards.write(h);
         // Under the shard's lock, before the entry is visible: an owner exiting after
         // this point waits for the lock in its exit hook, then removes the entry.
         if !pid::add_exit_token(pid, pid::hook_key(inner), &self.hook, h) {
@@ -191,7 +190,7 @@ where
     {
         let inner = &self.inner;
         let h = inner.hasher.hash_one(key);
-        let mut shard = inner.shard(h).write();
+        let mut shard = inner.shards.write(h);
         let removed = shard.remove(h, |k: &K| k.borrow() == key, pid, &inner.listeners, false);
         drop(shard);
         for _ in 0..removed {
@@ -253,7 +252,7 @@ where
         hashes.dedup();
         let mut keys = Vec::new();
         for h in hashes {
-            let shard = self.inner.shard(h).read();
+            let shard = self.inner.shards.read(h);
             let buckets = shard.map.get(&h).into_iter().flatten();
             let held = buckets.filter(|b| b.members.iter().any(|m| m.pid == pid));
             keys.extend(held.map(|b| b.key.clone()));
@@ -298,7 +297,7 @@ where
     {
         let inner = &self.inner;
         let h = inner.hasher.hash_one(key);
-        let shard = inner.shard(h).read();
+        let shard = inner.shards.read(h);
         let bucket = shard.map.get(&h);
         let bucket = bucket.and_then(|b| b.iter().find(|b| b.key.borrow() == key));
         bucket.map(|b| b.members.clone()).unwrap_or_default()
@@ -306,7 +305,6 @@ where
 
     fn for_each(&self, mut f: impl FnMut(&K, &Member<V>)) {
         for shard in self.inner.shards.iter() {
-            let shard = shard.read();
             for bucket in shard.map.values().flatten() {
                 for m in bucket.members.iter() {
                     f(&bucket.key, m);
@@ -380,12 +378,6 @@ impl<K: Eq + Clone, V: Clone> Shard<K, V> {
     }
 }
 
-impl<K, V> Inner<K, V> {
-    fn shard(&self, h: u64) -> &RwLock<Shard<K, V>> {
-        self.shards.of(h)
-    }
-}
-
 impl<K, V> ExitHook for Inner<K, V>
 where
     K: Eq + Clone + Send + Sync,
@@ -396,8 +388,8 @@ where
         tokens.dedup();
         for h in tokens {
             let removed = self
-                .shard(h)
-                .write()
+                .shards
+                .write(h)
                 .remove(h, |_| true, pid, &self.listeners, true);
             self.count.fetch_sub(removed, Ordering::Relaxed);
         }

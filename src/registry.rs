@@ -3,21 +3,19 @@
 use std::any::Any;
 use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use once_cell::sync::Lazy;
-use parking_lot::RwLock;
 
 use crate::error::RegistryError;
-use crate::hash::{BuildU64, Shards};
+use crate::hash::{BuildU64, KeyHasher};
 use crate::listeners::{Listeners, RegistryEvent};
 use crate::pid::{self, ExitHook, Pid};
+use crate::shards::Shards;
 use crate::wait::{self, Timeout};
 
 /// A map from unique keys to live processes, each entry carrying a value.
@@ -27,8 +25,11 @@ use crate::wait::{self, Timeout};
 /// a `join` — so whoever waited for the exit finds the registry already clean and never
 /// needs to poll. (Elixir's `Registry` cleans up asynchronously; this one does not.)
 ///
-/// A `Registry` is a handle: clones share the same entries. Look-ups take a read lock on
-/// one of 64 shards, so readers of different keys do not contend.
+/// A `Registry` is a handle: clones share the same entries. It is built for reading:
+/// entries are spread over 64 shards, and a look-up takes a read lock that only its own
+/// thread's slot writes to, so threads looking up at once do not slow each other down;
+/// a registration pays for that by locking the shard in every slot (one per core, at
+/// most eight).
 ///
 /// # Examples
 ///
@@ -62,10 +63,16 @@ struct Shard<K, V> {
 }
 
 struct Inner<K, V> {
-    hasher: RandomState,
+    hasher: KeyHasher,
     shards: Shards<Shard<K, V>>,
-    count: AtomicUsize,
     listeners: Listeners<RegistryEvent<K, V>>,
+}
+
+impl<K, V> Inner<K, V> {
+    fn count(&self) -> usize {
+        let count = |s: &Shard<K, V>| s.map.len() + s.overflow.len();
+        self.shards.iter().map(|s| count(&s)).sum()
+    }
 }
 
 impl<K, V> Clone for Registry<K, V> {
@@ -80,7 +87,7 @@ impl<K, V> Clone for Registry<K, V> {
 impl<K, V> fmt::Debug for Registry<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
-            .field("count", &self.inner.count.load(Ordering::Relaxed))
+            .field("count", &self.inner.count())
             .finish_non_exhaustive()
     }
 }
@@ -103,12 +110,11 @@ where
     /// An empty private registry.
     pub fn new() -> Self {
         let inner = Arc::new(Inner {
-            hasher: RandomState::new(),
+            hasher: KeyHasher::default(),
             shards: Shards::new(|| Shard {
                 map: HashMap::default(),
                 overflow: Vec::new(),
             }),
-            count: AtomicUsize::new(0),
             listeners: Listeners::new(),
         });
         let hook: Weak<dyn ExitHook> = Arc::downgrade(&inner) as Weak<Inner<K, V>>;
@@ -143,14 +149,13 @@ where
     pub fn register_for(&self, pid: Pid, key: K, value: V) -> Result<(), RegistryError> {
         let inner = &self.inner;
         let h = inner.hash(&key);
-        let mut shard = inner.shard(h).write();
+        let mut shard = inner.shards.write(h);
         if let Some(holder) = shard.get(h, &key).map(|s| s.pid) {
             if holder == pid || holder.is_alive() {
                 return Err(RegistryError::AlreadyRegistered(holder));
             }
             // A dead holder whose clean-up has not reached this key yet: replace it.
             shard.remove(h, &key, holder);
-            inner.count.fetch_sub(1, Ordering::Relaxed);
             inner.listeners.tell(|| RegistryEvent::Unregistered {
                 key: key.clone(),
                 pid: holder,
@@ -171,7 +176,6 @@ where
             value: value.clone(),
         });
         shard.insert(h, Slot { key, pid, value });
-        inner.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -192,7 +196,7 @@ where
     {
         let inner = &self.inner;
         let h = inner.hash(key);
-        let shard = inner.shard(h).read();
+        let shard = inner.shards.read(h);
         shard.get(h, key).map(|s| f(s.pid, &s.value))
     }
 
@@ -217,7 +221,7 @@ where
     {
         let inner = &self.inner;
         let h = inner.hash(key);
-        let mut shard = inner.shard(h).write();
+        let mut shard = inner.shards.write(h);
         let slot = shard.remove(h, key, pid)?;
         inner.listeners.tell(|| RegistryEvent::Unregistered {
             key: slot.key.clone(),
@@ -225,7 +229,6 @@ where
             exited: false,
         });
         drop(shard);
-        inner.count.fetch_sub(1, Ordering::Relaxed);
         pid::remove_exit_token(pid, self.hook_key(), h);
         Some(slot.value)
     }
@@ -255,7 +258,7 @@ where
         let me = Pid::current();
         let inner = &self.inner;
         let h = inner.hash(key);
-        let mut shard = inner.shard(h).write();
+        let mut shard = inner.shards.write(h);
         let slot = shard.get_mut(h, key).ok_or(RegistryError::NotRegistered)?;
         if slot.pid != me {
             return Err(RegistryError::NotOwner(slot.pid));
@@ -291,7 +294,6 @@ where
 
     fn for_each(&self, mut f: impl FnMut(&Slot<K, V>)) {
         for shard in self.inner.shards.iter() {
-            let shard = shard.read();
             shard.map.values().for_each(&mut f);
             shard.overflow.iter().for_each(|(_, s)| f(s));
         }
@@ -304,15 +306,18 @@ where
         hashes.dedup();
         let mut keys = Vec::with_capacity(hashes.len());
         for h in hashes {
-            let shard = self.inner.shard(h).read();
+            let shard = self.inner.shards.read(h);
             keys.extend(shard.held(h, pid).map(|s| s.key.clone()));
         }
         keys
     }
 
     /// How many keys are registered.
+    ///
+    /// Counted shard by shard (a look-up or a registration pays for no shared counter),
+    /// so under concurrent changes it is a count some moment during the call saw.
     pub fn count(&self) -> usize {
-        self.inner.count.load(Ordering::Relaxed)
+        self.inner.count()
     }
 
     /// Blocks until `key` is registered, for at most `timeout`, and returns its entry.
@@ -426,10 +431,6 @@ impl<K: Eq, V> Inner<K, V> {
         self.hasher.hash_one(key)
     }
 
-    fn shard(&self, h: u64) -> &RwLock<Shard<K, V>> {
-        self.shards.of(h)
-    }
-
     /// Removes every entry with hash `h` that `pid` holds (its owner exited); returns
     /// how many.
     fn remove_held(&self, h: u64, pid: Pid) -> usize
@@ -437,7 +438,7 @@ impl<K: Eq, V> Inner<K, V> {
         K: Clone,
         V: Clone,
     {
-        let mut shard = self.shard(h).write();
+        let mut shard = self.shards.write(h);
         let mut gone = Vec::new();
         if shard.map.get(&h).is_some_and(|s| s.pid == pid) {
             gone.extend(shard.map.remove(&h));
@@ -457,7 +458,6 @@ impl<K: Eq, V> Inner<K, V> {
             });
         }
         drop(shard);
-        self.count.fetch_sub(gone.len(), Ordering::Relaxed);
         gone.len()
     }
 }
