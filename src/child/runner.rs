@@ -18,7 +18,7 @@ use crate::child::context::{
     look_briefly, Context, History, NextStop, ReadyMsg, StopHandle, StopSignal,
 };
 use crate::child::panic_hook::{self, PANIC_LOCATION, PANIC_TARGET, SUPERVISED};
-use crate::child::spec::Body;
+use crate::child::spec::{Body, Restart};
 use crate::error::SpawnError;
 use crate::exit::{panic_reason, ExitReason};
 use crate::pid::{self, Pid};
@@ -38,7 +38,25 @@ pub(crate) trait Notify: Send + Sync {
 /// with the given reason: the decision stays the supervisor's (restart type, intensity),
 /// handed to the child as a value. `false` leaves the exit to the supervisor, as if
 /// there were no fast path.
-pub(crate) type RestartPermit = Arc<dyn Fn(&ExitReason) -> bool + Send + Sync>;
+///
+/// A value rather than a closure, so that a child's permit costs no allocation of its own.
+#[derive(Clone)]
+pub(crate) struct RestartPermit {
+    pub(crate) restart: Restart,
+    pub(crate) window: Arc<dyn RestartWindow>,
+}
+
+/// The supervisor's side of a [`RestartPermit`]: whether an exit with `reason` of a child
+/// with restart type `restart` may restart now (and, if so, the restart is counted).
+pub(crate) trait RestartWindow: Send + Sync {
+    fn permits(&self, restart: Restart, reason: &ExitReason) -> bool;
+}
+
+impl RestartPermit {
+    fn permits(&self, reason: &ExitReason) -> bool {
+        self.window.permits(self.restart, reason)
+    }
+}
 
 /// A running process, as its supervisor holds it.
 ///
@@ -364,7 +382,7 @@ impl ProcessThread {
                 (Some(permit), Some(notify))
                     if self.shared.in_table.load(Ordering::Acquire)
                         && !inc.signal.flag.load(Ordering::Acquire)
-                        && permit(&reason) =>
+                        && permit.permits(&reason) =>
                 {
                     // Same-thread restart: the old pid is gone (names released, monitors
                     // fired); the notice is queued before anything the new incarnation

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::child::context::{History, ReadyMsg};
-use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
+use crate::child::runner::{self, Launch, RestartPermit, RestartWindow, SpawnArgs, Spawned};
 use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
@@ -419,12 +419,16 @@ pub(super) fn permit(spec: &ChildSpec, intensity: &Arc<Mutex<Intensity>>) -> Opt
         && spec.readiness == Readiness::Spawned
         && !spec.fresh_thread
         && spec.backoff.is_none();
-    let (restart, window) = (spec.restart, intensity.clone());
-    eligible.then(|| -> RestartPermit {
-        Arc::new(move |reason: &ExitReason| {
-            should_restart(restart, reason) && window.lock().try_add_restart(Instant::now())
-        })
+    eligible.then(|| RestartPermit {
+        restart: spec.restart,
+        window: intensity.clone(),
     })
+}
+
+impl RestartWindow for Mutex<Intensity> {
+    fn permits(&self, restart: Restart, reason: &ExitReason) -> bool {
+        should_restart(restart, reason) && self.lock().try_add_restart(Instant::now())
+    }
 }
 
 /// An instant as far ahead as can be represented (about a century): for delays past it.
