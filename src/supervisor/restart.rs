@@ -92,12 +92,12 @@ impl Server {
             "{}: child {id:?} restarted as {new} on its own thread ({old} exited: {reason})",
             self.cfg.label
         );
-        self.emit(Event::ChildExited {
+        self.emit_with(|| Event::ChildExited {
             id: id.clone(),
             pid: old,
             reason,
         });
-        self.emit(Event::ChildRestarted { id, pid: new });
+        self.emit_with(|| Event::ChildRestarted { id, pid: new });
     }
 
     /// Child `seq` exited and is to be restarted (with, for group strategies, its

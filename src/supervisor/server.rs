@@ -14,6 +14,7 @@ use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Restart};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
+use crate::hash::BuildU64;
 use crate::pid::{self, Pid};
 use crate::supervisor::event::{ChildStatus, Event};
 use crate::supervisor::handover::HandOver;
@@ -74,7 +75,7 @@ pub(crate) struct Server {
     pub(super) cfg: Arc<Config>,
     /// Children in start order (the key is a start sequence number).
     pub(super) children: BTreeMap<u64, Box<Child>>,
-    pub(super) by_pid: HashMap<Pid, u64>,
+    pub(super) by_pid: HashMap<Pid, u64, BuildU64>,
     pub(super) next_seq: u64,
     /// Shared with children that may restart on their own thread (their permit).
     pub(super) intensity: Arc<Mutex<Intensity>>,
@@ -130,7 +131,7 @@ impl Server {
             subscribers: cfg.sinks.clone(),
             cfg,
             children: BTreeMap::new(),
-            by_pid: HashMap::new(),
+            by_pid: HashMap::default(),
             next_seq: 0,
             inbox,
             end,
@@ -417,6 +418,15 @@ impl Server {
     }
 
     pub(super) fn emit(&mut self, event: Event) {
+        self.emit_with(|| event);
+    }
+
+    /// Emits the event `make` builds, building it only if someone observes events.
+    pub(super) fn emit_with(&mut self, make: impl FnOnce() -> Event) {
+        if self.cfg.observer.is_none() && self.subscribers.is_empty() {
+            return;
+        }
+        let event = make();
         if let Some(observe) = &self.cfg.observer {
             observe(&event);
         }

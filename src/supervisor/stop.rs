@@ -14,6 +14,7 @@ use crate::child::runner::Spawned;
 use crate::child::spec::Shutdown;
 use crate::error::SupervisorError;
 use crate::exit::ExitReason;
+use crate::hash::BuildU64;
 use crate::pid::{self, Pid};
 use crate::supervisor::event::Event;
 use crate::supervisor::handover::log_abandoned;
@@ -89,7 +90,7 @@ impl Waiting {
 }
 
 /// The children of a wait still waited for, by the pid of their latest incarnation.
-fn open_index(waiting: &[Waiting]) -> HashMap<Pid, usize> {
+fn open_index(waiting: &[Waiting]) -> HashMap<Pid, usize, BuildU64> {
     let open = waiting.iter().enumerate().filter(|(_, w)| w.open());
     open.map(|(i, w)| (w.run.pid, i)).collect()
 }
@@ -322,12 +323,12 @@ impl Server {
     pub(super) fn take_for_wait(
         &mut self,
         waiting: &mut [Waiting],
-        open: &mut HashMap<Pid, usize>,
+        open: &mut HashMap<Pid, usize, BuildU64>,
         exits: bool,
     ) {
         // The child each taken message concerns, in the order taken.
         let mut concerns = Vec::new();
-        let within = |open: &HashMap<Pid, usize>, caller: Pid| {
+        let within = |open: &HashMap<Pid, usize, BuildU64>, caller: Pid| {
             open.values()
                 .any(|&i| pid::is_within(caller, waiting[i].run.current_pid()))
         };
