@@ -126,8 +126,25 @@ struct Hook {
 struct Entry {
     /// Who started this process: its supervisor, for a supervised one.
     parent: Option<Pid>,
+    /// Who must hear of its exit; boxed, since most processes have no one (a table slot
+    /// stays two words).
+    links: Option<Box<Links>>,
+}
+
+#[derive(Default)]
+struct Links {
     monitors: Vec<Sender<ExitReason>>,
     hooks: Vec<Hook>,
+}
+
+impl Entry {
+    fn links(&mut self) -> &mut Links {
+        self.links.get_or_insert_with(Box::default)
+    }
+
+    fn hooks(&self) -> &[Hook] {
+        self.links.as_deref().map_or(&[], |l| &l.hooks)
+    }
 }
 
 const SHARDS: usize = 64;
@@ -188,9 +205,10 @@ pub(crate) fn add_exit_token(pid: Pid, key: usize, hook: &Weak<dyn ExitHook>, to
     let Some(entry) = shard.get_mut(&pid.as_u64()) else {
         return false;
     };
-    match entry.hooks.iter_mut().find(|h| h.key == key) {
+    let hooks = &mut entry.links().hooks;
+    match hooks.iter_mut().find(|h| h.key == key) {
         Some(h) => h.tokens.push(token),
-        None => entry.hooks.push(Hook {
+        None => hooks.push(Hook {
             key,
             hook: hook.clone(),
             tokens: vec![token],
@@ -205,7 +223,10 @@ pub(crate) fn remove_exit_token(pid: Pid, key: usize, token: u64) {
     let Some(entry) = shard.get_mut(&pid.as_u64()) else {
         return;
     };
-    if let Some(h) = entry.hooks.iter_mut().find(|h| h.key == key) {
+    let Some(links) = entry.links.as_deref_mut() else {
+        return;
+    };
+    if let Some(h) = links.hooks.iter_mut().find(|h| h.key == key) {
         if let Some(i) = h.tokens.iter().position(|&t| t == token) {
             h.tokens.swap_remove(i);
         }
@@ -217,7 +238,7 @@ pub(crate) fn exit_tokens(pid: Pid, key: usize) -> Vec<u64> {
     let shard = TABLE.shard(pid).lock();
     shard
         .get(&pid.as_u64())
-        .and_then(|e| e.hooks.iter().find(|h| h.key == key))
+        .and_then(|e| e.hooks().iter().find(|h| h.key == key))
         .map(|h| h.tokens.clone())
         .unwrap_or_default()
 }
@@ -231,12 +252,13 @@ pub(crate) fn exit(pid: Pid, reason: &ExitReason) -> bool {
     let entry = TABLE.shard(pid).lock().remove(&pid.as_u64());
     // Collect under the lock, act outside it: hooks lock the registries.
     let Some(entry) = entry else { return false };
-    for h in entry.hooks {
+    let Links { monitors, hooks } = entry.links.map(|l| *l).unwrap_or_default();
+    for h in hooks {
         if let Some(hook) = h.hook.upgrade() {
             hook.on_exit(pid, h.tokens);
         }
     }
-    for m in entry.monitors {
+    for m in monitors {
         let _ = m.send(reason.clone());
     }
     true
@@ -271,7 +293,7 @@ pub fn monitor(pid: Pid) -> Receiver<ExitReason> {
     let (tx, rx) = bounded(1);
     let mut shard = TABLE.shard(pid).lock();
     match shard.get_mut(&pid.as_u64()) {
-        Some(entry) => entry.monitors.push(tx),
+        Some(entry) => entry.links().monitors.push(tx),
         None => {
             drop(shard);
             let _ = tx.send(ExitReason::NoProcess);

@@ -28,26 +28,39 @@ pub(crate) enum ReadyMsg {
 ///
 /// Dropping it disconnects the signal's channel too (waking any wait on it), but only
 /// [`raise`](StopHandle::raise) sets the flag and runs the stop hooks.
-pub(crate) struct StopHandle(Arc<StopInner>);
+pub(crate) struct StopHandle(Arc<StopState>);
 
-struct StopInner {
-    flag: Arc<AtomicBool>,
+/// What both sides of a stop signal share (one allocation per signal).
+struct StopState {
+    flag: AtomicBool,
+    /// The sending side of the channel that disconnects when the signal is raised or its
+    /// handle dropped; `None` once either has happened.
     tx: Mutex<Option<Sender<()>>>,
-    hooks: Arc<StopHooks>,
+    hooks: StopHooks,
 }
 
-impl StopInner {
+impl StopState {
     /// The hooks are taken (and the hook list marked raised) before the flag is set, so
     /// a child that sees the flag and adds a hook finds the list raised and runs it
-    /// itself; they run after the signal, so a child woken by one sees the flag.
+    /// itself; they run after the signal, so a child woken by one sees the flag. Only the
+    /// first raise does anything, and none after the handle is dropped.
     fn raise(&self) {
+        let Some(tx) = self.tx.lock().take() else {
+            return;
+        };
         let hooks = self.hooks.take_raised();
         self.flag.store(true, Ordering::Release);
-        let tx = self.tx.lock().take();
         drop(tx);
         for hook in hooks {
             self.hooks.run(hook);
         }
+    }
+}
+
+impl Drop for StopHandle {
+    fn drop(&mut self) {
+        let tx = self.0.tx.lock().take();
+        drop(tx);
     }
 }
 
@@ -56,9 +69,15 @@ impl StopInner {
 /// it is stopped (same-thread restarts); a resumed thread gets a new one.
 #[derive(Clone)]
 pub(crate) struct StopSignal {
-    pub(crate) flag: Arc<AtomicBool>,
+    state: Arc<StopState>,
     pub(crate) rx: Receiver<()>,
-    hooks: Arc<StopHooks>,
+}
+
+impl StopSignal {
+    /// The flag, set once the signal is raised.
+    pub(crate) fn flag(&self) -> &AtomicBool {
+        &self.state.flag
+    }
 }
 
 /// The closures a child registered with [`Context::on_stop`].
@@ -123,18 +142,19 @@ impl StopHandle {
     /// A new, unraised stop signal for child `id`: the supervisor's side and the child's.
     pub(crate) fn new(id: Arc<str>) -> (StopHandle, StopSignal) {
         let (tx, rx) = crossbeam_channel::bounded(0);
-        let flag = Arc::new(AtomicBool::new(false));
-        let hooks = Arc::new(StopHooks {
-            id,
-            state: Mutex::new(HookState::default()),
-        });
-        let inner = StopInner {
-            flag: flag.clone(),
+        let state = Arc::new(StopState {
+            flag: AtomicBool::new(false),
             tx: Mutex::new(Some(tx)),
-            hooks: hooks.clone(),
+            hooks: StopHooks {
+                id,
+                state: Mutex::new(HookState::default()),
+            },
+        });
+        let signal = StopSignal {
+            state: state.clone(),
+            rx,
         };
-        let signal = StopSignal { flag, rx, hooks };
-        (StopHandle(Arc::new(inner)), signal)
+        (StopHandle(state), signal)
     }
 
     /// Raises the signal: sets the flag, disconnects the channel so that every wait on
@@ -159,7 +179,7 @@ pub(crate) struct History {
 
 /// A weak [`StopHandle`], passed to the process that must exit before this signal is
 /// raised (see `Spawned::stop_next_on_exit`).
-pub(crate) struct NextStop(Weak<StopInner>);
+pub(crate) struct NextStop(Weak<StopState>);
 
 impl NextStop {
     pub(crate) fn raise(self) {
@@ -221,9 +241,8 @@ pub(crate) fn look_briefly<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T>
 pub struct Context {
     pid: Pid,
     id: Arc<str>,
-    stopping: Arc<AtomicBool>,
+    stop: Arc<StopState>,
     stop_rx: Receiver<()>,
-    hooks: Arc<StopHooks>,
     history: History,
     ready_tx: Mutex<Option<Sender<ReadyMsg>>>,
 }
@@ -239,9 +258,8 @@ impl Context {
         Context {
             pid,
             id,
-            stopping: signal.flag.clone(),
+            stop: signal.state.clone(),
             stop_rx: signal.rx.clone(),
-            hooks: signal.hooks.clone(),
             history,
             ready_tx: Mutex::new(ready_tx),
         }
@@ -326,7 +344,7 @@ impl Context {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn on_stop(&self, hook: impl FnOnce() + Send + 'static) {
-        self.hooks.add(Box::new(hook));
+        self.stop.hooks.add(Box::new(hook));
     }
 
     /// This incarnation's pid (a restarted child has a new one).
@@ -341,7 +359,7 @@ impl Context {
 
     /// Whether the supervisor has asked this child to stop.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+        self.stop.flag.load(Ordering::Acquire)
     }
 
     /// The stop signal as a channel, for `select!` alongside the child's own channels.
@@ -513,7 +531,7 @@ impl Context {
 impl Drop for Context {
     /// The incarnation is over: its stop hooks not run yet are dropped.
     fn drop(&mut self) {
-        self.hooks.clear();
+        self.stop.hooks.clear();
     }
 }
 

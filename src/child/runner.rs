@@ -102,7 +102,8 @@ struct Shared {
 
 enum Next {
     Nothing,
-    Run(Incarnation),
+    /// Boxed: every thread's shared record has a `Next`, few ever resume.
+    Run(Box<Incarnation>),
     End,
 }
 
@@ -122,7 +123,7 @@ impl Shared {
         let mut next = self.next.lock();
         loop {
             match std::mem::replace(&mut *next, Next::Nothing) {
-                Next::Run(inc) => return Some(inc),
+                Next::Run(inc) => return Some(*inc),
                 Next::End => {
                     *next = Next::End;
                     return None;
@@ -381,7 +382,7 @@ impl ProcessThread {
             match (&self.permit, &self.notify) {
                 (Some(permit), Some(notify))
                     if self.shared.in_table.load(Ordering::Acquire)
-                        && !inc.signal.flag.load(Ordering::Acquire)
+                        && !inc.signal.flag().load(Ordering::Acquire)
                         && permit.permits(&reason) =>
                 {
                     // Same-thread restart: the old pid is gone (names released, monitors
@@ -393,7 +394,7 @@ impl ProcessThread {
                         incarnation: this.saturating_add(1),
                         previous_exit: Some(reason.clone()),
                     };
-                    notify.restarted(inc.pid, new, reason, &inc.signal.flag);
+                    notify.restarted(inc.pid, new, reason, inc.signal.flag());
                     inc.pid = new;
                 }
                 _ => return reason,
@@ -442,11 +443,11 @@ impl Spawned {
         let (stop, signal) = StopHandle::new(id);
         self.shared.next_stop.lock().take();
         self.shared.current.store(pid.as_u64(), Ordering::Release);
-        self.shared.set(Next::Run(Incarnation {
+        self.shared.set(Next::Run(Box::new(Incarnation {
             pid,
             signal,
             history,
-        }));
+        })));
         self.pid = pid;
         self.stop = stop;
         pid
