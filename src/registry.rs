@@ -269,6 +269,9 @@ where
 
     /// Every `(key, pid, value)` for which `pred` holds (shard by shard: each shard's
     /// part is consistent, the whole is not one instant).
+    ///
+    /// `pred` runs under a shard's read lock: it must not register, unregister or update
+    /// entries of this registry (that would wait for the lock it is inside).
     pub fn select(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> Vec<(K, Pid, V)> {
         let mut out = Vec::new();
         self.for_each(|s| {
@@ -279,7 +282,8 @@ where
         out
     }
 
-    /// How many entries `pred` holds for.
+    /// How many entries `pred` holds for (`pred` runs under a shard's read lock, as in
+    /// [`select`](Registry::select)).
     pub fn count_matching(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> usize {
         let mut n = 0;
         self.for_each(|s| n += usize::from(pred(&s.key, s.pid, &s.value)));
