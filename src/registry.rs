@@ -29,7 +29,9 @@ use crate::wait::{self, Timeout};
 /// entries are spread over 64 shards, and a look-up takes a read lock that only its own
 /// thread's slot writes to, so threads looking up at once do not slow each other down;
 /// a registration pays for that by locking the shard in every slot (one per core, at
-/// most eight).
+/// most eight). Keys are hashed with foldhash, seeded at random per registry: fast, and
+/// proof against precomputed collisions, though not against an attacker who can time
+/// look-ups to recover the seed.
 ///
 /// # Examples
 ///
