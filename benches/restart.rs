@@ -14,6 +14,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use steadfast::{ChildSpec, Strategy, Supervisor};
 
+#[path = "group_floor.rs"]
+mod group_floor;
+use group_floor::HandGroup;
+
 #[derive(Clone, Copy)]
 enum Crash {
     Panic,
@@ -191,6 +195,17 @@ fn one_for_one(c: &mut Criterion) {
         });
         sup.shutdown().unwrap();
     }
+    g.bench_function("one_for_all_10/floor_same_protocol_by_hand", |b| {
+        // The target's floor: a crash noticed by a coordinator, nine ordered stop
+        // hand-offs, ten re-entries on the same threads, the observer told of each.
+        let hand = HandGroup::start(10);
+        b.iter(|| {
+            hand.crash.send(()).unwrap();
+            for _ in 0..10 {
+                hand.started.recv().unwrap();
+            }
+        });
+    });
     g.bench_function("one_for_all_10/floor_stop_9_spawn_10", |b| {
         // What a group restart must do at least: stop and join nine threads, start ten.
         let spawn = || {
