@@ -264,24 +264,28 @@ fn readers_on_more_threads_than_lock_slots_never_see_a_write_half_done() {
     // Look-ups lock only their own thread's slot; a writer locks every slot. Many more
     // threads than slots (there are at most eight), writers changing values in place and
     // re-registering, readers checking each entry they see is whole and correctly owned.
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // The writers go on until every reader has seen enough entries, so the two overlap
+    // however the threads are scheduled.
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Barrier, Mutex};
+    use std::time::Instant;
     let reg: Registry<u32, (u64, u64)> = Registry::new();
     const WRITERS: u32 = 4;
     const READERS: usize = 8;
-    const ROUNDS: u64 = 3_000;
+    const HITS: usize = 200;
     let owners = Mutex::new(vec![None; WRITERS as usize]);
     let start = Barrier::new(WRITERS as usize + READERS);
-    let (writing, hits) = (AtomicUsize::new(WRITERS as usize), AtomicUsize::new(0));
-    let done = AtomicBool::new(false);
+    let satisfied = AtomicUsize::new(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
     std::thread::scope(|s| {
         for w in 0..WRITERS {
             let reg = reg.clone();
-            let (owners, start, writing, done) = (&owners, &start, &writing, &done);
+            let (owners, start, satisfied) = (&owners, &start, &satisfied);
             s.spawn(move || {
                 owners.lock().unwrap()[w as usize] = Some(Pid::current());
                 start.wait();
-                for n in 0..ROUNDS {
+                let mut n = 0u64;
+                while satisfied.load(Ordering::Acquire) < READERS && Instant::now() < deadline {
                     let key = w * 16 + (n % 16) as u32;
                     reg.register(key, (n, n)).unwrap();
                     reg.update_value(&key, |v| {
@@ -294,36 +298,32 @@ fn readers_on_more_threads_than_lock_slots_never_see_a_write_half_done() {
                     })
                     .unwrap();
                     assert_eq!(reg.unregister(&key), Some((n + 1, n + 1)));
-                }
-                if writing.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    done.store(true, Ordering::Release);
+                    n += 1;
                 }
             });
         }
         for r in 0..READERS {
             let reg = reg.clone();
-            let (owners, start, hits, done) = (&owners, &start, &hits, &done);
+            let (owners, start, satisfied) = (&owners, &start, &satisfied);
             s.spawn(move || {
                 start.wait();
                 let owners = owners.lock().unwrap().clone();
-                let mut i = r as u32;
-                while !done.load(Ordering::Acquire) {
+                let (mut i, mut hits) = (r as u32, 0);
+                while hits < HITS {
+                    assert!(Instant::now() < deadline, "the writers never showed up");
                     i = i.wrapping_add(7);
                     let key = i % (WRITERS * 16);
                     if let Some((pid, (a, b))) = reg.lookup(&key) {
                         assert_eq!(a, b, "a look-up saw an update half done");
                         assert_eq!(Some(pid), owners[(key / 16) as usize], "wrong owner");
-                        hits.fetch_add(1, Ordering::Relaxed);
+                        hits += 1;
                     }
                 }
+                satisfied.fetch_add(1, Ordering::AcqRel);
             });
         }
     });
     assert_eq!(reg.count(), 0);
-    assert!(
-        hits.into_inner() > 0,
-        "the readers never overlapped the writers"
-    );
 }
 
 #[test]
