@@ -375,6 +375,22 @@ impl<S: Server> ServerSpec<S> {
 }
 
 /// One incarnation: set up, register, serve until stopped.
+/// Clears the mailbox's serving pid when its incarnation ends (unless a later one has
+/// taken over), so that `ServerRef::pid` is `None` while a crashed server restarts.
+struct Serving<'a> {
+    serving: &'a AtomicU64,
+    pid: Pid,
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let me = self.pid.as_u64();
+        let _ = self
+            .serving
+            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 fn serve<S: Server>(
     ctx: &Context,
     init: &Init<S>,
@@ -382,12 +398,18 @@ fn serve<S: Server>(
     handle: &ServerRef<S>,
 ) -> Result<(), ChildError> {
     let mut state = init(ctx)?;
+    let mailbox = &handle.mailbox;
+    // Serving before it can be found: whoever finds the name (or the pid) finds this
+    // incarnation's pid; however it ends, a crash included, it leaves no stale pid.
+    mailbox.open(ctx.pid());
+    let _serving = Serving {
+        serving: &mailbox.serving,
+        pid: ctx.pid(),
+    };
     if let Some(name) = name {
         registry().register_value(name, handle.clone())?;
     }
     let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
-    let mailbox = &handle.mailbox;
-    mailbox.open(ctx.pid());
     // Wakes the loop below, which blocks on the mailbox alone (a plain `recv`, as cheap
     // as a hand-written server's), when the stop is raised.
     let wake = mailbox.tx.clone();

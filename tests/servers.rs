@@ -227,8 +227,14 @@ fn a_named_server_is_found_again_after_a_restart_and_old_handles_keep_working() 
     );
     let gone = steadfast::monitor(first);
     let _ = found.call(Req::Panic("restart me"));
-    // Its name went with the old incarnation, before its exit was observable.
+    // Its name went with the old incarnation, before its exit was observable; so did its
+    // pid as the handles' `pid()`.
     gone.recv_timeout(DEADLINE).unwrap();
+    assert_ne!(
+        found.pid(),
+        Some(first),
+        "a crashed incarnation's pid outlived it"
+    );
     let again = ServerRef::<Log>::wait_for("tests::servers::named", DEADLINE).unwrap();
     assert_ne!(again.pid(), Some(first));
     // Every handle reaches the new incarnation: the one from build, the first look-up.
