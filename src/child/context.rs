@@ -509,6 +509,19 @@ impl Context {
         self.send_ready(ReadyMsg::Ignored);
     }
 
+    /// Ends this incarnation: its stop hooks not run yet are dropped (as when the context
+    /// is dropped).
+    pub(crate) fn end_incarnation(&self) {
+        self.stop.hooks.clear();
+    }
+
+    /// Makes this context the next incarnation's, on the same thread and stop signal: a
+    /// same-thread restart reuses it rather than building another.
+    pub(crate) fn begin_incarnation(&mut self, pid: Pid, history: History) {
+        self.pid = pid;
+        self.history = history;
+    }
+
     /// Tells a waiter still waiting for readiness that this incarnation exited first.
     /// Costs nothing (no clone) when nobody waits, as on every same-thread restart.
     pub(crate) fn report_early_exit(&self, reason: &ExitReason) {
@@ -531,7 +544,7 @@ impl Context {
 impl Drop for Context {
     /// The incarnation is over: its stop hooks not run yet are dropped.
     fn drop(&mut self) {
-        self.stop.hooks.clear();
+        self.end_incarnation();
     }
 }
 

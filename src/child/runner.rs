@@ -365,20 +365,22 @@ impl ProcessThread {
         inc: &mut Incarnation,
         mut ready_tx: Option<Sender<ReadyMsg>>,
     ) -> ExitReason {
+        // One context for the incarnations this thread runs in a row (same thread, same
+        // stop signal); each ends (its stop hooks dropped) before the restart decision.
+        let mut ctx = Context::new(
+            inc.pid,
+            self.id.clone(),
+            &inc.signal,
+            std::mem::take(&mut inc.history),
+            ready_tx.take(),
+        );
         loop {
             Pid::set_current(Some(inc.pid));
-            let this = inc.history.incarnation;
-            let ctx = Context::new(
-                inc.pid,
-                self.id.clone(),
-                &inc.signal,
-                std::mem::take(&mut inc.history),
-                ready_tx.take(),
-            );
+            let this = ctx.incarnation();
             let reason = run_body(&self.id, inc.pid, &self.body, &ctx);
             pid::exit(inc.pid, &reason);
             ctx.report_early_exit(&reason);
-            drop(ctx);
+            ctx.end_incarnation();
             match (&self.permit, &self.notify) {
                 (Some(permit), Some(notify))
                     if self.shared.in_table.load(Ordering::Acquire)
@@ -390,11 +392,12 @@ impl ProcessThread {
                     // sends, so the supervisor reads the two in that order.
                     let new = Pid::spawn(self.parent);
                     self.shared.current.store(new.as_u64(), Ordering::Release);
-                    inc.history = History {
+                    let history = History {
                         incarnation: this.saturating_add(1),
                         previous_exit: Some(reason.clone()),
                     };
                     notify.restarted(inc.pid, new, reason, inc.signal.flag());
+                    ctx.begin_incarnation(new, history);
                     inc.pid = new;
                 }
                 _ => return reason,
