@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use steadfast::{
-    registry, ChildSpec, ChildStatus, DynamicSupervisor, DynamicSupervisorRef, Pid, Restart,
-    Shutdown, StartError, Supervisor, SupervisorError,
+    registry, ChildSpec, ChildStatus, DynamicSupervisor, DynamicSupervisorRef, ExitReason, Pid,
+    Restart, Shutdown, StartError, Supervisor, SupervisorError, SupervisorRef,
 };
 
 #[test]
@@ -427,4 +427,113 @@ fn a_child_may_call_its_dynamic_supervisor_before_it_is_ready() {
     sup.start_child(eager).unwrap();
     assert_eq!(ids(sup.which_children().unwrap()), ["sibling", "eager"]);
     sup.shutdown().unwrap();
+}
+
+/// A nested supervisor a caller starts runs its start (`on_start`, its children) on the
+/// caller's thread, which waits for it anyway — but as itself: meanwhile the current
+/// process is the new supervisor (what `on_start` and its name see), afterwards the
+/// caller's own again.
+#[test]
+fn a_nested_supervisor_started_by_a_caller_starts_as_itself() {
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    let (seen_tx, seen) = unbounded();
+    let nested = ChildSpec::supervisor(
+        "inner",
+        Supervisor::builder()
+            .name("dynamic::starts-as-itself")
+            .on_start(move |me| {
+                seen_tx.send((Pid::current(), me.pid())).unwrap();
+                Ok(())
+            })
+            .child(idle("w")),
+    );
+    // The caller is itself a process.
+    let (out_tx, out) = unbounded();
+    let handle = pool.handle();
+    let caller = Supervisor::builder()
+        .child(ChildSpec::task("caller", move |ctx| {
+            let started = handle.start_child(nested);
+            out_tx.send((ctx.pid(), Pid::current(), started)).unwrap();
+            let _ = ctx.stop_signal().recv();
+            Ok(())
+        }))
+        .start()
+        .unwrap();
+    let (caller_pid, current_after, started) = out.recv_timeout(DEADLINE).unwrap();
+    let pid = started.expect("the nested supervisor starts");
+    assert_eq!(current_after, caller_pid, "the caller is itself again");
+    let (current_in_start, me) = seen.recv_timeout(DEADLINE).unwrap();
+    assert_eq!((current_in_start, me), (pid, pid));
+    let (named, _) = registry()
+        .lookup("dynamic::starts-as-itself")
+        .expect("registered by name");
+    assert_eq!(named, pid);
+    let inner = SupervisorRef::from_pid(pid).expect("known by pid");
+    assert_eq!(inner.count_children().unwrap().active, 1);
+    caller.shutdown().unwrap();
+    pool.shutdown().unwrap();
+    assert!(!pid.is_alive());
+}
+
+/// A nested supervisor whose start fails on the caller's thread ends as it would on its
+/// own: the children it had started are stopped, its pid and name are gone, and the
+/// error says why — a panic in `on_start` included, which stays off the caller.
+#[test]
+fn a_nested_supervisor_whose_start_fails_leaves_nothing_behind() {
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    let (pid_tx, pids) = unbounded();
+    let panics = ChildSpec::supervisor(
+        "inner",
+        Supervisor::builder()
+            .name("dynamic::start-panics")
+            .on_start(move |me| {
+                pid_tx.send(me.pid()).unwrap();
+                panic!("on_start broke")
+            }),
+    );
+    let err = pool.start_child(panics).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SupervisorError::StartFailed(StartError::ChildExited {
+                reason: ExitReason::Panicked(m),
+                ..
+            }) if m.contains("on_start broke")
+        ),
+        "{err:?}"
+    );
+    let pid = pids.recv_timeout(DEADLINE).unwrap();
+    assert!(!pid.is_alive());
+    assert!(registry().lookup("dynamic::start-panics").is_none());
+
+    let (started_tx, started) = unbounded();
+    let second_fails = ChildSpec::supervisor(
+        "inner",
+        Supervisor::builder()
+            .name("dynamic::start-fails")
+            .child(ChildSpec::worker("first", move |ctx| {
+                started_tx.send(ctx.pid()).unwrap();
+                let _ = ctx.stop_signal().recv();
+                Ok(())
+            }))
+            .child(
+                ChildSpec::worker("second", |_| Err("no config".into())).ready_timeout(DEADLINE),
+            ),
+    );
+    let err = pool.start_child(second_fails).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            SupervisorError::StartFailed(StartError::Nested { .. })
+        ),
+        "{err:?}"
+    );
+    let first = started.recv_timeout(DEADLINE).unwrap();
+    assert!(
+        !first.is_alive(),
+        "the child started before the failure was stopped"
+    );
+    assert!(registry().lookup("dynamic::start-fails").is_none());
+    assert_eq!(pool.count_children().unwrap().specs, 0);
+    pool.shutdown().unwrap();
 }

@@ -1,10 +1,13 @@
-//! Where supervised panics are reported: once, by the runner's log record when a logger
-//! takes it, else by the standard panic hook (see [`route_panics_to_log`]).
+//! Where supervised panics are reported: once, by the log record [`catch`] writes when a
+//! logger takes it, else by the standard panic hook (see [`route_panics_to_log`]).
 
 use std::cell::{Cell, RefCell};
-use std::panic;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
+
+use crate::exit::{panic_reason, ExitReason};
+use crate::pid::Pid;
 
 thread_local! {
     /// Whether this thread is a steadfast process thread.
@@ -74,4 +77,26 @@ pub(crate) fn install() {
             }
         }));
     });
+}
+
+/// Runs `f` for process `id` (`pid`), turning a panic into `Panicked` and logging it once.
+pub(crate) fn catch<T>(id: &str, pid: Pid, f: impl FnOnce() -> T) -> Result<T, ExitReason> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Ok(value),
+        Err(payload) => {
+            let msg = panic_reason(&*payload);
+            let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
+            match location {
+                Some(at) => {
+                    log::error!(target: PANIC_TARGET, "child {id:?} ({pid}) panicked at {at}: {msg}")
+                }
+                None => log::error!(target: PANIC_TARGET, "child {id:?} ({pid}) panicked: {msg}"),
+            }
+            // A payload whose own Drop panics must not unwind out of the runner.
+            if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(inner);
+            }
+            Err(ExitReason::Panicked(msg))
+        }
+    }
 }

@@ -5,7 +5,6 @@
 //! the readiness waiter, the `done` channel, and its supervisor's inbox.
 
 use std::cell::RefCell;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -17,10 +16,10 @@ use crate::child::cap::LiveThread;
 use crate::child::context::{
     look_briefly, Context, History, NextStop, ReadyMsg, StopHandle, StopSignal,
 };
-use crate::child::panic_hook::{self, PANIC_LOCATION, PANIC_TARGET, SUPERVISED};
-use crate::child::spec::{Body, Restart};
+use crate::child::panic_hook::{self, catch, SUPERVISED};
+use crate::child::spec::{Body, Restart, Serve, StartHere};
 use crate::error::SpawnError;
-use crate::exit::{panic_reason, ExitReason};
+use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
 
 /// Where a supervised process reports: its supervisor, seen from the child's side.
@@ -104,6 +103,8 @@ enum Next {
     Nothing,
     /// Boxed: every thread's shared record has a `Next`, few ever resume.
     Run(Box<Incarnation>),
+    /// For a deferred thread: the rest of its first incarnation (see `SpawnArgs::deferred`).
+    Begin(Serve),
     End,
 }
 
@@ -128,7 +129,29 @@ impl Shared {
                     *next = Next::End;
                     return None;
                 }
-                Next::Nothing => self.wake.wait(&mut next),
+                other => {
+                    *next = other;
+                    self.wake.wait(&mut next);
+                }
+            }
+        }
+    }
+
+    /// For a deferred thread: blocks until handed the rest of its first incarnation
+    /// (`Some`) or told that its start failed (`None`).
+    fn begun(&self) -> Option<Serve> {
+        let mut next = self.next.lock();
+        loop {
+            match std::mem::replace(&mut *next, Next::Nothing) {
+                Next::Begin(serve) => return Some(serve),
+                Next::End => {
+                    *next = Next::End;
+                    return None;
+                }
+                other => {
+                    *next = other;
+                    self.wake.wait(&mut next);
+                }
             }
         }
     }
@@ -166,6 +189,10 @@ pub(crate) struct SpawnArgs {
     /// Which incarnation of its child the first one run is.
     pub(crate) history: History,
     pub(crate) launch: Launch,
+    /// Whether the thread, once spawned, waits to be handed what its first incarnation
+    /// runs ([`Spawned::begin`]) or told that its start failed ([`Spawned::cancel`]):
+    /// meanwhile its start runs on the spawning thread, as its pid ([`start_here`]).
+    pub(crate) deferred: bool,
 }
 
 /// Who starts a process thread: that decides whom it reports to and how it restarts.
@@ -233,7 +260,11 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         builder = builder.stack_size(size);
     }
     let SpawnArgs {
-        id, body, history, ..
+        id,
+        body,
+        history,
+        deferred,
+        ..
     } = args;
     let resumable = resumable && !args.wants_ready;
     let shared = Arc::new(Shared {
@@ -251,6 +282,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         notify,
         permit,
         resumable,
+        deferred,
         shared: shared.clone(),
     };
     let first = Incarnation {
@@ -284,6 +316,7 @@ struct ProcessThread {
     notify: Option<Arc<dyn Notify>>,
     permit: Option<RestartPermit>,
     resumable: bool,
+    deferred: bool,
     shared: Arc<Shared>,
 }
 
@@ -298,7 +331,13 @@ impl ProcessThread {
         guard: LiveThread,
     ) {
         SUPERVISED.with(|s| s.set(true));
-        let last = self.incarnations(first, ready_tx);
+        let last = if self.deferred {
+            // A failed start has ended the pid already: nothing to run or report.
+            let serve = self.shared.begun();
+            serve.and_then(|serve| self.incarnations(first, ready_tx, Some(serve)))
+        } else {
+            self.incarnations(first, ready_tx, None)
+        };
         let ProcessThread {
             body,
             notify,
@@ -339,10 +378,11 @@ impl ProcessThread {
         &self,
         mut inc: Incarnation,
         ready_tx: Option<Sender<ReadyMsg>>,
+        mut serve: Option<Serve>,
     ) -> Option<(Pid, ExitReason)> {
         let mut ready_tx = ready_tx;
         loop {
-            let reason = self.until_final_exit(&mut inc, ready_tx.take());
+            let reason = self.until_final_exit(&mut inc, ready_tx.take(), serve.take());
             if !self.resumable {
                 return Some((inc.pid, reason));
             }
@@ -358,12 +398,13 @@ impl ProcessThread {
         }
     }
 
-    /// Runs the body until an exit that is not restarted on this thread; `inc.pid` is
-    /// then the incarnation that made it.
+    /// Runs the body (the first time `serve` instead, if given) until an exit that is not
+    /// restarted on this thread; `inc.pid` is then the incarnation that made it.
     fn until_final_exit(
         &self,
         inc: &mut Incarnation,
         mut ready_tx: Option<Sender<ReadyMsg>>,
+        mut serve: Option<Serve>,
     ) -> ExitReason {
         // One context for the incarnations this thread runs in a row (same thread, same
         // stop signal); each ends (its stop hooks dropped) before the restart decision.
@@ -377,7 +418,10 @@ impl ProcessThread {
         loop {
             Pid::set_current(Some(inc.pid));
             let this = ctx.incarnation();
-            let reason = run_body(&self.id, inc.pid, &self.body, &ctx);
+            let reason = match serve.take() {
+                Some(serve) => run_body(&self.id, inc.pid, || serve(&ctx)),
+                None => run_body(&self.id, inc.pid, || (self.body)(&ctx)),
+            };
             pid::exit(inc.pid, &reason);
             ctx.report_early_exit(&reason);
             ctx.end_incarnation();
@@ -416,6 +460,18 @@ impl Spawned {
     /// ordered stop, explained at the supervisor's `hand_on`).
     pub(crate) fn stop_next_on_exit(&self, next: NextStop) {
         *self.shared.next_stop.lock() = Some(next);
+    }
+
+    /// Hands a deferred thread (see `SpawnArgs::deferred`) the rest of its first
+    /// incarnation, once its start has succeeded.
+    pub(crate) fn begin(&self, serve: Serve) {
+        self.shared.set(Next::Begin(serve));
+    }
+
+    /// Tells a deferred thread that its start failed: it ends without running or
+    /// reporting anything (whoever ran the start has ended its pid).
+    pub(crate) fn cancel(&self) {
+        self.shared.set(Next::End);
     }
 
     /// Records that the supervisor has this child in its table.
@@ -489,30 +545,44 @@ pub(crate) fn join_after_exit(runs: Vec<Spawned>) {
     }
 }
 
-/// Runs the body, turning a panic into `Panicked` and logging it once.
-fn run_body(id: &str, pid: Pid, body: &Body, ctx: &Context) -> ExitReason {
-    match panic::catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+/// Runs a process's start on the calling thread, as process `pid`, for a caller that would
+/// otherwise wait for the process's own thread to run it: returns what that thread runs
+/// next. A failed start (a panic is `Exited(Panicked)`, logged once) ends as it would on
+/// the process's thread: the pid ends, then the threads of the children it stopped are
+/// joined.
+pub(crate) fn start_here(id: &str, pid: Pid, start: &StartHere) -> Result<Serve, ReadyMsg> {
+    panic_hook::install();
+    let caller = Pid::current_if_any();
+    // As the process's thread: the current process, and joins held until its exit.
+    let supervised = SUPERVISED.with(|s| s.replace(true));
+    let held = AFTER_EXIT.with(|a| a.borrow().len());
+    Pid::set_current(Some(pid));
+    let started = catch(id, pid, || start(pid)).unwrap_or_else(|e| Err(ReadyMsg::Exited(e)));
+    Pid::set_current(caller);
+    SUPERVISED.with(|s| s.set(supervised));
+    if let Err(report) = &started {
+        let reason = match report {
+            ReadyMsg::Failed(e) => ExitReason::failed(e),
+            ReadyMsg::Exited(reason) => reason.clone(),
+            ReadyMsg::Ready | ReadyMsg::Ignored => ExitReason::Killed,
+        };
+        pid::exit(pid, &reason);
+    }
+    let stopped = AFTER_EXIT.with(|a| a.borrow_mut().split_off(held));
+    join_after_exit(stopped);
+    started
+}
+
+/// Runs the body, turning a panic into `Panicked` and logging it (or a failure) once.
+fn run_body(id: &str, pid: Pid, body: impl FnOnce() -> ExitReason) -> ExitReason {
+    match catch(id, pid, body) {
         Ok(reason) => {
             if let ExitReason::Failed(msg) = &reason {
                 log::warn!("child {id:?} ({pid}) failed: {msg}");
             }
             reason
         }
-        Err(payload) => {
-            let msg = panic_reason(&*payload);
-            let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
-            match location {
-                Some(at) => {
-                    log::error!(target: PANIC_TARGET, "child {id:?} ({pid}) panicked at {at}: {msg}")
-                }
-                None => log::error!(target: PANIC_TARGET, "child {id:?} ({pid}) panicked: {msg}"),
-            }
-            // A payload whose own Drop panics must not unwind out of the runner.
-            if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-                std::mem::forget(inner);
-            }
-            ExitReason::Panicked(msg)
-        }
+        Err(panicked) => panicked,
     }
 }
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::child::backoff::Backoff;
-use crate::child::context::Context;
+use crate::child::context::{Context, ReadyMsg};
 use crate::error::{is_stop_error, ChildError};
 use crate::exit::ExitReason;
+use crate::pid::Pid;
 
 /// When a child that exited is restarted. The decision table (OTP's `do_restart`):
 ///
@@ -63,6 +64,14 @@ pub enum ChildKind {
 /// caught around it by the runner.
 pub(crate) type Body = Arc<dyn Fn(&Context) -> ExitReason + Send + Sync>;
 
+/// A nested supervisor's start (register, `on_start`, its children), run as process `pid`
+/// on the thread that waits for it, ahead of its own thread: what that thread then runs,
+/// or why the start failed. See `runner::start_here`.
+pub(crate) type StartHere = Arc<dyn Fn(Pid) -> Result<Serve, ReadyMsg> + Send + Sync>;
+
+/// The rest of a process's first incarnation once its start has run elsewhere.
+pub(crate) type Serve = Box<dyn FnOnce(&Context) -> ExitReason + Send>;
+
 /// When `start` considers a child started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Readiness {
@@ -109,6 +118,8 @@ pub struct ChildSpec {
     /// For a task: set once its function has been taken to run.
     pub(crate) task: Option<Arc<AtomicBool>>,
     pub(crate) backoff: Option<Arc<Backoff>>,
+    /// For a nested supervisor: its start, for a caller that waits for it to run itself.
+    pub(crate) start_here: Option<StartHere>,
 }
 
 /// The default shutdown timeout of a worker.
@@ -159,6 +170,7 @@ impl ChildSpec {
             significant: false,
             task: None,
             backoff: None,
+            start_here: None,
         }
     }
 
@@ -221,7 +233,7 @@ impl ChildSpec {
     }
 
     /// A child that runs a body of the crate's own (a nested supervisor).
-    pub(crate) fn nested(id: impl Into<String>, body: Body) -> ChildSpec {
+    pub(crate) fn nested(id: impl Into<String>, body: Body, start_here: StartHere) -> ChildSpec {
         ChildSpec {
             id: Arc::from(id.into()),
             kind: ChildKind::Supervisor,
@@ -234,6 +246,7 @@ impl ChildSpec {
             significant: false,
             task: None,
             backoff: None,
+            start_here: Some(start_here),
         }
     }
 

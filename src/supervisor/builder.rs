@@ -10,9 +10,10 @@ use parking_lot::Mutex;
 
 use crate::child::context::{Context, History, ReadyMsg};
 use crate::child::runner::{self, Launch, SpawnArgs};
-use crate::child::spec::{check_name, check_period, Body, ChildSpec};
+use crate::child::spec::{check_name, check_period, Body, ChildSpec, Serve, StartHere};
 use crate::error::{RegistryError, StartError};
 use crate::exit::ExitReason;
+use crate::pid::Pid;
 use crate::registry::registry;
 use crate::supervisor::event::Event;
 use crate::supervisor::inbox::Inbox;
@@ -291,6 +292,7 @@ pub(crate) fn start_top(
         stack_size: None,
         wants_ready: true,
         history: History::default(),
+        deferred: false,
         launch: Launch::TopLevel,
     })
     .map_err(|source| StartError::Spawn {
@@ -333,8 +335,8 @@ pub(crate) fn start_top(
     Err(failure)
 }
 
-/// The body of every supervisor process, static or dynamic: register, start the children,
-/// report readiness, serve.
+/// The body of every supervisor process, static or dynamic: its start (register, start
+/// the children), readiness, then serve.
 fn run_supervisor(
     cfg: Arc<Config>,
     name: Option<&str>,
@@ -342,42 +344,57 @@ fn run_supervisor(
     inbox: Arc<Inbox>,
     end: Option<EndSlot>,
 ) -> ExitReason {
+    match start_supervisor(cfg, name, ctx.pid(), inbox, end) {
+        Ok(server) => {
+            ctx.ready();
+            server.run(ctx)
+        }
+        Err(e) => {
+            let reason = ExitReason::failed(&e);
+            ctx.send_ready(ReadyMsg::Failed(e));
+            reason
+        }
+    }
+}
+
+/// A supervisor's start, as process `pid`: register (by pid, and by name if it has one),
+/// run `on_start`, start the children in order. It runs on the supervisor's own thread,
+/// or, for a nested supervisor a caller starts, on that caller's thread (see
+/// [`ChildSpec::supervisor`]); either way `pid` is the current process meanwhile.
+fn start_supervisor(
+    cfg: Arc<Config>,
+    name: Option<&str>,
+    pid: Pid,
+    inbox: Arc<Inbox>,
+    end: Option<EndSlot>,
+) -> Result<Server, StartError> {
     let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
     let (on_start, named) = (cfg.on_start.clone(), cfg.named);
     let label = cfg.label.clone();
     let mut server = Server::new(cfg, inbox.clone(), end);
     let handle = Handle {
-        pid: ctx.pid(),
+        pid,
         label,
         inbox,
         dynamic,
         handover: server.handover(),
     };
     // Known by pid to its parent's callers; the entry goes with the process.
-    let _ = SUPERVISORS.register_for(ctx.pid(), ctx.pid(), handle.clone());
+    let _ = SUPERVISORS.register_for(pid, pid, handle.clone());
     if let Some(name) = name {
         let registered = registry().register(name.to_owned(), named(handle.clone()));
         if let Err(RegistryError::AlreadyRegistered(holder)) = registered {
-            let e = StartError::NameTaken {
+            return Err(StartError::NameTaken {
                 name: name.to_owned(),
                 holder,
-            };
-            let reason = ExitReason::failed(&e);
-            ctx.send_ready(ReadyMsg::Failed(e));
-            return reason;
+            });
         }
     }
-    let started = match &on_start {
-        Some(on_start) => on_start(&SupervisorRef(handle.clone())),
-        None => Ok(()),
-    };
-    if let Err(e) = started.and_then(|()| server.start_initial()) {
-        let reason = ExitReason::failed(&e);
-        ctx.send_ready(ReadyMsg::Failed(e));
-        return reason;
+    if let Some(on_start) = &on_start {
+        on_start(&SupervisorRef(handle.clone()))?;
     }
-    ctx.ready();
-    server.run(ctx)
+    server.start_initial()?;
+    Ok(server)
 }
 
 /// What makes a nested supervisor: the builder of a static or a dynamic supervisor.
@@ -442,7 +459,7 @@ impl ChildSpec {
     pub fn supervisor(id: impl Into<String>, builder: impl Into<SupervisorSpec>) -> ChildSpec {
         let id = id.into();
         let spec: SupervisorSpec = builder.into();
-        let label = id.clone();
+        let (label, name, make) = (id.clone(), spec.name.clone(), spec.make.clone());
         let body: Body = Arc::new(move |ctx: &Context| match (spec.make)(&label) {
             Ok(cfg) => run_supervisor(cfg, spec.name.as_deref(), ctx, Arc::new(Inbox::new()), None),
             Err(e) => {
@@ -451,6 +468,17 @@ impl ChildSpec {
                 reason
             }
         });
-        ChildSpec::nested(id, body)
+        // The same start, for a caller that waits for it anyway (a dynamic supervisor's
+        // `start_child`): it runs on that caller's thread while the supervisor's own thread
+        // starts up, instead of after it — the children need not wait for that thread.
+        let label = id.clone();
+        let start_here: StartHere = Arc::new(move |pid| {
+            let cfg = make(&label).map_err(ReadyMsg::Failed)?;
+            let inbox = Arc::new(Inbox::new());
+            let server = start_supervisor(cfg, name.as_deref(), pid, inbox, None)
+                .map_err(ReadyMsg::Failed)?;
+            Ok(Box::new(move |ctx: &Context| server.run(ctx)) as Serve)
+        });
+        ChildSpec::nested(id, body, start_here)
     }
 }

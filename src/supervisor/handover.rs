@@ -11,7 +11,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::child::context::{History, ReadyMsg};
 use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
-use crate::child::spec::{ChildSpec, Readiness, Shutdown};
+use crate::child::spec::{ChildSpec, Readiness, Shutdown, StartHere};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -112,28 +112,16 @@ impl HandOver {
         open: MutexGuard<'_, bool>,
         spec: ChildSpec,
     ) -> Result<Pid, SupervisorError> {
+        let here = spec.start_here.clone();
+        if let Some(start) = here.filter(|_| spec.readiness == Readiness::Unbounded) {
+            return self.start_here(open, spec, start);
+        }
         let awaits = spec.readiness != Readiness::Spawned;
-        let spawned = runner::spawn(SpawnArgs {
-            id: spec.id.clone(),
-            thread_name: format!("{}/{}", self.label, spec.id),
-            body: spec.body.clone(),
-            stack_size: spec.stack_size,
-            wants_ready: awaits,
-            history: History::default(),
-            launch: Launch::ByCaller {
-                sup: self.sup,
-                notify: self.inbox.clone(),
-                permit: (self.permit)(&spec),
-            },
-        });
-        let mut run = match spawned {
+        let mut run = match self.spawn(&spec, awaits, false) {
             Ok(run) => run,
-            Err(source) => {
+            Err(e) => {
                 self.release();
-                return Err(SupervisorError::StartFailed(StartError::Spawn {
-                    id: spec.id.to_string(),
-                    source,
-                }));
+                return Err(e);
             }
         };
         if !awaits {
@@ -171,6 +159,80 @@ impl HandOver {
             report => {
                 self.forget_pending(run);
                 SupervisorError::StartFailed(not_started(spec.id.to_string(), report.ok()))
+            }
+        };
+        self.release();
+        Err(failed)
+    }
+
+    /// Spawns `spec`'s thread on the supervisor's behalf.
+    fn spawn(
+        &self,
+        spec: &ChildSpec,
+        wants_ready: bool,
+        deferred: bool,
+    ) -> Result<Spawned, SupervisorError> {
+        runner::spawn(SpawnArgs {
+            id: spec.id.clone(),
+            thread_name: format!("{}/{}", self.label, spec.id),
+            body: spec.body.clone(),
+            stack_size: spec.stack_size,
+            wants_ready,
+            history: History::default(),
+            launch: Launch::ByCaller {
+                sup: self.sup,
+                notify: self.inbox.clone(),
+                permit: (self.permit)(spec),
+            },
+            deferred,
+        })
+        .map_err(|source| {
+            SupervisorError::StartFailed(StartError::Spawn {
+                id: spec.id.to_string(),
+                source,
+            })
+        })
+    }
+
+    /// Starts a nested supervisor with its start run here, on the caller's thread, which
+    /// waits for that start anyway: its own thread is spawned first and waits, so that
+    /// thread's start-up runs alongside the children's starts instead of before them,
+    /// then it is handed the rest (or told the start failed). Pending meanwhile, as a
+    /// child awaited for readiness is.
+    fn start_here(
+        &self,
+        open: MutexGuard<'_, bool>,
+        spec: ChildSpec,
+        start: StartHere,
+    ) -> Result<Pid, SupervisorError> {
+        let run = match self.spawn(&spec, false, true) {
+            Ok(run) => run,
+            Err(e) => {
+                self.release();
+                return Err(e);
+            }
+        };
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        drop(open);
+        let failed = match runner::start_here(&spec.id, run.pid, &start) {
+            Ok(serve) => {
+                run.begin(serve);
+                let open = self.open.lock();
+                if *open {
+                    self.pending.fetch_sub(1, Ordering::AcqRel);
+                    return self.hand_over(open, spec, run);
+                }
+                // Shut down meanwhile: the shutdown waits for us to stop what we started.
+                drop(open);
+                self.stop_pending(&spec, run);
+                SupervisorError::NoSupervisor
+            }
+            Err(report) => {
+                // Its pid has ended, as its thread would have ended it; the thread, never
+                // begun, ends without a word.
+                run.cancel();
+                self.forget_pending(run);
+                SupervisorError::StartFailed(not_started(spec.id.to_string(), Some(report)))
             }
         };
         self.release();

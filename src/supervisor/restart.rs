@@ -351,6 +351,7 @@ impl Server {
             stack_size: spec.stack_size,
             wants_ready: spec.readiness != Readiness::Spawned,
             history,
+            deferred: false,
             launch: Launch::BySupervisor {
                 notify: self.inbox.clone(),
                 permit: self.permit(spec),
