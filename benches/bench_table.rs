@@ -437,8 +437,8 @@ fn servers(rows: &mut Vec<Row>) {
     let (spec, counter) = ServerSpec::new("counter", |_| Ok(Counter(0))).build();
     let sup = Supervisor::builder().child(spec).start().unwrap();
     let (f, o) = paired(
-        41,
-        500,
+        20_001,
+        1,
         || {
             black_box(bare_call(1));
         },
@@ -454,8 +454,8 @@ fn servers(rows: &mut Vec<Row>) {
         target: 1.1,
     });
     let (f, o) = paired(
-        41,
-        5,
+        201,
+        1,
         || {
             for _ in 0..1_000 {
                 bare_tx.send(Bare::Cast(1)).unwrap();
