@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use crossbeam_channel::unbounded;
 use parking_lot::Mutex;
-use steadfast::{ChildSpec, ExitReason, StartError, Supervisor, SupervisorError};
+use steadfast::{registry, ChildSpec, ExitReason, Pid, StartError, Supervisor, SupervisorError};
 
 #[test]
 fn a_failing_child_unwinds_those_started_before_it_and_skips_the_rest() {
@@ -184,4 +184,88 @@ fn a_taken_name_fails_the_start() {
         .start()
         .unwrap();
     again.shutdown().unwrap();
+}
+
+/// Threads of this test binary whose name is `name`.
+fn threads_named(name: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+/// `start` runs the supervisor's start on the caller's thread, which waits for it anyway,
+/// but as the new supervisor: `on_start` sees its pid, its name is its own, and the caller
+/// is itself again afterwards.
+#[test]
+fn a_start_runs_as_the_new_supervisor_and_leaves_the_caller_as_it_was() {
+    let caller = Pid::current();
+    let (seen_tx, seen) = unbounded();
+    let sup = Supervisor::builder()
+        .name("sf-as-itself")
+        .on_start(move |me| {
+            seen_tx.send((Pid::current(), me.pid())).unwrap();
+            Ok(())
+        })
+        .child(idle("w"))
+        .start()
+        .unwrap();
+    assert_eq!(Pid::current(), caller, "the caller is itself again");
+    let (current, me) = seen.recv_timeout(DEADLINE).unwrap();
+    assert_eq!((current, me), (sup.pid(), sup.pid()));
+    let (named, _) = registry().lookup("sf-as-itself").expect("registered");
+    assert_eq!(named, sup.pid());
+    // Its own thread serves (it may still be starting up when `start` returns).
+    steadfast::wait::until(DEADLINE, || threads_named("sf-as-itself") == 1)
+        .expect("one thread of that name serves");
+    sup.shutdown().unwrap();
+}
+
+/// A start that fails on the caller's thread (`on_start` refusing, or panicking) fails
+/// `start` with why, and leaves no pid, no name and no thread behind.
+#[test]
+fn a_failed_on_start_fails_the_start_and_leaves_nothing_behind() {
+    let (pid_tx, pids) = unbounded();
+    let tx = pid_tx.clone();
+    let err = Supervisor::builder()
+        .name("sf-refuses")
+        .on_start(move |me| {
+            tx.send(me.pid()).unwrap();
+            Err(StartError::InvalidSpec("not today".into()))
+        })
+        .child(idle("never"))
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(&err, StartError::InvalidSpec(m) if m == "not today"),
+        "{err:?}"
+    );
+    let pid = pids.recv_timeout(DEADLINE).unwrap();
+    assert!(!pid.is_alive());
+    assert!(registry().lookup("sf-refuses").is_none());
+    assert_eq!(threads_named("sf-refuses"), 0);
+
+    let err = Supervisor::builder()
+        .name("sf-panics")
+        .on_start(move |me| {
+            pid_tx.send(me.pid()).unwrap();
+            panic!("on_start broke")
+        })
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StartError::ChildExited { reason: ExitReason::Panicked(m), .. }
+                if m.contains("on_start broke")
+        ),
+        "{err:?}"
+    );
+    let pid = pids.recv_timeout(DEADLINE).unwrap();
+    assert!(!pid.is_alive());
+    assert!(registry().lookup("sf-panics").is_none());
+    assert_eq!(threads_named("sf-panics"), 0);
 }

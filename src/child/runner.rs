@@ -17,7 +17,7 @@ use crate::child::context::{
     look_briefly, Context, History, NextStop, ReadyMsg, StopHandle, StopSignal,
 };
 use crate::child::panic_hook::{self, catch, SUPERVISED};
-use crate::child::spec::{Body, Restart, Serve, StartHere};
+use crate::child::spec::{Body, Restart, Serve};
 use crate::error::SpawnError;
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -550,14 +550,18 @@ pub(crate) fn join_after_exit(runs: Vec<Spawned>) {
 /// next. A failed start (a panic is `Exited(Panicked)`, logged once) ends as it would on
 /// the process's thread: the pid ends, then the threads of the children it stopped are
 /// joined.
-pub(crate) fn start_here(id: &str, pid: Pid, start: &StartHere) -> Result<Serve, ReadyMsg> {
+pub(crate) fn start_here(
+    id: &str,
+    pid: Pid,
+    start: impl FnOnce() -> Result<Serve, ReadyMsg>,
+) -> Result<Serve, ReadyMsg> {
     panic_hook::install();
     let caller = Pid::current_if_any();
     // As the process's thread: the current process, and joins held until its exit.
     let supervised = SUPERVISED.with(|s| s.replace(true));
     let held = AFTER_EXIT.with(|a| a.borrow().len());
     Pid::set_current(Some(pid));
-    let started = catch(id, pid, || start(pid)).unwrap_or_else(|e| Err(ReadyMsg::Exited(e)));
+    let started = catch(id, pid, start).unwrap_or_else(|e| Err(ReadyMsg::Exited(e)));
     Pid::set_current(caller);
     SUPERVISED.with(|s| s.set(supervised));
     if let Err(report) = &started {

@@ -181,11 +181,17 @@ impl SupervisorBuilder {
         self
     }
 
-    /// Calls `f` on the supervisor's own thread each time it starts, once it is
-    /// registered (by pid, and by name if it has one) and before its first child starts,
-    /// with its own handle. An `Err` fails the start, as a child's failure would: no child
-    /// is started, and `start` (or the parent's start of this nested supervisor) returns
-    /// that error.
+    /// Calls `f` each time the supervisor starts, once it is registered (by pid, and by
+    /// name if it has one) and before its first child starts, with its own handle. An
+    /// `Err` fails the start, as a child's failure would: no child is started, and
+    /// `start` (or the parent's start of this nested supervisor) returns that error.
+    ///
+    /// `f` runs as the supervisor's process ([`Pid::current`](crate::Pid::current) is
+    /// its pid), but not always on its thread: a start that a caller waits for anyway
+    /// (`start`, or a dynamic supervisor's `start_child` of a nested one) runs on that
+    /// caller's thread, so that the children need not wait for the supervisor's thread
+    /// to be scheduled; a restart runs on the supervisor's own thread. Do not rely on
+    /// thread-locals set in `f`.
     ///
     /// Use it to tie something to this supervisor's process before anything can depend
     /// on it. Do not call this supervisor from `f` other than for its pid: it serves no
@@ -266,7 +272,9 @@ impl SupervisorBuilder {
     }
 }
 
-/// Spawns a top-level supervisor process and waits until its children have started.
+/// Starts a top-level supervisor process: its thread is spawned first and waits, its start
+/// (registration, `on_start`, the children) runs here, on the caller's thread, which waits
+/// for it anyway, and then its thread is handed the rest (see `runner::start_here`).
 pub(crate) fn start_top(
     cfg: Arc<Config>,
     name: Option<String>,
@@ -275,6 +283,10 @@ pub(crate) fn start_top(
     let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
     let end: EndSlot = Arc::new(Mutex::new(None));
     let inbox = Arc::new(Inbox::new());
+    let (start_cfg, start_inbox, start_end) = (cfg.clone(), inbox.clone(), end.clone());
+    let start_name = name.clone();
+    // What the process would run on its own thread; a top-level supervisor is never
+    // restarted, so only a start run here, on its behalf, ever replaces it.
     let (slot, first) = (end.clone(), inbox.clone());
     let body: Body = Arc::new(move |ctx: &Context| {
         run_supervisor(
@@ -285,25 +297,36 @@ pub(crate) fn start_top(
             Some(slot.clone()),
         )
     });
-    let mut run = runner::spawn(SpawnArgs {
+    let run = runner::spawn(SpawnArgs {
         id: Arc::from(label.as_str()),
         thread_name: label.clone(),
         body,
         stack_size: None,
-        wants_ready: true,
+        wants_ready: false,
         history: History::default(),
-        deferred: false,
         launch: Launch::TopLevel,
+        deferred: true,
     })
     .map_err(|source| StartError::Spawn {
         id: label.clone(),
         source,
     })?;
-    let ready = run.ready.take().expect("asked for readiness");
-    let failure = match ready.recv() {
-        Ok(ReadyMsg::Ready) => {
-            // The process registered its full handle (with what callers of a dynamic
-            // supervisor start children with) before reporting ready.
+    let started = runner::start_here(&label, run.pid, || {
+        let server = start_supervisor(
+            start_cfg,
+            start_name.as_deref(),
+            run.pid,
+            start_inbox,
+            Some(start_end),
+        )
+        .map_err(ReadyMsg::Failed)?;
+        Ok(Box::new(move |ctx: &Context| server.run(ctx)) as Serve)
+    });
+    match started {
+        Ok(serve) => {
+            run.begin(serve);
+            // The start registered the full handle (with what callers of a dynamic
+            // supervisor start children with).
             let handle = Handle::lookup(run.pid, dynamic).unwrap_or(Handle {
                 pid: run.pid,
                 label: Arc::from(label.as_str()),
@@ -311,28 +334,28 @@ pub(crate) fn start_top(
                 dynamic,
                 handover: None,
             });
-            return Ok((
+            Ok((
                 handle,
                 Owned {
                     run: Some(run),
                     end,
                 },
-            ));
+            ))
         }
-        Ok(ReadyMsg::Failed(e)) => e,
-        Ok(ReadyMsg::Exited(reason)) => StartError::ChildExited { id: label, reason },
-        // A supervisor never declines; be safe.
-        Ok(ReadyMsg::Ignored) => StartError::ChildExited {
-            id: label,
-            reason: ExitReason::Normal,
-        },
-        Err(_) => StartError::ChildExited {
-            id: label,
-            reason: ExitReason::Killed,
-        },
-    };
-    run.finish();
-    Err(failure)
+        Err(report) => {
+            run.cancel();
+            run.finish();
+            Err(match report {
+                ReadyMsg::Failed(e) => e,
+                ReadyMsg::Exited(reason) => StartError::ChildExited { id: label, reason },
+                // A supervisor neither declines nor reports ready by message.
+                ReadyMsg::Ready | ReadyMsg::Ignored => StartError::ChildExited {
+                    id: label,
+                    reason: ExitReason::Killed,
+                },
+            })
+        }
+    }
 }
 
 /// The body of every supervisor process, static or dynamic: its start (register, start

@@ -214,7 +214,7 @@ impl HandOver {
         };
         self.pending.fetch_add(1, Ordering::AcqRel);
         drop(open);
-        let failed = match runner::start_here(&spec.id, run.pid, &start) {
+        let failed = match runner::start_here(&spec.id, run.pid, || start(run.pid)) {
             Ok(serve) => {
                 run.begin(serve);
                 let open = self.open.lock();
