@@ -269,3 +269,41 @@ fn a_failed_on_start_fails_the_start_and_leaves_nothing_behind() {
     assert!(registry().lookup("sf-panics").is_none());
     assert_eq!(threads_named("sf-panics"), 0);
 }
+
+/// Starts nest: a supervisor started from another's `on_start` starts as itself, and the
+/// outer one is itself again afterwards, on the same thread.
+#[test]
+fn a_start_inside_another_start_restores_the_outer_supervisor() {
+    let (seen_tx, seen) = unbounded();
+    let (inner_tx, inner) = unbounded();
+    let outer = Supervisor::builder()
+        .on_start(move |me| {
+            let before = Pid::current();
+            let seen_inner = seen_tx.clone();
+            let sup = Supervisor::builder()
+                .on_start(move |inner| {
+                    seen_inner
+                        .send(("inner", Pid::current(), inner.pid()))
+                        .unwrap();
+                    Ok(())
+                })
+                .child(idle("w"))
+                .start()?;
+            seen_tx.send(("outer before", before, me.pid())).unwrap();
+            seen_tx
+                .send(("outer after", Pid::current(), me.pid()))
+                .unwrap();
+            inner_tx.send(sup).unwrap();
+            Ok(())
+        })
+        .child(idle("w"))
+        .start()
+        .unwrap();
+    let inner = inner.recv_timeout(DEADLINE).unwrap();
+    for _ in 0..3 {
+        let (what, current, me) = seen.recv_timeout(DEADLINE).unwrap();
+        assert_eq!(current, me, "{what}");
+    }
+    inner.shutdown().unwrap();
+    outer.shutdown().unwrap();
+}
