@@ -219,6 +219,16 @@ pub(crate) enum Launch {
     },
 }
 
+/// A child's thread name: its supervisor's label, `/`, its id (one allocation, sized
+/// up front: `format!` would grow it twice).
+pub(crate) fn thread_name(label: &str, id: &str) -> String {
+    let mut name = String::with_capacity(label.len() + 1 + id.len());
+    name.push_str(label);
+    name.push('/');
+    name.push_str(id);
+    name
+}
+
 /// Spawns a process thread running `args.body` under `catch_unwind`.
 pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     let guard = LiveThread::acquire()?;
@@ -255,7 +265,11 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     };
     // Names are validated before anything is reserved; a NUL byte that got past that
     // must still not make the thread builder panic.
-    let mut builder = thread::Builder::new().name(args.thread_name.replace('\0', "?"));
+    let mut name = args.thread_name;
+    if name.contains('\0') {
+        name = name.replace('\0', "?");
+    }
+    let mut builder = thread::Builder::new().name(name);
     if let Some(size) = args.stack_size {
         builder = builder.stack_size(size);
     }

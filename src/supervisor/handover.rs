@@ -174,7 +174,7 @@ impl HandOver {
     ) -> Result<Spawned, SupervisorError> {
         runner::spawn(SpawnArgs {
             id: spec.id.clone(),
-            thread_name: format!("{}/{}", self.label, spec.id),
+            thread_name: runner::thread_name(&self.label, &spec.id),
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready,
