@@ -507,11 +507,15 @@ fn a_nested_supervisor_whose_start_fails_leaves_nothing_behind() {
     assert!(registry().lookup("dynamic::start-panics").is_none());
 
     let (started_tx, started) = unbounded();
+    let torn_down = Arc::new(AtomicBool::new(false));
+    let torn = torn_down.clone();
     let second_fails = ChildSpec::supervisor(
         "inner",
         Supervisor::builder()
-            .name("dynamic::start-fails")
+            .name("dsf")
             .child(ChildSpec::worker("first", move |ctx| {
+                // Its thread ends with a slow tear-down that says when it is done.
+                SLOW_TEARDOWN.with(|t| *t.borrow_mut() = Some(SlowTeardown(torn.clone())));
                 started_tx.send(ctx.pid()).unwrap();
                 let _ = ctx.stop_signal().recv();
                 Ok(())
@@ -520,7 +524,21 @@ fn a_nested_supervisor_whose_start_fails_leaves_nothing_behind() {
                 ChildSpec::worker("second", |_| Err("no config".into())).ready_timeout(DEADLINE),
             ),
     );
-    let err = pool.start_child(second_fails).unwrap_err();
+    // Started from a process: the threads its failed start stopped are joined (their
+    // tear-down over) before `start_child` returns, not left for that process's exit.
+    let (out_tx, out) = unbounded();
+    let handle = pool.handle();
+    let torn = torn_down.clone();
+    let caller = Supervisor::builder()
+        .child(ChildSpec::task("caller", move |ctx| {
+            let err = handle.start_child(second_fails).unwrap_err();
+            out_tx.send((err, torn.load(Ordering::Acquire))).unwrap();
+            let _ = ctx.stop_signal().recv();
+            Ok(())
+        }))
+        .start()
+        .unwrap();
+    let (err, joined) = out.recv_timeout(DEADLINE).unwrap();
     assert!(
         matches!(
             &err,
@@ -528,12 +546,28 @@ fn a_nested_supervisor_whose_start_fails_leaves_nothing_behind() {
         ),
         "{err:?}"
     );
+    assert!(joined, "the stopped child's thread was joined");
     let first = started.recv_timeout(DEADLINE).unwrap();
     assert!(
         !first.is_alive(),
         "the child started before the failure was stopped"
     );
-    assert!(registry().lookup("dynamic::start-fails").is_none());
+    caller.shutdown().unwrap();
+    assert!(registry().lookup("dsf").is_none());
     assert_eq!(pool.count_children().unwrap().specs, 0);
     pool.shutdown().unwrap();
+}
+
+/// A thread-local whose drop (at its thread's tear-down) takes a while, then says so.
+struct SlowTeardown(Arc<AtomicBool>);
+
+impl Drop for SlowTeardown {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(200));
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+thread_local! {
+    static SLOW_TEARDOWN: std::cell::RefCell<Option<SlowTeardown>> = const { std::cell::RefCell::new(None) };
 }

@@ -563,7 +563,7 @@ pub(crate) fn join_after_exit(runs: Vec<Spawned>) {
 /// otherwise wait for the process's own thread to run it: returns what that thread runs
 /// next. A failed start (a panic is `Exited(Panicked)`, logged once) ends as it would on
 /// the process's thread: the pid ends, then the threads of the children it stopped are
-/// joined.
+/// joined, before this returns.
 pub(crate) fn start_here(
     id: &str,
     pid: Pid,
@@ -586,8 +586,11 @@ pub(crate) fn start_here(
         };
         pid::exit(pid, &reason);
     }
-    let stopped = AFTER_EXIT.with(|a| a.borrow_mut().split_off(held));
-    join_after_exit(stopped);
+    // Joined now, whatever the caller is: its own thread would have joined them before
+    // ending, and the caller would have joined that thread.
+    for run in AFTER_EXIT.with(|a| a.borrow_mut().split_off(held)) {
+        run.finish();
+    }
     started
 }
 
