@@ -50,18 +50,18 @@
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use once_cell::sync::Lazy;
+use parking_lot::Mutex;
 
 use crate::child::context::Context;
 use crate::child::spec::ChildSpec;
 use crate::error::ChildError;
 use crate::exit::{panic_reason, ExitReason};
-use crate::hash::Padded;
 use crate::pid::Pid;
 use crate::registry::{registry, AnyValue, Registry};
 
@@ -141,20 +141,21 @@ enum Door {
 
 /// A server's mailbox, shared by its spec (every incarnation reads it) and its handles.
 ///
-/// The door protocol: a poster announces itself (`posting`), looks at the door, queues
-/// if open, and leaves; a stop shuts the door, waits until no poster is announced, then
-/// fails whatever is queued. All `SeqCst`: either a poster sees the door shut, or the
-/// stop sees it announced and waits for its send. So nothing is queued behind a stop
-/// and left unanswered.
+/// The door protocol, so that nothing is queued behind a stop and left unanswered: a
+/// poster that finds the door open sends, then — after a `SeqCst` fence — looks at the
+/// door again; a stop shuts the door, then — after a fence — fails whatever is queued.
+/// The two fences order the two sides: either the stop's drain finds the request, or the
+/// poster's second look finds the door shut, and then the poster fails what is queued
+/// itself, unless an incarnation has opened the door again meanwhile (which then serves
+/// it). Opening the door, and that drain, hold `reopen`: a drain never takes what an
+/// incarnation serves. A post costs one fence; the drains happen only around a stop.
 struct Mailbox<S: Server> {
     tx: Sender<Envelope<S>>,
     rx: Receiver<Envelope<S>>,
     /// Open or stopped (see `Door`).
     door: AtomicU8,
-    /// Posters between their look at the door and the end of their send. On a cache
-    /// line of its own: every post writes it, and the server must not pay a cache miss
-    /// on its receiver for that.
-    posting: Padded<AtomicUsize>,
+    /// Held to open the door, and by a poster that found it shut after sending.
+    reopen: Mutex<()>,
     /// The incarnation serving now (0: none), to refuse a server's call to itself.
     serving: AtomicU64,
     name: Option<Arc<str>>,
@@ -162,38 +163,52 @@ struct Mailbox<S: Server> {
 
 impl<S: Server> Mailbox<S> {
     fn post(&self, envelope: Envelope<S>) -> Result<(), CallError> {
-        self.posting.0.fetch_add(1, Ordering::SeqCst);
-        let open = self.door.load(Ordering::SeqCst) == Door::Open as u8;
-        if open {
-            // The mailbox holds its own receiver: the send cannot fail.
-            let _ = self.tx.send(envelope);
+        if !self.is_open(Ordering::Acquire) {
+            return Err(CallError::Stopped);
         }
-        self.posting.0.fetch_sub(1, Ordering::SeqCst);
-        if open {
-            Ok(())
-        } else {
-            Err(CallError::Stopped)
+        // The mailbox holds its own receiver: the send cannot fail.
+        let _ = self.tx.send(envelope);
+        self.look_again();
+        Ok(())
+    }
+
+    /// A poster's second look at the door, after its send: if a stop has shut it
+    /// meanwhile (and no incarnation has opened it again), what is queued is failed here.
+    fn look_again(&self) {
+        fence(Ordering::SeqCst);
+        if !self.is_open(Ordering::Relaxed) {
+            let _reopen = self.reopen.lock();
+            if !self.is_open(Ordering::SeqCst) {
+                self.fail_queued();
+            }
         }
     }
 
-    /// A stop: shut the door, wait for the posters that looked before, fail what is
-    /// queued.
+    /// A stop: shut the door, then fail what is queued.
     fn shut(&self) {
         self.door.store(Door::Stopped as u8, Ordering::SeqCst);
-        while self.posting.0.load(Ordering::SeqCst) > 0 {
-            std::thread::yield_now();
-        }
+        fence(Ordering::SeqCst);
         self.serving.store(0, Ordering::Release);
+        self.fail_queued();
+    }
+
+    fn open(&self, pid: Pid) {
+        let _reopen = self.reopen.lock();
+        self.serving.store(pid.as_u64(), Ordering::Release);
+        self.door.store(Door::Open as u8, Ordering::SeqCst);
+    }
+
+    fn is_open(&self, order: Ordering) -> bool {
+        self.door.load(order) == Door::Open as u8
+    }
+
+    /// Fails the queued calls with `Stopped` (queued casts are dropped).
+    fn fail_queued(&self) {
         for envelope in self.rx.try_iter() {
             if let Envelope::Call(_, reply) = envelope {
                 let _ = reply.send(Err(CallError::Stopped));
             }
         }
-    }
-
-    fn open(&self, pid: Pid) {
-        self.serving.store(pid.as_u64(), Ordering::Release);
-        self.door.store(Door::Open as u8, Ordering::SeqCst);
     }
 }
 
@@ -359,7 +374,7 @@ impl<S: Server> ServerSpec<S> {
             tx,
             rx,
             door: AtomicU8::new(Door::Open as u8),
-            posting: Padded(AtomicUsize::new(0)),
+            reopen: Mutex::new(()),
             serving: AtomicU64::new(0),
             name: self.name.as_deref().map(Arc::from),
         });
@@ -444,4 +459,64 @@ fn serve<S: Server>(
     mailbox.shut();
     state.terminate(ctx);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Server for Echo {
+        type Call = u32;
+        type Reply = u32;
+        type Cast = ();
+        fn handle_call(&mut self, n: u32, _: &Context) -> u32 {
+            n
+        }
+    }
+
+    fn mailbox() -> Mailbox<Echo> {
+        let (tx, rx) = unbounded();
+        Mailbox {
+            tx,
+            rx,
+            door: AtomicU8::new(Door::Open as u8),
+            reopen: Mutex::new(()),
+            serving: AtomicU64::new(0),
+            name: None,
+        }
+    }
+
+    /// The door protocol's window, step by step: a poster found the door open, a stop
+    /// shut it and drained the queue, and only then did the poster's request land.
+    /// Its second look fails the request at once.
+    #[test]
+    fn a_request_landing_after_a_stop_drained_is_failed_by_its_poster() {
+        let mb = mailbox();
+        mb.open(Pid::current());
+        assert!(mb.is_open(Ordering::Acquire), "the poster's first look");
+        mb.shut();
+        let (reply_tx, reply) = bounded(1);
+        let _ = mb.tx.send(Envelope::Call(7, reply_tx));
+        mb.look_again();
+        assert_eq!(reply.try_recv(), Ok(Err(CallError::Stopped)));
+        assert!(mb.rx.is_empty());
+    }
+
+    /// The same window, with an incarnation opening the door again before the poster's
+    /// second look: the request stays queued for it.
+    #[test]
+    fn a_request_landing_after_a_reopen_is_left_for_the_new_incarnation() {
+        let mb = mailbox();
+        mb.open(Pid::current());
+        assert!(mb.is_open(Ordering::Acquire));
+        mb.shut();
+        mb.open(Pid::current());
+        let (reply_tx, reply) = bounded(1);
+        let _ = mb.tx.send(Envelope::Call(7, reply_tx));
+        mb.look_again();
+        assert!(reply.try_recv().is_err(), "not failed");
+        assert_eq!(mb.rx.len(), 1, "queued for the incarnation now serving");
+    }
 }

@@ -299,3 +299,64 @@ fn many_callers_racing_crashes_each_get_an_answer_or_a_reason() {
     assert!(crashed > 0);
     drop(sup);
 }
+
+/// Calls and casts raced against stops and restarts of their server: every call is
+/// answered — served, or failed `Stopped` at once — and none is left queued behind a
+/// stop to time out.
+#[test]
+fn calls_racing_stops_and_restarts_are_answered_never_left_behind() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (spec, log) = log_server("door");
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let stopped_calls = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..3)
+        .map(|_| {
+            let (log, done, stopped_calls) = (log.clone(), done.clone(), stopped_calls.clone());
+            std::thread::spawn(move || {
+                let (mut served, mut stopped) = (0u64, 0u64);
+                let mut i = 0;
+                while !done.load(Ordering::Acquire) {
+                    i += 1;
+                    let _ = log.cast(Msg::Push(i));
+                    match log.call_timeout(Req::Get, Duration::from_secs(10)) {
+                        Ok(_) => served += 1,
+                        Err(CallError::Stopped) => {
+                            stopped += 1;
+                            stopped_calls.fetch_add(1, Ordering::AcqRel);
+                        }
+                        Err(e) => panic!("call {i}: {e}"),
+                    }
+                }
+                (served, stopped)
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        sup.terminate_child("door").unwrap();
+        sup.restart_child("door").unwrap();
+    }
+    // Then a stop for good, with the callers still at it: a call left queued behind it
+    // would wait out its timeout.
+    sup.terminate_child("door").unwrap();
+    let before = stopped_calls.load(Ordering::Acquire);
+    steadfast::wait::until(DEADLINE, || {
+        stopped_calls.load(Ordering::Acquire) > before + 1_000
+    })
+    .unwrap();
+    done.store(true, Ordering::Release);
+    let (mut served, mut stopped) = (0, 0);
+    for c in callers {
+        let (s, st) = c.join().unwrap();
+        served += s;
+        stopped += st;
+    }
+    // Both outcomes happened: the race was run, not avoided.
+    assert!(
+        served > 0 && stopped > 0,
+        "served {served}, stopped {stopped}"
+    );
+    sup.restart_child("door").unwrap();
+    assert!(log.call(Req::Get).is_ok(), "it serves again once restarted");
+    drop(sup);
+}
