@@ -95,6 +95,12 @@ impl SupervisorBuilder {
     /// Allows at most `restarts` restarts within any `period` (default 3 in 5 s); one more
     /// and the supervisor stops its children and exits. `restarts` may be 0 (the first
     /// restart gives up); `period` must not be zero.
+    ///
+    /// The window is exact (`Instant`s, not OTP's whole seconds) up to 4,096 restarts in
+    /// it; past that — possible only with `restarts` above 4,096 — restarts are counted
+    /// in slices of `period / 4096`, exact to within one slice, so that a supervisor that
+    /// never gives up (`u32::MAX` in `Duration::MAX`) keeps bounded memory however long
+    /// a child crash-loops.
     pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
         self.intensity = restarts;
         self.period = period;

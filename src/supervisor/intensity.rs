@@ -4,11 +4,24 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// Window entries past which restarts close in time share one entry (see `record`).
+pub(crate) const MAX_ENTRIES: usize = 4096;
+
 #[derive(Debug)]
 pub(crate) struct Intensity {
     max: u32,
     period: Duration,
-    restarts: VecDeque<Instant>,
+    /// The restarts within the last `period`, oldest first: when the first restart of
+    /// each entry happened, and how many the entry counts. One restart per entry while
+    /// there are fewer than `MAX_ENTRIES` entries — always, when `max` is below that (the
+    /// window never holds more than `max` + 1). Past that, a restart within one slice
+    /// (`period / MAX_ENTRIES`) of the newest entry's first restart is counted in it, so
+    /// that a window that never gives up (a huge `max`, a long `period`) stays bounded:
+    /// at most `MAX_ENTRIES` more entries, at least a slice apart. An entry ages out with
+    /// its first restart: at that scale the count is exact to within one slice.
+    restarts: VecDeque<(Instant, u64)>,
+    /// The restarts in the window: the sum of the entries' counts.
+    count: u64,
 }
 
 impl Intensity {
@@ -17,6 +30,7 @@ impl Intensity {
             max,
             period,
             restarts: VecDeque::new(),
+            count: 0,
         }
     }
 
@@ -27,8 +41,8 @@ impl Intensity {
     /// `Instant`s rather than OTP's whole seconds.
     pub(crate) fn add_restart(&mut self, now: Instant) -> bool {
         self.forget_before(now);
-        self.restarts.push_back(now);
-        self.restarts.len() <= self.max as usize
+        self.record(now);
+        self.count <= u64::from(self.max)
     }
 
     /// Records a restart at `now` only if it stays within the intensity; `false` (and
@@ -36,18 +50,33 @@ impl Intensity {
     /// a restart that would exceed the intensity to the supervisor.
     pub(crate) fn try_add_restart(&mut self, now: Instant) -> bool {
         self.forget_before(now);
-        if self.restarts.len() < self.max as usize {
-            self.restarts.push_back(now);
+        if self.count < u64::from(self.max) {
+            self.record(now);
             true
         } else {
             false
         }
     }
 
+    fn record(&mut self, now: Instant) {
+        self.count += 1;
+        if self.restarts.len() >= MAX_ENTRIES {
+            let slice = self.period / MAX_ENTRIES as u32;
+            if let Some((first, n)) = self.restarts.back_mut() {
+                if now.saturating_duration_since(*first) <= slice {
+                    *n += 1;
+                    return;
+                }
+            }
+        }
+        self.restarts.push_back((now, 1));
+    }
+
     fn forget_before(&mut self, now: Instant) {
-        while let Some(&oldest) = self.restarts.front() {
+        while let Some(&(oldest, n)) = self.restarts.front() {
             if now.saturating_duration_since(oldest) > self.period {
                 self.restarts.pop_front();
+                self.count -= n;
             } else {
                 break;
             }
@@ -103,6 +132,50 @@ mod tests {
         let mut j = Intensity::new(1, 5 * S);
         assert!(j.try_add_restart(t));
         assert!(j.try_add_restart(t + 6 * S));
+    }
+
+    /// "Never give up" (`u32::MAX` restarts in `Duration::MAX`) under a crash loop: the
+    /// window must not keep one entry per restart for ever.
+    #[test]
+    fn a_window_that_never_gives_up_stays_bounded() {
+        let t = Instant::now();
+        let mut i = Intensity::new(u32::MAX, Duration::MAX);
+        for n in 0..100_000u32 {
+            let at = t + Duration::from_micros(u64::from(n));
+            assert!(i.try_add_restart(at));
+            assert!(i.add_restart(at));
+        }
+        assert!(i.restarts.len() <= MAX_ENTRIES + 1, "{} entries", i.restarts.len());
+        assert_eq!(i.count, 200_000);
+    }
+
+    /// Past `MAX_ENTRIES` restarts in one window, the count stays exact to within one
+    /// slice of `period / MAX_ENTRIES`, and old restarts still age out.
+    #[test]
+    fn a_crowded_window_still_counts_and_forgets() {
+        let t = Instant::now();
+        let period = Duration::from_secs(1);
+        let max = 3 * MAX_ENTRIES as u32;
+        let mut i = Intensity::new(max, period);
+        // Two restarts per slice for half a period: 2 × 2,048 = MAX_ENTRIES restarts.
+        let slice = period / MAX_ENTRIES as u32;
+        let mut at = t;
+        for _ in 0..MAX_ENTRIES / 2 {
+            assert!(i.add_restart(at));
+            assert!(i.add_restart(at + slice / 4));
+            at += slice;
+        }
+        // The next ones share slices: still counted, in fewer entries.
+        for _ in 0..MAX_ENTRIES / 2 {
+            assert!(i.add_restart(at));
+            assert!(i.add_restart(at + slice / 4));
+            at += slice;
+        }
+        assert_eq!(i.count, 2 * MAX_ENTRIES as u64);
+        assert!(i.restarts.len() < 2 * MAX_ENTRIES);
+        // A period later, all of them have aged out.
+        assert!(i.add_restart(at + period));
+        assert_eq!(i.count, 1);
     }
 
     #[test]
