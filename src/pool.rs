@@ -117,6 +117,9 @@ impl<J> SubmitError<J> {
     }
 }
 
+/// The most a pool's queue may take: it is allocated whole, up front.
+const MAX_QUEUE_BYTES: usize = 1 << 30;
+
 /// A job and the attempts made at it.
 struct Entry<J> {
     job: J,
@@ -259,7 +262,8 @@ impl<J> fmt::Debug for PoolBuilder<J> {
 }
 
 impl<J: Send + 'static> PoolBuilder<J> {
-    /// The queue's capacity: `submit` waits while it is full (default 1,024).
+    /// The queue's capacity: `submit` waits while it is full (default 1,024). The queue
+    /// is allocated up front, so it must fit in 1 GiB (some 44 million jobs of one word).
     pub fn capacity(mut self, jobs: usize) -> Self {
         self.capacity = jobs;
         self
@@ -294,15 +298,38 @@ impl<J: Send + 'static> PoolBuilder<J> {
     ///
     /// # Errors
     ///
-    /// [`StartError::InvalidSpec`] for zero workers, a zero capacity or zero attempts;
+    /// [`StartError::InvalidSpec`] for zero workers, more workers than the
+    /// [thread cap](crate::max_threads), a zero capacity or one whose queue would not fit
+    /// in 1 GiB, or zero attempts;
     /// whatever starting the supervisor returns.
     pub fn start(self) -> Result<Pool<J>, StartError> {
         let invalid = |why: &str| Err(StartError::InvalidSpec(format!("pool: {why}")));
         if self.workers == 0 {
             return invalid("it needs at least one worker");
         }
+        let cap = crate::max_threads();
+        if self.workers > cap {
+            return invalid(&format!(
+                "{} workers are more than the thread cap allows ({cap}; see set_max_threads)",
+                self.workers
+            ));
+        }
         if self.capacity == 0 {
             return invalid("its queue capacity must not be zero");
+        }
+        // The queue is allocated whole when the pool starts.
+        let slot = std::mem::size_of::<Entry<J>>() + std::mem::size_of::<usize>();
+        if self
+            .capacity
+            .checked_mul(slot)
+            .map_or(true, |b| b > MAX_QUEUE_BYTES)
+        {
+            return invalid(&format!(
+                "its queue capacity ({} jobs of {slot} bytes) must fit in {} MiB: the \
+                 queue is allocated up front",
+                self.capacity,
+                MAX_QUEUE_BYTES >> 20
+            ));
         }
         if self.max_attempts == 0 {
             return invalid("max_attempts must be at least 1");

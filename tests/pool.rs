@@ -171,6 +171,31 @@ fn bad_settings_are_invalid_specs() {
     }
 }
 
+/// Sizes no machine can give are refused with the reason, not a panic in `start` or an
+/// allocation failure that aborts the program.
+#[test]
+fn impossible_sizes_are_invalid_specs_not_crashes() {
+    let ok = |_: &u32, _: &steadfast::Context| Ok(());
+    for (builder, why) in [
+        (Pool::builder(1, ok).capacity(usize::MAX), "capacity"),
+        (Pool::builder(1, ok).capacity(1 << 40), "capacity"),
+        (Pool::builder(usize::MAX, ok), "thread cap"),
+        (
+            Pool::builder(steadfast::max_threads() + 1, ok),
+            "thread cap",
+        ),
+    ] {
+        match builder.start() {
+            Err(StartError::InvalidSpec(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    // A large queue that fits is fine.
+    let pool = Pool::builder(1, ok).capacity(1 << 20).start().unwrap();
+    pool.submit(7).unwrap();
+    pool.shutdown();
+}
+
 /// A cheap, deterministic "random" for job `n`'s attempt `a`.
 fn roll(n: u32, a: u32) -> u32 {
     let mut z = u64::from(n) << 32 | u64::from(a);

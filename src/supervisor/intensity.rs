@@ -145,7 +145,11 @@ mod tests {
             assert!(i.try_add_restart(at));
             assert!(i.add_restart(at));
         }
-        assert!(i.restarts.len() <= MAX_ENTRIES + 1, "{} entries", i.restarts.len());
+        assert!(
+            i.restarts.len() <= MAX_ENTRIES + 1,
+            "{} entries",
+            i.restarts.len()
+        );
         assert_eq!(i.count, 200_000);
     }
 
