@@ -18,8 +18,12 @@ fn resident_mib() -> usize {
     pages * 4096 / (1 << 20)
 }
 
+/// The tests here read the process's resident memory: one at a time.
+static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 #[test]
 fn unread_restart_notices_of_an_idle_supervisor_stay_bounded() {
+    let _serial = SERIAL.lock();
     const RESTARTS: usize = 10_000;
     const MESSAGE: usize = 256 * 1024;
     let count = Arc::new(AtomicUsize::new(0));
@@ -53,6 +57,7 @@ fn unread_restart_notices_of_an_idle_supervisor_stay_bounded() {
 
 #[test]
 fn the_supervisor_answers_while_a_child_crash_loops() {
+    let _serial = SERIAL.lock();
     let stop_looping = Arc::new(AtomicBool::new(false));
     let s = stop_looping.clone();
     let looping = ChildSpec::worker("looping", move |ctx| {
@@ -80,6 +85,43 @@ fn the_supervisor_answers_while_a_child_crash_loops() {
     assert!(
         slowest < Duration::from_secs(2),
         "count_children took {slowest:?}"
+    );
+    sup.shutdown().unwrap();
+}
+
+/// A supervisor that never gives up (`u32::MAX` restarts in `Duration::MAX`) under a
+/// child that crash-loops: nothing it keeps grows with the restarts (its restart window
+/// used to keep one entry per restart, for ever).
+#[test]
+fn a_supervisor_that_never_gives_up_stays_flat_under_a_crash_loop() {
+    let _serial = SERIAL.lock();
+    const RESTARTS: usize = 500_000;
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let (done_tx, done) = unbounded::<()>();
+    let looping = ChildSpec::worker("looping", move |ctx| {
+        if c.fetch_add(1, Ordering::SeqCst) < RESTARTS {
+            return Err("again".into());
+        }
+        let _ = done_tx.send(());
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    });
+    let sup = Supervisor::builder()
+        .intensity(u32::MAX, Duration::MAX)
+        .child(looping)
+        .start()
+        .unwrap();
+    // Measured from the first 50,000 restarts on, once every cache has warmed up.
+    steadfast::wait::until(DEADLINE, || count.load(Ordering::SeqCst) > 50_000).unwrap();
+    let before = resident_mib();
+    done.recv_timeout(DEADLINE * 6).unwrap();
+    let after = resident_mib();
+    eprintln!("450,000 restarts, never giving up: resident {before} -> {after} MiB");
+    // One window entry per restart was 16 B each: 7 MiB here.
+    assert!(
+        after.saturating_sub(before) < 3,
+        "resident memory {before} -> {after} MiB"
     );
     sup.shutdown().unwrap();
 }
