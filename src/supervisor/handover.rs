@@ -117,13 +117,7 @@ impl HandOver {
             return self.start_here(open, spec, start);
         }
         let awaits = spec.readiness != Readiness::Spawned;
-        let mut run = match self.spawn(&spec, awaits, false) {
-            Ok(run) => run,
-            Err(e) => {
-                self.release();
-                return Err(e);
-            }
-        };
+        let mut run = self.spawn(&spec, awaits, false)?;
         if !awaits {
             return self.hand_over(open, spec, run);
         }
@@ -136,17 +130,7 @@ impl HandOver {
             _ => ready.recv().map_err(|_| false),
         };
         let failed = match outcome {
-            Ok(ReadyMsg::Ready) => {
-                let open = self.open.lock();
-                if *open {
-                    self.pending.fetch_sub(1, Ordering::AcqRel);
-                    return self.hand_over(open, spec, run);
-                }
-                // Shut down meanwhile: the shutdown waits for us to stop what we started.
-                drop(open);
-                self.stop_pending(&spec, run);
-                SupervisorError::NoSupervisor
-            }
+            Ok(ReadyMsg::Ready) => return self.hand_over_ready(spec, run),
             Ok(ReadyMsg::Ignored) => {
                 self.stop_pending(&spec, run);
                 SupervisorError::Ignored
@@ -165,7 +149,8 @@ impl HandOver {
         Err(failed)
     }
 
-    /// Spawns `spec`'s thread on the supervisor's behalf.
+    /// Spawns `spec`'s thread on the supervisor's behalf; if it cannot, gives the
+    /// reserved place back.
     fn spawn(
         &self,
         spec: &ChildSpec,
@@ -187,6 +172,7 @@ impl HandOver {
             deferred,
         })
         .map_err(|source| {
+            self.release();
             SupervisorError::StartFailed(StartError::Spawn {
                 id: spec.id.to_string(),
                 source,
@@ -205,38 +191,40 @@ impl HandOver {
         spec: ChildSpec,
         start: StartHere,
     ) -> Result<Pid, SupervisorError> {
-        let run = match self.spawn(&spec, false, true) {
-            Ok(run) => run,
-            Err(e) => {
-                self.release();
-                return Err(e);
-            }
-        };
+        let run = self.spawn(&spec, false, true)?;
         self.pending.fetch_add(1, Ordering::AcqRel);
         drop(open);
-        let failed = match runner::start_here(&spec.id, run.pid, || start(run.pid)) {
+        match runner::start_here(&spec.id, run.pid, || start(run.pid)) {
             Ok(serve) => {
                 run.begin(serve);
-                let open = self.open.lock();
-                if *open {
-                    self.pending.fetch_sub(1, Ordering::AcqRel);
-                    return self.hand_over(open, spec, run);
-                }
-                // Shut down meanwhile: the shutdown waits for us to stop what we started.
-                drop(open);
-                self.stop_pending(&spec, run);
-                SupervisorError::NoSupervisor
+                self.hand_over_ready(spec, run)
             }
             Err(report) => {
                 // Its pid has ended, as its thread would have ended it; the thread, never
                 // begun, ends without a word.
                 run.cancel();
                 self.forget_pending(run);
-                SupervisorError::StartFailed(not_started(spec.id.to_string(), Some(report)))
+                self.release();
+                Err(SupervisorError::StartFailed(not_started(
+                    spec.id.to_string(),
+                    Some(report),
+                )))
             }
-        };
+        }
+    }
+
+    /// Hands over a pending child now ready — unless the supervisor was shut down
+    /// meanwhile: the shutdown waits for us to stop what we started.
+    fn hand_over_ready(&self, spec: ChildSpec, run: Spawned) -> Result<Pid, SupervisorError> {
+        let open = self.open.lock();
+        if *open {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return self.hand_over(open, spec, run);
+        }
+        drop(open);
+        self.stop_pending(&spec, run);
         self.release();
-        Err(failed)
+        Err(SupervisorError::NoSupervisor)
     }
 
     /// Queues a started child for the supervisor (still holding the `open` lock, so the
