@@ -387,9 +387,10 @@ fn run_supervisor(
 }
 
 /// A supervisor's start, as process `pid`: register (by pid, and by name if it has one),
-/// run `on_start`, start the children in order. It runs on the supervisor's own thread,
-/// or, for a nested supervisor a caller starts, on that caller's thread (see
-/// [`ChildSpec::supervisor`]); either way `pid` is the current process meanwhile.
+/// run `on_start`, start the children in order. It runs on the thread of a caller that
+/// waits for it anyway (`start_top`, and a dynamic `start_child` of a nested supervisor:
+/// see [`ChildSpec::supervisor`]), else on the supervisor's own thread; either way `pid`
+/// is the current process meanwhile.
 fn start_supervisor(
     cfg: Arc<Config>,
     name: Option<&str>,
