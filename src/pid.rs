@@ -1,10 +1,12 @@
 //! Process identity and the process table: liveness, exit hooks and monitors.
 //!
 //! Every process (a supervised thread, or a plain thread that asked for its [`Pid`]) has one
-//! entry in a global, sharded table while it is alive. Exiting removes the entry first — so
-//! from that instant `is_alive` is false — then runs the exit hooks (registry clean-up), then
-//! fires the monitors. The child runner notifies the supervisor only after that, which is
-//! what makes exit ordering (ARCHITECTURE.md) hold.
+//! entry in a global, sharded table while it is alive. Exiting marks the entry exiting
+//! first — so from that instant `is_alive` is false and no exit hook can be added — then
+//! runs the exit hooks (registry clean-up), then removes the entry and fires the monitors,
+//! those taken while the hooks ran included: a monitor never fires before the names are
+//! gone. The child runner notifies the supervisor only after that, which is what makes
+//! exit ordering (ARCHITECTURE.md) hold.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -126,9 +128,10 @@ struct Hook {
 struct Entry {
     /// Who started this process: its supervisor, for a supervised one.
     parent: Option<Pid>,
-    /// Who must hear of its exit; boxed, since most processes have no one (a table slot
-    /// stays two words).
+    /// Who must hear of its exit; boxed, since most processes have no one.
     links: Option<Box<Links>>,
+    /// Its exit has begun: its hooks are running, its monitors wait for them.
+    exiting: bool,
 }
 
 #[derive(Default)]
@@ -179,7 +182,8 @@ impl ProcessTable {
     }
 
     fn is_alive(&self, pid: Pid) -> bool {
-        self.shard(pid).lock().contains_key(&pid.as_u64())
+        let shard = self.shard(pid).lock();
+        shard.get(&pid.as_u64()).is_some_and(|e| !e.exiting)
     }
 }
 
@@ -202,7 +206,7 @@ pub(crate) fn is_within(pid: Pid, ancestor: Pid) -> bool {
 /// Hands `token` to `hook` when `pid` exits. Returns `false` if `pid` is not alive.
 pub(crate) fn add_exit_token(pid: Pid, key: usize, hook: &Weak<dyn ExitHook>, token: u64) -> bool {
     let mut shard = TABLE.shard(pid).lock();
-    let Some(entry) = shard.get_mut(&pid.as_u64()) else {
+    let Some(entry) = shard.get_mut(&pid.as_u64()).filter(|e| !e.exiting) else {
         return false;
     };
     let hooks = &mut entry.links().hooks;
@@ -249,15 +253,38 @@ pub(crate) fn exit_tokens(pid: Pid, key: usize) -> Vec<u64> {
 /// supervisor, and again, harmlessly, by its own thread when it finally returns).
 /// Returns whether this call was the one that ended it.
 pub(crate) fn exit(pid: Pid, reason: &ExitReason) -> bool {
-    let entry = TABLE.shard(pid).lock().remove(&pid.as_u64());
+    let shard = TABLE.shard(pid);
     // Collect under the lock, act outside it: hooks lock the registries.
-    let Some(entry) = entry else { return false };
-    let Links { monitors, hooks } = entry.links.map(|l| *l).unwrap_or_default();
+    let links = {
+        let mut table = shard.lock();
+        let Some(entry) = table.get_mut(&pid.as_u64()).filter(|e| !e.exiting) else {
+            return false;
+        };
+        match entry.links.take() {
+            Some(links) => {
+                // Stays in the table, exiting, while its hooks run: a monitor taken
+                // meanwhile waits for them (see the module docs).
+                entry.exiting = true;
+                links
+            }
+            // Nothing to release and nobody to tell: gone at once.
+            None => {
+                table.remove(&pid.as_u64());
+                return true;
+            }
+        }
+    };
+    let Links {
+        mut monitors,
+        hooks,
+    } = *links;
     for h in hooks {
         if let Some(hook) = h.hook.upgrade() {
             hook.on_exit(pid, h.tokens);
         }
     }
+    let late = shard.lock().remove(&pid.as_u64()).and_then(|e| e.links);
+    monitors.extend(late.into_iter().flat_map(|l| l.monitors));
     for m in monitors {
         let _ = m.send(reason.clone());
     }

@@ -48,3 +48,41 @@ fn a_supervisor_can_be_monitored() {
     sup.shutdown().unwrap();
     assert_eq!(m.try_recv(), Ok(ExitReason::Shutdown));
 }
+
+/// A monitor taken while the process is exiting — its names being released — fires only
+/// once they are all gone, like any other: `NoProcess` never arrives before the names
+/// go. (A monitor taken in that window used to answer `NoProcess` at once.)
+#[test]
+fn a_monitor_taken_during_the_exit_fires_after_the_names_are_gone() {
+    use steadfast::{ChildSpec, DynamicSupervisor, Registry};
+    const NAMES: usize = 20_000;
+    let reg: Registry<usize, ()> = Registry::new();
+    let pool = DynamicSupervisor::builder().start().unwrap();
+    for round in 0..5 {
+        let (ready_tx, ready) = crossbeam_channel::bounded::<()>(0);
+        let r = reg.clone();
+        let pid = pool
+            .start_child(ChildSpec::task("owner", move |_| {
+                for n in 0..NAMES {
+                    r.register(n, ()).unwrap();
+                }
+                // The watcher is polling from here on; the exit releases the names.
+                ready_tx.send(()).unwrap();
+                Ok(())
+            }))
+            .unwrap();
+        ready.recv_timeout(DEADLINE).unwrap();
+        let reason = loop {
+            if let Ok(reason) = monitor(pid).try_recv() {
+                break reason;
+            }
+            std::hint::spin_loop();
+        };
+        let left = (0..NAMES).filter(|n| reg.lookup(n).is_some()).count();
+        assert_eq!(
+            left, 0,
+            "round {round}: {reason:?} with {left} names still held"
+        );
+    }
+    pool.shutdown().unwrap();
+}

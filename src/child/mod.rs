@@ -1,6 +1,6 @@
 //! What a child is ([`spec`], with its restart [`backoff`]), what it sees ([`context`]), the one place that runs it
-//! ([`runner`]), the cap on live threads ([`cap`]) and where panics are printed
-//! ([`panic_hook`]).
+//! ([`runner`]), a start run ahead of its thread ([`start_here`]), the cap on live threads
+//! ([`cap`]) and where panics are printed ([`panic_hook`]).
 
 pub(crate) mod backoff;
 pub(crate) mod cap;
@@ -8,3 +8,4 @@ pub(crate) mod context;
 pub(crate) mod panic_hook;
 pub(crate) mod runner;
 pub(crate) mod spec;
+pub(crate) mod start_here;

@@ -76,6 +76,8 @@ pub(crate) struct Spawned {
     /// Whether its thread, once an incarnation has exited, waits to be handed the next
     /// one (see [`Spawned::resume`]) instead of ending.
     pub(crate) resumable: bool,
+    /// Whether its thread waits to be handed its first incarnation (`SpawnArgs::deferred`).
+    deferred: bool,
 }
 
 /// What a process thread shares with its supervisor's handle on it.
@@ -177,6 +179,17 @@ impl Shared {
         *self.next.lock() = value;
         self.wake.notify_one();
     }
+
+    /// Tells a deferred thread to end, unless it has been handed its first incarnation
+    /// already: that one runs (and is stopped) like any other.
+    fn end_unless_begun(&self) {
+        let mut next = self.next.lock();
+        if !matches!(*next, Next::Begin(_)) {
+            *next = Next::End;
+        }
+        drop(next);
+        self.wake.notify_one();
+    }
 }
 
 /// What to spawn.
@@ -191,7 +204,7 @@ pub(crate) struct SpawnArgs {
     pub(crate) launch: Launch,
     /// Whether the thread, once spawned, waits to be handed what its first incarnation
     /// runs ([`Spawned::begin`]) or told that its start failed ([`Spawned::cancel`]):
-    /// meanwhile its start runs on the spawning thread, as its pid ([`start_here`]).
+    /// meanwhile its start runs on the spawning thread, as its pid (`child::start_here`).
     pub(crate) deferred: bool,
 }
 
@@ -217,16 +230,6 @@ pub(crate) enum Launch {
         notify: Arc<dyn Notify>,
         permit: Option<RestartPermit>,
     },
-}
-
-/// A child's thread name: its supervisor's label, `/`, its id (one allocation, sized
-/// up front: `format!` would grow it twice).
-pub(crate) fn thread_name(label: &str, id: &str) -> String {
-    let mut name = String::with_capacity(label.len() + 1 + id.len());
-    name.push_str(label);
-    name.push('/');
-    name.push_str(id);
-    name
 }
 
 /// Spawns a process thread running `args.body` under `catch_unwind`.
@@ -313,6 +316,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             done,
             join: Some(join),
             resumable,
+            deferred,
             ready,
         }),
         Err(e) => {
@@ -529,16 +533,19 @@ impl Spawned {
 
 impl Spawned {
     /// Tells a resumable thread to end once its incarnation has returned (no other
-    /// thread waits for that word).
+    /// thread waits for that word), and a deferred one never begun to end at once.
     pub(crate) fn end(&self) {
         if self.resumable {
             self.shared.set(Next::End);
+        } else if self.deferred {
+            self.shared.end_unless_begun();
         }
     }
 }
 
 impl Drop for Spawned {
-    /// Detaches: a resumable thread is told to end once its incarnation returns.
+    /// Detaches: a resumable thread is told to end once its incarnation returns, a
+    /// deferred one never begun at once.
     fn drop(&mut self) {
         self.end();
     }
@@ -559,39 +566,14 @@ pub(crate) fn join_after_exit(runs: Vec<Spawned>) {
     }
 }
 
-/// Runs a process's start on the calling thread, as process `pid`, for a caller that would
-/// otherwise wait for the process's own thread to run it: returns what that thread runs
-/// next. A failed start (a panic is `Exited(Panicked)`, logged once) ends as it would on
-/// the process's thread: the pid ends, then the threads of the children it stopped are
-/// joined, before this returns.
-pub(crate) fn start_here(
-    id: &str,
-    pid: Pid,
-    start: impl FnOnce() -> Result<Serve, ReadyMsg>,
-) -> Result<Serve, ReadyMsg> {
-    panic_hook::install();
-    let caller = Pid::current_if_any();
-    // As the process's thread: the current process, and joins held until its exit.
-    let supervised = SUPERVISED.with(|s| s.replace(true));
-    let held = AFTER_EXIT.with(|a| a.borrow().len());
-    Pid::set_current(Some(pid));
-    let started = catch(id, pid, start).unwrap_or_else(|e| Err(ReadyMsg::Exited(e)));
-    Pid::set_current(caller);
-    SUPERVISED.with(|s| s.set(supervised));
-    if let Err(report) = &started {
-        let reason = match report {
-            ReadyMsg::Failed(e) => ExitReason::failed(e),
-            ReadyMsg::Exited(reason) => reason.clone(),
-            ReadyMsg::Ready | ReadyMsg::Ignored => ExitReason::Killed,
-        };
-        pid::exit(pid, &reason);
-    }
-    // Joined now, whatever the caller is: its own thread would have joined them before
-    // ending, and the caller would have joined that thread.
-    for run in AFTER_EXIT.with(|a| a.borrow_mut().split_off(held)) {
-        run.finish();
-    }
-    started
+/// How many joins the calling thread holds for its exit so far (see `join_after_exit`).
+pub(crate) fn held_joins() -> usize {
+    AFTER_EXIT.with(|a| a.borrow().len())
+}
+
+/// Takes back the joins the calling thread took on since it held `held`.
+pub(crate) fn take_joins_since(held: usize) -> Vec<Spawned> {
+    AFTER_EXIT.with(|a| a.borrow_mut().split_off(held))
 }
 
 /// Runs the body, turning a panic into `Panicked` and logging it (or a failure) once.

@@ -66,7 +66,7 @@ pub(crate) type Body = Arc<dyn Fn(&Context) -> ExitReason + Send + Sync>;
 
 /// A nested supervisor's start (register, `on_start`, its children), run as process `pid`
 /// on the thread that waits for it, ahead of its own thread: what that thread then runs,
-/// or why the start failed. See `runner::start_here`.
+/// or why the start failed. See `child::start_here`.
 pub(crate) type StartHere = Arc<dyn Fn(Pid) -> Result<Serve, ReadyMsg> + Send + Sync>;
 
 /// The rest of a process's first incarnation once its start has run elsewhere.
@@ -230,6 +230,16 @@ impl ChildSpec {
         spec.restart = Restart::Temporary;
         spec.task = Some(ran);
         spec
+    }
+
+    /// Its thread's name under supervisor `label`: the label, `/`, its id (one
+    /// allocation, sized up front: `format!` would grow it twice).
+    pub(crate) fn thread_name(&self, label: &str) -> String {
+        let mut name = String::with_capacity(label.len() + 1 + self.id.len());
+        name.push_str(label);
+        name.push('/');
+        name.push_str(&self.id);
+        name
     }
 
     /// A child that runs a body of the crate's own (a nested supervisor).

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use crate::child::context::{Context, History, ReadyMsg};
 use crate::child::runner::{self, Launch, SpawnArgs};
 use crate::child::spec::{check_name, check_period, Body, ChildSpec, Serve, StartHere};
+use crate::child::start_here;
 use crate::error::{RegistryError, StartError};
 use crate::exit::ExitReason;
 use crate::pid::Pid;
@@ -280,7 +281,7 @@ impl SupervisorBuilder {
 
 /// Starts a top-level supervisor process: its thread is spawned first and waits, its start
 /// (registration, `on_start`, the children) runs here, on the caller's thread, which waits
-/// for it anyway, and then its thread is handed the rest (see `runner::start_here`).
+/// for it anyway, and then its thread is handed the rest (see `child::start_here`).
 pub(crate) fn start_top(
     cfg: Arc<Config>,
     name: Option<String>,
@@ -317,7 +318,7 @@ pub(crate) fn start_top(
         id: label.clone(),
         source,
     })?;
-    let started = runner::start_here(&label, run.pid, || {
+    let started = start_here::start_here(&label, run.pid, || {
         let server = start_supervisor(
             start_cfg,
             start_name.as_deref(),

@@ -12,6 +12,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::child::context::{History, ReadyMsg};
 use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
 use crate::child::spec::{ChildSpec, Readiness, Shutdown, StartHere};
+use crate::child::start_here;
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -159,7 +160,7 @@ impl HandOver {
     ) -> Result<Spawned, SupervisorError> {
         runner::spawn(SpawnArgs {
             id: spec.id.clone(),
-            thread_name: runner::thread_name(&self.label, &spec.id),
+            thread_name: spec.thread_name(&self.label),
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready,
@@ -194,7 +195,7 @@ impl HandOver {
         let run = self.spawn(&spec, false, true)?;
         self.pending.fetch_add(1, Ordering::AcqRel);
         drop(open);
-        match runner::start_here(&spec.id, run.pid, || start(run.pid)) {
+        match start_here::start_here(&spec.id, run.pid, || start(run.pid)) {
             Ok(serve) => {
                 run.begin(serve);
                 self.hand_over_ready(spec, run)

@@ -346,7 +346,7 @@ impl Server {
     ) -> Result<Option<Spawned>, StartError> {
         let mut run = runner::spawn(SpawnArgs {
             id: spec.id.clone(),
-            thread_name: runner::thread_name(&self.cfg.label, &spec.id),
+            thread_name: spec.thread_name(&self.cfg.label),
             body: spec.body.clone(),
             stack_size: spec.stack_size,
             wants_ready: spec.readiness != Readiness::Spawned,
