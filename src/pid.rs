@@ -2,11 +2,11 @@
 //!
 //! Every process (a supervised thread, or a plain thread that asked for its [`Pid`]) has one
 //! entry in a global, sharded table while it is alive. Exiting marks the entry exiting
-//! first — so from that instant `is_alive` is false and no exit hook can be added — then
-//! runs the exit hooks (registry clean-up), then removes the entry and fires the monitors,
-//! those taken while the hooks ran included: a monitor never fires before the names are
-//! gone. The child runner notifies the supervisor only after that, which is what makes
-//! exit ordering (ARCHITECTURE.md) hold.
+//! first — from that instant no exit hook can be added — then runs the exit hooks
+//! (registry clean-up), then removes the entry and fires the monitors, those taken while
+//! the hooks ran included. So neither a monitor nor `is_alive` reports the exit before
+//! the names are gone. The child runner notifies the supervisor only after that, which
+//! is what makes exit ordering (ARCHITECTURE.md) hold.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -83,7 +83,8 @@ impl Pid {
         CURRENT.with(|c| c.set(pid));
     }
 
-    /// Whether this process has not exited yet (an abandoned process counts as exited).
+    /// Whether this process has not exited yet: true until its exit is complete (its names
+    /// released), false from then on. An abandoned process counts as exited.
     pub fn is_alive(self) -> bool {
         TABLE.is_alive(self)
     }
@@ -182,8 +183,7 @@ impl ProcessTable {
     }
 
     fn is_alive(&self, pid: Pid) -> bool {
-        let shard = self.shard(pid).lock();
-        shard.get(&pid.as_u64()).is_some_and(|e| !e.exiting)
+        self.shard(pid).lock().contains_key(&pid.as_u64())
     }
 }
 

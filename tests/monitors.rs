@@ -51,7 +51,8 @@ fn a_supervisor_can_be_monitored() {
 
 /// A monitor taken while the process is exiting — its names being released — fires only
 /// once they are all gone, like any other: `NoProcess` never arrives before the names
-/// go. (A monitor taken in that window used to answer `NoProcess` at once.)
+/// go, and `is_alive` does not turn false before either. (A monitor taken in that window
+/// used to answer `NoProcess` at once.)
 #[test]
 fn a_monitor_taken_during_the_exit_fires_after_the_names_are_gone() {
     use steadfast::{ChildSpec, DynamicSupervisor, Registry};
@@ -73,6 +74,11 @@ fn a_monitor_taken_during_the_exit_fires_after_the_names_are_gone() {
             .unwrap();
         ready.recv_timeout(DEADLINE).unwrap();
         let reason = loop {
+            // Nor is the process reported gone by `is_alive` while it still holds names.
+            if !pid.is_alive() {
+                let held = reg.lookup(&0).is_some() || reg.lookup(&(NAMES - 1)).is_some();
+                assert!(!held, "round {round}: not alive, names still held");
+            }
             if let Ok(reason) = monitor(pid).try_recv() {
                 break reason;
             }
