@@ -40,6 +40,7 @@
 //! |--------------------------------|---------------------------------|-----------------------------------|
 //! | a crash (panic in a callback)  | kept: the next incarnation serves it | fails at once: [`CallError::Exited`] with the panic |
 //! | a stop (terminate, shutdown, group restart) | queued calls fail: [`CallError::Stopped`] | finishes first (stops are cooperative) |
+//! | its spec is gone (its supervisor gave up or exited; a dynamic one let it go) | shut for good: queued and later calls fail [`CallError::Stopped`] | — |
 //! | the server calls itself        | —                               | [`CallError::WouldDeadlock`], at once |
 //!
 //! Each incarnation starts from `init` — state is not carried over a restart, only the
@@ -379,13 +380,26 @@ impl<S: Server> ServerSpec<S> {
             name: self.name.as_deref().map(Arc::from),
         });
         let handle = ServerRef { mailbox };
-        let served = handle.clone();
+        let served = HeldBySpec(handle.clone());
         let (init, name) = (self.init, self.name);
         let spec = ChildSpec::worker(self.id, move |ctx| {
-            serve(ctx, &*init, name.as_deref(), &served)
+            serve(ctx, &*init, name.as_deref(), &served.0)
         })
         .ready_timeout(self.init_timeout);
         (spec, handle)
+    }
+}
+
+/// The spec's hold on its mailbox. Once the last clone of the spec is gone (its
+/// supervisor gave up or shut down, a dynamic one let it go), no incarnation can ever
+/// serve the mailbox again: its door shuts for good, so that queued and later calls fail
+/// `Stopped` at once instead of waiting out their timeouts for a server that will not
+/// come.
+struct HeldBySpec<S: Server>(ServerRef<S>);
+
+impl<S: Server> Drop for HeldBySpec<S> {
+    fn drop(&mut self) {
+        self.0.mailbox.shut();
     }
 }
 

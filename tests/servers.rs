@@ -360,3 +360,42 @@ fn calls_racing_stops_and_restarts_are_answered_never_left_behind() {
     assert!(log.call(Req::Get).is_ok(), "it serves again once restarted");
     drop(sup);
 }
+
+/// A server that will never run again fails calls at once with `Stopped` — queued ones
+/// and later ones — instead of keeping them for an incarnation that will not come: its
+/// supervisor gave up after it crashed, or (temporary, under a dynamic supervisor) it
+/// crashed and was let go.
+#[test]
+fn calls_to_a_server_that_will_never_run_again_fail_at_once() {
+    // Its supervisor gives up at the first crash.
+    let (spec, log) = log_server("doomed");
+    let sup = Supervisor::builder()
+        .intensity(0, Duration::from_secs(60))
+        .child(spec)
+        .start()
+        .unwrap();
+    let down = steadfast::monitor(sup.pid());
+    let _ = log.call(Req::Panic("give up"));
+    down.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(
+        log.call_timeout(Req::Get, DEADLINE),
+        Err(CallError::Stopped)
+    );
+    assert_eq!(log.cast(Msg::Push(1)), Err(CallError::Stopped));
+    drop(sup);
+
+    // Temporary, under a dynamic supervisor: not restarted, let go.
+    let (spec, log) = log_server("once");
+    let pool = steadfast::DynamicSupervisor::builder().start().unwrap();
+    let pid = pool
+        .start_child(spec.restart(steadfast::Restart::Temporary))
+        .unwrap();
+    let gone = steadfast::monitor(pid);
+    let _ = log.call(Req::Panic("once is enough"));
+    gone.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(
+        log.call_timeout(Req::Get, DEADLINE),
+        Err(CallError::Stopped)
+    );
+    pool.shutdown().unwrap();
+}
