@@ -39,9 +39,9 @@
 //! | event                          | the mailbox                     | the call being handled            |
 //! |--------------------------------|---------------------------------|-----------------------------------|
 //! | a crash (panic in a callback)  | kept: the next incarnation serves it | fails at once: [`CallError::Exited`] with the panic |
-//! | a stop (terminate, shutdown, group restart) | queued calls fail: [`CallError::Stopped`] | finishes first (stops are cooperative) |
+//! | a stop (terminate, shutdown, group restart), however the incarnation then ends (returns, panics, is abandoned), also while a restart waits out a backoff | queued and later calls fail [`CallError::Stopped`] until an incarnation starts again | finishes first (stops are cooperative) |
 //! | its spec is gone (its supervisor gave up or exited; a dynamic one let it go) | shut for good: queued and later calls fail [`CallError::Stopped`] | — |
-//! | the server calls itself        | —                               | [`CallError::WouldDeadlock`], at once |
+//! | the server calls itself (from `init`, a callback or `terminate`) | —  | [`CallError::WouldDeadlock`], at once |
 //!
 //! Each incarnation starts from `init` — state is not carried over a restart, only the
 //! mailbox is. `init` runs before the server counts as started (its spec waits for it,
@@ -49,6 +49,7 @@
 //! with the cause. A call waits at most its timeout (5 s by default, OTP's), and never
 //! longer than the server takes to crash.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
@@ -162,7 +163,33 @@ struct Mailbox<S: Server> {
     name: Option<Arc<str>>,
 }
 
+thread_local! {
+    /// The mailbox this thread serves (its address; 0: none), from the start of `init`
+    /// to the end of `terminate`: a call to it from here could only deadlock.
+    static SERVING_HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as serving a mailbox until dropped.
+struct ServingHere(usize);
+
+impl ServingHere {
+    fn enter(address: usize) -> ServingHere {
+        ServingHere(SERVING_HERE.with(|s| s.replace(address)))
+    }
+}
+
+impl Drop for ServingHere {
+    fn drop(&mut self) {
+        SERVING_HERE.with(|s| s.set(self.0));
+    }
+}
+
 impl<S: Server> Mailbox<S> {
+    /// What identifies this mailbox to `SERVING_HERE`.
+    fn address(&self) -> usize {
+        self as *const Self as usize
+    }
+
     fn post(&self, envelope: Envelope<S>) -> Result<(), CallError> {
         if !self.is_open(Ordering::Acquire) {
             return Err(CallError::Stopped);
@@ -258,8 +285,7 @@ impl<S: Server> ServerRef<S> {
     ///
     /// As [`call`](ServerRef::call).
     pub fn call_timeout(&self, request: S::Call, timeout: Duration) -> Result<S::Reply, CallError> {
-        let serving = self.mailbox.serving.load(Ordering::Acquire);
-        if serving != 0 && Pid::current_if_any().map(Pid::as_u64) == Some(serving) {
+        if SERVING_HERE.with(Cell::get) == self.mailbox.address() {
             return Err(CallError::WouldDeadlock);
         }
         let (reply_tx, reply) = bounded(1);
@@ -382,10 +408,16 @@ impl<S: Server> ServerSpec<S> {
         let handle = ServerRef { mailbox };
         let served = HeldBySpec(handle.clone());
         let (init, name) = (self.init, self.name);
-        let spec = ChildSpec::worker(self.id, move |ctx| {
+        let mut spec = ChildSpec::worker(self.id, move |ctx| {
             serve(ctx, &*init, name.as_deref(), &served.0)
         })
         .ready_timeout(self.init_timeout);
+        // Its supervisor stops it: whatever is queued, and whatever comes until an
+        // incarnation opens the mailbox again, fails `Stopped` — however the incarnation
+        // running now ends (returning, panicking, abandoned), or if none runs (its restart
+        // waits out a backoff).
+        let stopped = handle.clone();
+        spec.on_stopped = Some(Arc::new(move || stopped.mailbox.shut()));
         (spec, handle)
     }
 }
@@ -426,8 +458,9 @@ fn serve<S: Server>(
     name: Option<&str>,
     handle: &ServerRef<S>,
 ) -> Result<(), ChildError> {
-    let mut state = init(ctx)?;
     let mailbox = &handle.mailbox;
+    let _here = ServingHere::enter(mailbox.address());
+    let mut state = init(ctx)?;
     // Serving before it can be found: whoever finds the name (or the pid) finds this
     // incarnation's pid; however it ends, a crash included, it leaves no stale pid.
     mailbox.open(ctx.pid());
@@ -470,6 +503,9 @@ fn serve<S: Server>(
             Err(_) => break,
         }
     }
+    // Shut already by its supervisor when it decided the stop (`on_stopped`, the one
+    // place that covers every way a stopped incarnation ends); again here in case an
+    // ordered stop's relay raised this stop a moment before the supervisor got to it.
     mailbox.shut();
     state.terminate(ctx);
     Ok(())

@@ -399,3 +399,143 @@ fn calls_to_a_server_that_will_never_run_again_fail_at_once() {
     );
     pool.shutdown().unwrap();
 }
+
+/// A server whose restart waits out a backoff, terminated meanwhile: no incarnation runs
+/// to see the stop, yet later calls fail `Stopped` at once instead of waiting out their
+/// timeout (a terminated child does not restart on its own).
+#[test]
+fn a_server_terminated_while_its_restart_waits_out_a_backoff_fails_calls_at_once() {
+    let (spec, log) = log_server("slow-to-return");
+    let spec = spec.backoff(steadfast::Backoff::fixed(Duration::from_secs(60)));
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let events = sup.events().unwrap();
+    assert!(matches!(
+        log.call(Req::Panic("crash")),
+        Err(CallError::Exited(_))
+    ));
+    until(&events, |e| {
+        matches!(e, steadfast::Event::RestartScheduled { .. })
+    });
+    // Queued while it waits for its restart: kept for the next incarnation...
+    let (queued_tx, queued) = unbounded();
+    let caller = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let _ = queued_tx.send(log.call_timeout(Req::Get, DEADLINE));
+        })
+    };
+    steadfast::wait::until(DEADLINE, || log.queued() == 1).unwrap();
+    // ...until the child is terminated: then no incarnation will come.
+    sup.terminate_child("slow-to-return").unwrap();
+    assert_eq!(
+        queued.recv_timeout(DEADLINE).unwrap(),
+        Err(CallError::Stopped)
+    );
+    caller.join().unwrap();
+    assert_eq!(
+        log.call_timeout(Req::Get, DEADLINE),
+        Err(CallError::Stopped)
+    );
+    assert_eq!(log.cast(Msg::Push(1)), Err(CallError::Stopped));
+    // Restarted by hand, it serves again.
+    sup.restart_child("slow-to-return").unwrap();
+    assert_eq!(log.call(Req::Get), Ok(Answer::Items(vec![])));
+    sup.shutdown().unwrap();
+}
+
+/// However an incarnation that no restart follows ends — a handler that panics when
+/// the stop interrupts it, or one deaf to its stop and abandoned — the mailbox is shut:
+/// calls queued meanwhile and later fail `Stopped`, none waits out its timeout.
+#[test]
+fn a_server_stopped_by_a_panic_or_abandoned_shuts_its_mailbox() {
+    struct Stubborn(Sender<()>);
+    enum Req2 {
+        Ping,
+        /// Sleeps 60 s on its context and panics when a stop interrupts it.
+        SleepOrPanic,
+        /// Blocks on a channel its stop cannot reach.
+        Deaf(Receiver<()>),
+    }
+    impl Server for Stubborn {
+        type Call = Req2;
+        type Reply = ();
+        type Cast = ();
+        fn handle_call(&mut self, req: Req2, ctx: &Context) {
+            let _ = self.0.send(());
+            match req {
+                Req2::Ping => {}
+                Req2::SleepOrPanic => ctx
+                    .sleep(Duration::from_secs(60))
+                    .expect("interrupted by the stop"),
+                Req2::Deaf(gate) => {
+                    let _ = gate.recv();
+                }
+            }
+        }
+    }
+    for deaf in [false, true] {
+        let (entered_tx, entered) = unbounded();
+        let (spec, srv) =
+            ServerSpec::new("stubborn", move |_| Ok(Stubborn(entered_tx.clone()))).build();
+        let spec = spec.shutdown(steadfast::Shutdown::Timeout(Duration::from_millis(50)));
+        let sup = Supervisor::builder().child(spec).start().unwrap();
+        let (release, gate) = gate();
+        let busy = {
+            let srv = srv.clone();
+            let req = if deaf {
+                Req2::Deaf(gate)
+            } else {
+                Req2::SleepOrPanic
+            };
+            std::thread::spawn(move || srv.call_timeout(req, DEADLINE))
+        };
+        entered.recv_timeout(DEADLINE).unwrap();
+        let queued = {
+            let srv = srv.clone();
+            std::thread::spawn(move || srv.call_timeout(Req2::Ping, DEADLINE))
+        };
+        steadfast::wait::until(DEADLINE, || srv.queued() == 1).unwrap();
+        sup.terminate_child("stubborn").unwrap();
+        assert_eq!(
+            queued.join().unwrap(),
+            Err(CallError::Stopped),
+            "deaf: {deaf}"
+        );
+        assert_eq!(
+            srv.call_timeout(Req2::Ping, DEADLINE),
+            Err(CallError::Stopped),
+            "deaf: {deaf}"
+        );
+        drop(release);
+        let busy = busy.join().unwrap();
+        assert!(busy.is_err() || deaf, "{busy:?}");
+        sup.shutdown().unwrap();
+    }
+}
+
+/// A server's `init` calling its own handle is refused at once, as a call from a
+/// handler is: the server cannot answer before it has started.
+#[test]
+fn a_server_calling_itself_from_init_gets_would_deadlock() {
+    let me: Arc<OnceCell<ServerRef<Log>>> = Arc::default();
+    let (said_tx, said) = unbounded();
+    let mine = me.clone();
+    let (spec, log) = ServerSpec::new("selfish", move |_ctx| {
+        let answer = mine.get().expect("set before the start").call(Req::Get);
+        let _ = said_tx.send(answer.map(|_| ()));
+        Ok(Log {
+            items: Vec::new(),
+            incarnation: 0,
+            me: mine.clone(),
+        })
+    })
+    .build();
+    me.set(log.clone()).unwrap();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    assert_eq!(
+        said.recv_timeout(DEADLINE).unwrap(),
+        Err(CallError::WouldDeadlock)
+    );
+    assert_eq!(log.call(Req::Get), Ok(Answer::Items(vec![])));
+    sup.shutdown().unwrap();
+}

@@ -120,7 +120,17 @@ pub struct ChildSpec {
     pub(crate) backoff: Option<Arc<Backoff>>,
     /// For a nested supervisor: its start, for a caller that waits for it to run itself.
     pub(crate) start_here: Option<StartHere>,
+    /// Told each time the supervisor stops this child (see [`OnStopped`]).
+    pub(crate) on_stopped: Option<OnStopped>,
 }
+
+/// Called by a supervisor each time it decides to stop a child — terminate, shutdown,
+/// a group restart, giving up — whether an incarnation runs (called just before its stop
+/// is raised) or the child waits to be restarted (after a crash, or out a backoff). What
+/// outlives a child's incarnations (a server's mailbox) learns here that the child is
+/// stopped, however its incarnation then ends: returning, panicking, or abandoned.
+/// A crash is not a stop: it is not called then. Runs on the supervisor's thread.
+pub(crate) type OnStopped = Arc<dyn Fn() + Send + Sync>;
 
 /// The default shutdown timeout of a worker.
 pub(crate) const WORKER_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -171,6 +181,7 @@ impl ChildSpec {
             task: None,
             backoff: None,
             start_here: None,
+            on_stopped: None,
         }
     }
 
@@ -257,6 +268,7 @@ impl ChildSpec {
             task: None,
             backoff: None,
             start_here: Some(start_here),
+            on_stopped: None,
         }
     }
 

@@ -42,6 +42,13 @@ pub(super) struct Due {
 }
 
 impl Child {
+    /// Tells the spec's `OnStopped`, if any, that its child is being stopped.
+    fn tell_stopped(&self) {
+        if let Some(told) = &self.spec.on_stopped {
+            told();
+        }
+    }
+
     /// The history the next incarnation starts with.
     pub(super) fn next_history(&self) -> History {
         History {
@@ -72,9 +79,11 @@ impl Server {
         Some((seq, child.run.take()?))
     }
 
-    /// Takes child `seq`'s running incarnation, to stop it; the child is `Stopped`.
+    /// Takes child `seq`'s running incarnation, to stop it; the child is `Stopped`
+    /// (told so, running or not: see `OnStopped`).
     pub(super) fn take_running(&mut self, seq: u64) -> Option<Stopping> {
         let child = self.children.get_mut(&seq)?;
+        child.tell_stopped();
         child.status = ChildStatus::Stopped;
         child.due = None;
         let run = child.run.take()?;
@@ -89,6 +98,7 @@ impl Server {
         let children = self.children.values_mut();
         children
             .filter_map(|child| {
+                child.tell_stopped();
                 child.status = ChildStatus::Stopped;
                 let run = child.run.take()?;
                 child.last_pid = Some(run.pid);
