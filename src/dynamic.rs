@@ -12,6 +12,7 @@ use crate::child::spec::{check_name, check_period};
 use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
+use crate::supervisor::handover::CallerStart;
 use crate::supervisor::inbox::{ChildRef, Request};
 use crate::supervisor::server::{Config, Mode, OnStart};
 use crate::supervisor::strategy::AutoShutdown;
@@ -217,8 +218,8 @@ impl DynamicSupervisorRef {
         // supervisor decides, having read every exit sent before this request.
         let spec = match &self.0.handover {
             Some(handover) => match handover.start(spec) {
-                Ok(started) => return started,
-                Err(full) => full,
+                CallerStart::Done(started) => return started,
+                CallerStart::Full(spec) => spec,
             },
             None => spec,
         };

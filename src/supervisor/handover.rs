@@ -20,6 +20,14 @@ use crate::supervisor::inbox::{Inbox, Msg};
 use crate::supervisor::server::check_significant;
 use crate::supervisor::strategy::AutoShutdown;
 
+/// How a caller's start of a dynamic child went (`HandOver::start`).
+pub(crate) enum CallerStart {
+    /// Started and handed over, or failed: the answer to give.
+    Done(Result<Pid, SupervisorError>),
+    /// No place is free by the caller's count: the supervisor must decide.
+    Full(ChildSpec),
+}
+
 /// What a caller needs to start a dynamic supervisor's child itself: the child's settings,
 /// a reservation against `max_children`, and the way in to the supervisor.
 pub(crate) struct HandOver {
@@ -88,23 +96,23 @@ impl HandOver {
     /// by the caller, outside the lock, and handed over once ready; until then it is
     /// `pending`, and a shutdown waits for the caller to hand it over or stop it.
     ///
-    /// `Err(spec)` when no place is free by the count here: exits the supervisor has not
-    /// read yet still hold theirs (a caller may have seen such an exit through a monitor
-    /// or an exit hook, which come first), so the caller asks the supervisor, which reads
-    /// every exit sent before the request.
-    pub(crate) fn start(&self, spec: ChildSpec) -> Result<Result<Pid, SupervisorError>, ChildSpec> {
+    /// `CallerStart::Full(spec)` when no place is free by the count here: exits the
+    /// supervisor has not read yet still hold theirs (a caller may have seen such an exit
+    /// through a monitor or an exit hook, which come first), so the caller asks the
+    /// supervisor, which reads every exit sent before the request.
+    pub(crate) fn start(&self, spec: ChildSpec) -> CallerStart {
         let valid = spec.validate();
         if let Err(e) = valid.and_then(|()| check_significant(&spec, self.auto_shutdown)) {
-            return Ok(Err(SupervisorError::InvalidSpec(e)));
+            return CallerStart::Done(Err(SupervisorError::InvalidSpec(e)));
         }
         let open = self.open.lock();
         if !*open {
-            return Ok(Err(SupervisorError::NoSupervisor));
+            return CallerStart::Done(Err(SupervisorError::NoSupervisor));
         }
         if self.reserve().is_err() {
-            return Err(spec);
+            return CallerStart::Full(spec);
         }
-        Ok(self.start_reserved(open, spec))
+        CallerStart::Done(self.start_reserved(open, spec))
     }
 
     /// `start`, once a place is reserved (the `open` lock still held).
