@@ -30,12 +30,26 @@
 //!
 //! Each worker owns an in-flight slot that outlives its incarnations. It moves a job
 //! from the queue into the slot, runs the function on it by reference, and empties the
-//! slot once the function returned `Ok`. If the function panics, the worker crashes and
-//! its supervisor restarts it; the new incarnation finds the job in its slot, counts the
-//! failed attempt (with the crash's reason, from
-//! [`Context::previous_exit`](crate::Context::previous_exit)) and runs it again, or
-//! dead-letters it once it has had `max_attempts`. A function that returns `Err` counts
-//! an attempt the same way, without a crash.
+//! slot once the function returned `Ok`. A function that returns `Err` or panics counts
+//! a failed attempt (the panic is caught on the worker's thread and reported once, as
+//! any supervised panic): the job is run again, or dead-lettered once it has had
+//! `max_attempts`. A crashing job is what a pool exists to contain, so it does not
+//! crash its worker. If the worker itself crashes around a job (a job whose `Drop`
+//! panics, say), its supervisor restarts it; the new incarnation finds the job in its
+//! slot, counts the failed attempt (with the crash's reason, from
+//! [`Context::previous_exit`](crate::Context::previous_exit)) and runs it again.
+//!
+//! Whether a job was interrupted by a stop is whether its worker's stop was raised,
+//! never what its error looks like: a job that returns [`Stopped`](crate::Stopped)
+//! unasked has failed an attempt like any other error.
+//!
+//! ## A pool that is down
+//!
+//! If the workers' supervisor gives up (its [intensity](PoolBuilder::intensity) is
+//! exceeded), no worker will run again: from then on `submit` and `try_submit` fail at
+//! once with [`SubmitError::Down`] and `drain` with [`DrainError::Down`], each saying why,
+//! and [`Pool::is_alive`] is `false`. Nothing is lost: `shutdown` hands back what was
+//! queued or in a worker's slot.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -46,10 +60,12 @@ use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendErro
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::child::context::Context;
+use crate::child::panic_hook::catch;
 use crate::child::spec::ChildSpec;
-use crate::error::{is_stop_error, ChildError, RecvError, StartError, SupervisorError};
+use crate::error::{ChildError, RecvError, StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::hash::Padded;
+use crate::supervisor::event::Event;
 use crate::supervisor::{Supervisor, SupervisorBuilder};
 use crate::wait::{self, Timeout};
 
@@ -65,13 +81,14 @@ pub struct DeadLetter<J> {
     pub job: J,
     /// How many times it was tried.
     pub attempts: u32,
-    /// How its last attempt ended: `Failed` (the function returned `Err`) or `Panicked`
-    /// (it crashed its worker), or `Killed`.
+    /// How its last attempt ended: `Failed` (the function returned `Err`), `Panicked`
+    /// (it panicked), or how its worker crashed around it.
     pub reason: ExitReason,
 }
 
 /// Counts of a pool's jobs. `submitted == done + dead_lettered + handed_back + queued +
-/// in_flight` at every quiet moment.
+/// in_flight` at every quiet moment (each count is read on its own, so while jobs move
+/// the sum can be off by those moving).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
@@ -85,6 +102,30 @@ pub struct PoolStats {
     pub handed_back: u64,
     /// Jobs waiting in the queue.
     pub queued: usize,
+    /// Jobs taken by a worker and not yet settled (running, or waiting in a crashed
+    /// worker's slot for its restart).
+    pub in_flight: u64,
+}
+
+/// Why a pool can no longer run jobs: its workers' supervisor gave up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the pool is down: {reason}")]
+pub struct PoolDown {
+    /// Why its workers' supervisor ended (for instance, its restart intensity was
+    /// exceeded).
+    pub reason: String,
+}
+
+/// Why [`Pool::drain`] returned before every job settled.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DrainError {
+    /// Jobs were still pending when the time was up.
+    #[error(transparent)]
+    Timeout(#[from] Timeout),
+    /// The pool is down: the pending jobs will not run (`shutdown` hands them back).
+    #[error(transparent)]
+    Down(#[from] PoolDown),
 }
 
 /// Why a job was not accepted; the job comes back with it.
@@ -97,6 +138,9 @@ pub enum SubmitError<J> {
     /// The pool is shut down (or shutting down).
     #[error("the pool is shut down")]
     Closed(J),
+    /// The pool is down: its workers will not run again (see [`PoolDown`]).
+    #[error("{1}")]
+    Down(J, PoolDown),
 }
 
 impl<J> fmt::Debug for SubmitError<J> {
@@ -104,6 +148,7 @@ impl<J> fmt::Debug for SubmitError<J> {
         match self {
             SubmitError::Full(_) => f.write_str("Full(..)"),
             SubmitError::Closed(_) => f.write_str("Closed(..)"),
+            SubmitError::Down(_, why) => write!(f, "Down(.., {why:?})"),
         }
     }
 }
@@ -112,7 +157,7 @@ impl<J> SubmitError<J> {
     /// The job that was not accepted.
     pub fn into_job(self) -> J {
         match self {
-            SubmitError::Full(job) | SubmitError::Closed(job) => job,
+            SubmitError::Full(job) | SubmitError::Closed(job) | SubmitError::Down(job, _) => job,
         }
     }
 }
@@ -137,8 +182,11 @@ struct Shared<J> {
     max_attempts: u32,
     dead_letters: Option<Sender<DeadLetter<J>>>,
     slots: Vec<Slot<J>>,
-    /// Set by `shutdown`: no job is accepted after it.
+    /// Set by `shutdown`, and when the pool goes down: no job is accepted after it.
     closed: AtomicBool,
+    /// Why the workers' supervisor ended, if it did other than by `shutdown` (set
+    /// before `closed`).
+    down: Mutex<Option<PoolDown>>,
     /// Submitters between their check of `closed` and the end of their send. This and
     /// `submitted` are written by submitters, `done` by workers: each on a cache line of
     /// its own, or each job would cost a cache miss on the other side.
@@ -177,27 +225,32 @@ impl<J: Send + 'static> Shared<J> {
 
     /// Runs the job in the slot until it is done, dead-lettered, or interrupted by a stop
     /// (then it stays in the slot, for `shutdown` to hand back). The slot stays locked
-    /// while the job runs (nobody else looks at it then); a panic unwinds out of here,
-    /// unlocking it with the job still inside.
+    /// while the job runs (nobody else looks at it then). A panic in the job is caught
+    /// here and is a failed attempt; one outside it unwinds out of here, unlocking the
+    /// slot with the job still inside, for the next incarnation.
     fn run(&self, ctx: &Context, mut held: MutexGuard<'_, Option<Entry<J>>>) {
         loop {
             let outcome = match held.as_ref() {
-                Some(entry) => (self.work)(&entry.job, ctx),
+                Some(entry) => catch(ctx.id(), ctx.pid(), || (self.work)(&entry.job, ctx)),
                 None => return,
             };
-            match outcome {
-                Ok(()) => {
-                    // Out of the slot before it counts: never run again.
-                    drop(held.take());
+            let reason = match outcome {
+                Ok(Ok(())) => {
+                    // Out of the slot, then counted: never run again. Dropped last,
+                    // outside the lock: a job whose `Drop` panics is done all the same.
+                    let finished = held.take();
                     self.done.fetch_add(1, Ordering::AcqRel);
+                    drop(held);
+                    drop(finished);
                     return;
                 }
-                Err(e) if ctx.is_stopping() || is_stop_error(&e) => return,
-                Err(e) => {
-                    if !self.failed(&mut held, ExitReason::failed(e)) {
-                        return;
-                    }
-                }
+                // Interrupted by a stop: only if the stop was raised, whatever the error.
+                Ok(Err(_)) if ctx.is_stopping() => return,
+                Ok(Err(e)) => ExitReason::failed(e),
+                Err(panicked) => panicked,
+            };
+            if !self.failed(&mut held, reason) {
+                return;
             }
         }
     }
@@ -223,6 +276,17 @@ impl<J: Send + 'static> Shared<J> {
             });
         }
         false
+    }
+
+    /// The workers will not run again: refuse jobs from now on, and say why.
+    fn go_down(&self, reason: String) {
+        log::error!("pool: down, its workers will not run again: {reason}");
+        self.down.lock().get_or_insert(PoolDown { reason });
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn down(&self) -> Option<PoolDown> {
+        self.down.lock().clone()
     }
 
     /// Not done, not dead-lettered: in the queue or in the slots. Quiet moments only.
@@ -281,8 +345,12 @@ impl<J: Send + 'static> PoolBuilder<J> {
         self
     }
 
-    /// The workers' supervisor's restart intensity (default 100 in 1 s: each job that
-    /// crashes its worker costs one restart).
+    /// The workers' supervisor's restart intensity (default 100 in 1 s). It counts
+    /// crashes of the workers themselves, not of jobs: a job that panics or returns `Err`
+    /// is a failed attempt, caught on the worker's thread, and never restarts its worker
+    /// (however often jobs crash, the pool stays up). A worker crashes only around a job
+    /// (a job whose `Drop` panics, say); more such crashes than this within the period
+    /// take the pool down (see [`PoolDown`]).
     pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
         self.intensity = (restarts, period);
         self
@@ -343,6 +411,7 @@ impl<J: Send + 'static> PoolBuilder<J> {
             dead_letters: self.dead_letters,
             slots: (0..self.workers).map(|_| Slot::default()).collect(),
             closed: AtomicBool::new(false),
+            down: Mutex::new(None),
             submitting: Padded(AtomicUsize::new(0)),
             submitted: Padded(AtomicU64::new(0)),
             done: Padded(AtomicU64::new(0)),
@@ -353,9 +422,21 @@ impl<J: Send + 'static> PoolBuilder<J> {
             let (shared, slot) = (shared.clone(), slot.clone());
             ChildSpec::worker(format!("worker-{i}"), move |ctx| shared.worker(ctx, &slot))
         });
+        let watched = Arc::downgrade(&shared);
         let mut sup = SupervisorBuilder::default()
             .intensity(self.intensity.0, self.intensity.1)
-            .children(workers);
+            .children(workers)
+            .on_event(move |event| {
+                if let (Some(shared), Event::IntensityExceeded { restarts, period }) =
+                    (watched.upgrade(), event)
+                {
+                    let why = SupervisorError::IntensityExceeded {
+                        restarts: *restarts,
+                        period: *period,
+                    };
+                    shared.go_down(why.to_string());
+                }
+            });
         if let Some(name) = self.name {
             sup = sup.name(name);
         }
@@ -404,7 +485,8 @@ impl<J: Send + 'static> Pool<J> {
     /// # Errors
     ///
     /// [`SubmitError::Closed`] (with the job) once the pool is shut down — also for a
-    /// submit that was waiting for room when the shutdown began.
+    /// submit that was waiting for room when the shutdown began; [`SubmitError::Down`]
+    /// once its workers will not run again (also for one waiting for room).
     pub fn submit(&self, job: J) -> Result<(), SubmitError<J>> {
         self.enqueue(job, true)
     }
@@ -413,7 +495,8 @@ impl<J: Send + 'static> Pool<J> {
     ///
     /// # Errors
     ///
-    /// [`SubmitError::Full`] or [`SubmitError::Closed`], with the job.
+    /// [`SubmitError::Full`], [`SubmitError::Closed`] or [`SubmitError::Down`], with the
+    /// job.
     pub fn try_submit(&self, job: J) -> Result<(), SubmitError<J>> {
         self.enqueue(job, false)
     }
@@ -438,7 +521,10 @@ impl<J: Send + 'static> Pool<J> {
         let mut entry = Entry { job, attempts: 0 };
         loop {
             if shared.closed.load(Ordering::SeqCst) {
-                return Err(SubmitError::Closed(entry.job));
+                return Err(match shared.down() {
+                    Some(why) => SubmitError::Down(entry.job, why),
+                    None => SubmitError::Closed(entry.job),
+                });
             }
             entry = match shared.queue_tx.try_send(entry) {
                 Ok(()) => return Ok(()),
@@ -462,22 +548,43 @@ impl<J: Send + 'static> Pool<J> {
     ///
     /// # Errors
     ///
-    /// [`Timeout`] if jobs are still pending when the time is up.
-    pub fn drain(&self, timeout: Duration) -> Result<(), Timeout> {
-        wait::until_some(timeout, "the pool to drain", || {
-            (self.shared.pending() == 0).then_some(())
-        })
+    /// [`DrainError::Timeout`] if jobs are still pending when the time is up;
+    /// [`DrainError::Down`], at once, if jobs are pending and the pool is down (they
+    /// will not run: `shutdown` hands them back).
+    pub fn drain(&self, timeout: Duration) -> Result<(), DrainError> {
+        let shared = &self.shared;
+        let settled = wait::until_some(timeout, "the pool to drain", || {
+            if shared.pending() == 0 {
+                return Some(Ok(()));
+            }
+            shared.down().map(Err)
+        })?;
+        Ok(settled?)
+    }
+
+    /// Whether the workers run: `false` once the pool is shut down, or down (then
+    /// [`down_reason`](Pool::down_reason) says why).
+    pub fn is_alive(&self) -> bool {
+        !self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Why the pool is down, if it is: its workers' supervisor gave up.
+    pub fn down_reason(&self) -> Option<PoolDown> {
+        self.shared.down()
     }
 
     /// The pool's counts.
     pub fn stats(&self) -> PoolStats {
         let s = &self.shared;
+        let queued = s.queue_rx.len();
         PoolStats {
             submitted: s.submitted.load(Ordering::Acquire),
             done: s.done.load(Ordering::Acquire),
             dead_lettered: s.dead.load(Ordering::Acquire),
             handed_back: s.handed_back.load(Ordering::Acquire),
-            queued: s.queue_rx.len(),
+            queued,
+            // Whatever is pending and not queued is in a worker's slot.
+            in_flight: s.pending().saturating_sub(queued as u64),
         }
     }
 

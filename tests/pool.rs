@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use steadfast::channel::{unbounded, Receiver};
-use steadfast::pool::{Pool, SubmitError};
+use steadfast::pool::{DrainError, Pool, SubmitError};
 use steadfast::{ExitReason, StartError};
 
 #[test]
@@ -293,4 +293,152 @@ fn nothing_lost_nothing_run_twice_under_a_crash_storm() {
             assert!(stats.dead_lettered > 0, "the storm had poison jobs");
         }
     }
+}
+
+/// A job that returns `Stopped` without any stop raised has failed an attempt like any
+/// other error: it is retried, then dead-lettered, never left in the slot for the next
+/// job to overwrite (which lost it, and `drain` never completed).
+#[test]
+fn a_job_returning_stopped_unasked_is_a_failed_attempt_not_a_lost_job() {
+    let (dead_tx, dead) = unbounded();
+    let pool = Pool::builder(1, |n: &u32, _ctx| {
+        if *n == 1 {
+            Err(steadfast::Stopped.into())
+        } else {
+            Ok(())
+        }
+    })
+    .max_attempts(2)
+    .dead_letters(dead_tx)
+    .start()
+    .unwrap();
+    pool.submit(1).unwrap();
+    pool.submit(2).unwrap();
+    pool.drain(DEADLINE).unwrap();
+    let letter = dead.try_recv().expect("job 1 dead-lettered");
+    assert_eq!((letter.job, letter.attempts), (1, 2));
+    assert!(pool.shutdown().is_empty());
+    let stats = pool.stats();
+    assert_eq!(
+        (
+            stats.submitted,
+            stats.done,
+            stats.dead_lettered,
+            stats.handed_back
+        ),
+        (2, 1, 1, 0)
+    );
+}
+
+/// Crashing jobs are what a pool contains: at the default settings a batch where 2 %
+/// of 10,000 jobs panic once runs to the end, every job done, the pool alive.
+#[test]
+fn the_default_pool_survives_an_ordinary_crash_rate() {
+    steadfast::route_panics_to_log(); // 200 panics: keep them off stderr
+    let tried: Arc<Vec<AtomicU8>> = Arc::new((0..10_000).map(|_| AtomicU8::new(0)).collect());
+    let t = tried.clone();
+    let pool = Pool::builder(2, move |n: &u32, _ctx| {
+        let first = t[*n as usize].fetch_add(1, Ordering::Relaxed) == 0;
+        if first && n % 50 == 0 {
+            panic!("job {n} crashes once");
+        }
+        Ok(())
+    })
+    .start()
+    .unwrap();
+    for n in 0..10_000 {
+        pool.submit(n).unwrap();
+    }
+    pool.drain(Duration::from_secs(60)).unwrap();
+    assert!(pool.is_alive());
+    let stats = pool.stats();
+    assert_eq!((stats.done, stats.dead_lettered), (10_000, 0));
+    assert_eq!(
+        tried
+            .iter()
+            .filter(|t| t.load(Ordering::Relaxed) == 2)
+            .count(),
+        200
+    );
+}
+
+/// A job whose `Drop` panics.
+#[derive(Debug, PartialEq)]
+struct Grenade(u32);
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if self.0 == 1 && !std::thread::panicking() {
+            panic!("grenade {} went off in drop", self.0);
+        }
+    }
+}
+
+/// Once the workers' supervisor has given up, the pool says so: submits fail at once
+/// with `Down` and the reason, `drain` too (it does not read as "slow"), `is_alive` is
+/// false, and `shutdown` hands back every job that never ran.
+#[test]
+fn a_pool_whose_workers_are_gone_for_good_fails_at_once_and_loses_nothing() {
+    let (open, gate) = unbounded::<()>();
+    let (started_tx, started) = unbounded();
+    let pool = Pool::builder(1, move |g: &Grenade, ctx| {
+        started_tx.send(g.0)?;
+        if g.0 == 1 {
+            ctx.recv(&gate)?;
+        }
+        Ok(())
+    })
+    .intensity(0, Duration::from_secs(60))
+    .start()
+    .unwrap();
+    pool.submit(Grenade(1)).unwrap();
+    assert_eq!(started.recv_timeout(DEADLINE).unwrap(), 1);
+    for n in 2..6 {
+        pool.submit(Grenade(n)).unwrap();
+    }
+    assert!(pool.is_alive());
+    // Job 1 is done; dropping it crashes its worker, past the intensity of 0.
+    open.send(()).unwrap();
+    steadfast::wait::until(DEADLINE, || !pool.is_alive()).unwrap();
+    let why = pool.down_reason().expect("a reason");
+    assert!(why.reason.contains("intensity"), "{why}");
+    match pool.try_submit(Grenade(6)) {
+        Err(SubmitError::Down(job, down)) => {
+            assert_eq!((job.0, &down), (6, &why));
+        }
+        other => panic!("{other:?}"),
+    }
+    match pool.submit(Grenade(7)) {
+        Err(SubmitError::Down(job, _)) => assert_eq!(job.0, 7),
+        other => panic!("{other:?}"),
+    }
+    match pool.drain(DEADLINE) {
+        Err(DrainError::Down(down)) => assert_eq!(down, why),
+        other => panic!("{other:?}"),
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.submitted, stats.done, stats.queued), (5, 1, 4));
+    let mut back: Vec<u32> = pool.shutdown().iter().map(|g| g.0).collect();
+    back.sort_unstable();
+    assert_eq!(back, vec![2, 3, 4, 5]);
+    assert_eq!(pool.stats().handed_back, 4);
+}
+
+/// `in_flight` counts the jobs a worker holds, and the invariant reads with it.
+#[test]
+fn stats_count_the_jobs_in_flight() {
+    let (pool, open, started) = gated(8);
+    pool.submit(0).unwrap();
+    assert_eq!(started.recv_timeout(DEADLINE).unwrap(), 0);
+    pool.submit(1).unwrap();
+    pool.submit(2).unwrap();
+    let stats = pool.stats();
+    assert_eq!((stats.submitted, stats.queued, stats.in_flight), (3, 2, 1));
+    for _ in 0..3 {
+        open.send(()).unwrap();
+    }
+    pool.drain(DEADLINE).unwrap();
+    let stats = pool.stats();
+    assert_eq!((stats.done, stats.queued, stats.in_flight), (3, 0, 0));
+    assert!(pool.shutdown().is_empty());
 }
