@@ -262,20 +262,24 @@ where
 
     /// Every `(key, pid, value)` entry for which `pred` holds (shard by shard: each
     /// shard's part is consistent, the whole is not one instant).
+    ///
+    /// `pred` runs with no lock held (each shard's entries are copied out first), so it
+    /// may use these groups in any way: query, join, leave, dispatch.
     pub fn select(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> Vec<(K, Pid, V)> {
         let mut out = Vec::new();
-        self.for_each(|k, m| {
-            if pred(k, m.pid, &m.value) {
-                out.push((k.clone(), m.pid, m.value.clone()));
+        self.for_each(|k, pid, v| {
+            if pred(&k, pid, &v) {
+                out.push((k, pid, v));
             }
         });
         out
     }
 
-    /// How many entries `pred` holds for.
+    /// How many entries `pred` holds for (`pred` runs with no lock held, as in
+    /// [`select`](Groups::select)).
     pub fn count_matching(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> usize {
         let mut n = 0;
-        self.for_each(|k, m| n += usize::from(pred(k, m.pid, &m.value)));
+        self.for_each(|k, pid, v| n += usize::from(pred(&k, pid, &v)));
         n
     }
 
@@ -303,12 +307,18 @@ where
         bucket.map(|b| b.members.clone()).unwrap_or_default()
     }
 
-    fn for_each(&self, mut f: impl FnMut(&K, &Member<V>)) {
+    /// Calls `f` with every entry, shard by shard: each shard's entries are copied out
+    /// under its read lock, and `f` runs after the lock is released.
+    fn for_each(&self, mut f: impl FnMut(K, Pid, V)) {
+        let mut copied = Vec::new();
         for shard in self.inner.shards.iter() {
             for bucket in shard.map.values().flatten() {
-                for m in bucket.members.iter() {
-                    f(&bucket.key, m);
-                }
+                let members = bucket.members.iter();
+                copied.extend(members.map(|m| (bucket.key.clone(), m.pid, m.value.clone())));
+            }
+            drop(shard);
+            for (k, pid, v) in copied.drain(..) {
+                f(k, pid, v);
             }
         }
     }

@@ -235,7 +235,10 @@ where
         Some(slot.value)
     }
 
-    /// Changes the value of the calling process's own entry under `key`, in place.
+    /// Changes the value of the calling process's own entry under `key`.
+    ///
+    /// `f` runs on a copy of the value with no lock held (the entry takes the result when
+    /// it returns), so it may use this registry too; look-ups meanwhile see the old value.
     ///
     /// # Errors
     ///
@@ -260,35 +263,49 @@ where
         let me = Pid::current();
         let inner = &self.inner;
         let h = inner.hash(key);
+        let owned = |slot: Option<&Slot<K, V>>| match slot {
+            Some(slot) if slot.pid == me => Ok(()),
+            Some(slot) => Err(RegistryError::NotOwner(slot.pid)),
+            None => Err(RegistryError::NotRegistered),
+        };
+        // `f` runs on a copy, with no lock held, so that it may use this registry too;
+        // only the owner changes its entry, so no other update can come in between.
+        let mut value = {
+            let shard = inner.shards.read(h);
+            let slot = shard.get(h, key);
+            owned(slot)?;
+            slot.map(|s| s.value.clone()).expect("checked above")
+        };
+        f(&mut value);
         let mut shard = inner.shards.write(h);
-        let slot = shard.get_mut(h, key).ok_or(RegistryError::NotRegistered)?;
-        if slot.pid != me {
-            return Err(RegistryError::NotOwner(slot.pid));
+        let slot = shard.get_mut(h, key);
+        owned(slot.as_deref())?;
+        if let Some(slot) = slot {
+            slot.value = value;
         }
-        f(&mut slot.value);
         Ok(())
     }
 
     /// Every `(key, pid, value)` for which `pred` holds (shard by shard: each shard's
     /// part is consistent, the whole is not one instant).
     ///
-    /// `pred` runs under a shard's read lock: it must not register, unregister or update
-    /// entries of this registry (that would wait for the lock it is inside).
+    /// `pred` runs with no lock held (each shard's entries are copied out first), so it
+    /// may use this registry in any way: look up, register, unregister, update.
     pub fn select(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> Vec<(K, Pid, V)> {
         let mut out = Vec::new();
-        self.for_each(|s| {
-            if pred(&s.key, s.pid, &s.value) {
-                out.push((s.key.clone(), s.pid, s.value.clone()));
+        self.for_each(|k, pid, v| {
+            if pred(&k, pid, &v) {
+                out.push((k, pid, v));
             }
         });
         out
     }
 
-    /// How many entries `pred` holds for (`pred` runs under a shard's read lock, as in
+    /// How many entries `pred` holds for (`pred` runs with no lock held, as in
     /// [`select`](Registry::select)).
     pub fn count_matching(&self, mut pred: impl FnMut(&K, Pid, &V) -> bool) -> usize {
         let mut n = 0;
-        self.for_each(|s| n += usize::from(pred(&s.key, s.pid, &s.value)));
+        self.for_each(|k, pid, v| n += usize::from(pred(&k, pid, &v)));
         n
     }
 
@@ -298,10 +315,20 @@ where
         self.inner.listeners.add()
     }
 
-    fn for_each(&self, mut f: impl FnMut(&Slot<K, V>)) {
+    /// Calls `f` with every entry, shard by shard: each shard's entries are copied out
+    /// under its read lock, and `f` runs after the lock is released.
+    fn for_each(&self, mut f: impl FnMut(K, Pid, V)) {
+        let mut copied = Vec::new();
         for shard in self.inner.shards.iter() {
-            shard.map.values().for_each(&mut f);
-            shard.overflow.iter().for_each(|(_, s)| f(s));
+            let slots = shard
+                .map
+                .values()
+                .chain(shard.overflow.iter().map(|(_, s)| s));
+            copied.extend(slots.map(|s| (s.key.clone(), s.pid, s.value.clone())));
+            drop(shard);
+            for (k, pid, v) in copied.drain(..) {
+                f(k, pid, v);
+            }
         }
     }
 

@@ -303,3 +303,107 @@ fn eight_members_joining_leaving_and_exiting_at_random_match_a_model() {
     assert_eq!(unregistered, registered);
     assert!(net.values().all(|&n| n == 0));
 }
+
+/// Runs `body` on a thread and waits for it within the deadline: a hang fails the test
+/// (naming `what`) instead of hanging the suite.
+fn within_deadline(what: &str, body: impl FnOnce() + Send + 'static) {
+    let (done_tx, done) = unbounded::<()>();
+    let t = std::thread::spawn(move || {
+        body();
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done.recv_timeout(DEADLINE).is_ok(),
+        "{what}: still running after {DEADLINE:?} (deadlocked)"
+    );
+    t.join().unwrap();
+}
+
+/// A predicate (`select`, `count_matching`) or an `update_value` closure may use the
+/// same registry — look up, register, unregister — while other threads write to it:
+/// nothing runs under a lock the closure could wait for. (A nested read used to queue
+/// behind a waiting writer and hang both threads for good.)
+#[test]
+fn registry_closures_may_use_the_same_registry_while_others_write() {
+    let reg: Registry<u32, u32> = Registry::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (reg, stop) = (reg.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 1_000u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                reg.register(n, n).unwrap();
+                reg.unregister(&n);
+                n = 1_000 + (n + 1) % 64;
+            }
+        })
+    };
+    let r = reg.clone();
+    within_deadline("select with look-ups inside", move || {
+        for k in 0..64 {
+            r.register(k, k).unwrap();
+        }
+        for _ in 0..500 {
+            let found = r.select(|k, _, _| *k < 64 && r.lookup(k).is_some());
+            assert_eq!(found.len(), 64);
+            assert_eq!(
+                r.count_matching(|k, _, _| r.lookup(k).is_some() && *k < 64),
+                64
+            );
+            // Writes from inside work too (this thread's own key).
+            r.select(|k, _, _| {
+                if *k == 0 {
+                    r.register(9_999, 1).unwrap();
+                    r.unregister(&9_999);
+                }
+                false
+            });
+            r.update_value(&7, |v| *v = r.lookup(&8).map_or(0, |(_, v)| v))
+                .unwrap();
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(reg.lookup(&7).map(|(_, v)| v), Some(8));
+}
+
+/// The same for groups: predicates may read and write the groups they query.
+#[test]
+fn groups_predicates_may_use_the_same_groups_while_others_write() {
+    let g: Groups<u32, u32> = Groups::new();
+    for k in 0..64 {
+        g.join(k, k);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (g, stop) = (g.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 1_000u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                g.join(n, n);
+                g.leave(&n);
+                n = 1_000 + (n + 1) % 64;
+            }
+        })
+    };
+    let gr = g.clone();
+    within_deadline("groups select with reads inside", move || {
+        for _ in 0..500 {
+            let found = gr.select(|k, _, _| *k < 64 && gr.count_members(k) == 1);
+            assert_eq!(found.len(), 64);
+            assert_eq!(
+                gr.count_matching(|k, _, _| *k < 64 && !gr.members(k).is_empty()),
+                64
+            );
+            gr.select(|k, _, _| {
+                if *k == 0 {
+                    gr.join(9_999, 1);
+                    gr.leave(&9_999);
+                }
+                false
+            });
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+}
