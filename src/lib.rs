@@ -231,6 +231,10 @@
 //!   the caller then returns and exits with [`ExitReason::Shutdown`].
 //! - `shutdown()` (or dropping the owning handle) from a process of that tree raises the
 //!   stop and returns; the tree then stops the caller like any other child.
+//! - Code the supervisor runs on its own thread — a stop hook it raised
+//!   ([`Context::on_stop`]), `on_event`, `on_start` — can only be answered there and
+//!   then: questions are answered from the supervisor's table (from `on_start`, before
+//!   the supervisor runs, they fail too), anything else fails with `WouldDeadlock`.
 //! - A request from a child the supervisor is waiting for — one not yet ready, or being
 //!   stopped — fails with [`SupervisorError::WouldDeadlock`]; so does `join()` from inside
 //!   the tree. Its questions (`which_children`, `count_children`, `events`) are answered

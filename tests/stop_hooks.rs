@@ -211,3 +211,86 @@ fn hooks_raced_against_the_stop_run_exactly_once() {
         assert_eq!(count.load(Ordering::SeqCst), added.load(Ordering::SeqCst));
     }
 }
+
+/// A stop hook that calls its own supervisor: the hook runs on the supervisor's thread
+/// (it raised the stop), whose loop can never serve the call. Questions are answered
+/// there and then; anything else fails `WouldDeadlock` at once — neither
+/// `terminate_child` nor the tree's shutdown hangs.
+#[test]
+fn a_stop_hook_calling_its_own_supervisor_is_answered_not_deadlocked() {
+    let (said_tx, said) = unbounded();
+    let me: Arc<Mutex<Option<steadfast::SupervisorRef>>> = Arc::default();
+    let mine = me.clone();
+    let spec = ChildSpec::worker("c", move |ctx| {
+        let (sup, said_tx) = (mine.lock().unwrap().clone().unwrap(), said_tx.clone());
+        ctx.on_stop(move || {
+            let counted = sup.count_children().map(|c| c.specs);
+            let listed = sup.which_children().map(|c| c.len());
+            let spec = sup.child_spec("c").map(|s| s.id().to_owned());
+            let events = sup.events().map(|_| ());
+            let restarted = sup.restart_child("c").map(|_| ());
+            let _ = said_tx.send((counted, listed, spec, events, restarted));
+        });
+        let _ = ctx.stop_signal().recv();
+        Ok(())
+    });
+    for round in 0..2 {
+        let sup = Supervisor::builder().child(spec.clone()).start().unwrap();
+        *me.lock().unwrap() = Some(sup.handle());
+        // Wait for the child to have registered its hook: it runs once `c` has
+        // started, and `c` registers before it blocks (a hook added after the
+        // stop runs at once on the adding thread, which is fine too).
+        let (tx, rx) = bounded(1);
+        let sup_ref = sup.handle();
+        thread::spawn(move || {
+            if round == 0 {
+                let _ = tx.send(sup_ref.terminate_child("c"));
+            } else {
+                drop(sup);
+                let _ = tx.send(Ok(()));
+            }
+        });
+        assert!(rx.recv_timeout(DEADLINE).expect("no hang").is_ok());
+        let (counted, listed, spec, events, restarted) = said.recv_timeout(DEADLINE).unwrap();
+        assert_eq!(counted.unwrap(), 1, "round {round}");
+        assert_eq!(listed.unwrap(), 1);
+        assert_eq!(spec.unwrap(), "c");
+        assert!(events.is_ok());
+        assert!(
+            matches!(restarted, Err(steadfast::SupervisorError::WouldDeadlock)),
+            "round {round}: {restarted:?}"
+        );
+    }
+}
+
+/// `on_event` may ask its supervisor questions too (it runs on the supervisor's
+/// thread); other requests fail `WouldDeadlock` at once.
+#[test]
+fn on_event_calling_its_own_supervisor_is_answered_not_deadlocked() {
+    let (said_tx, said) = unbounded();
+    let me: Arc<Mutex<Option<steadfast::SupervisorRef>>> = Arc::default();
+    let mine = me.clone();
+    let (spec, cmd) = controlled("w");
+    let sup = Supervisor::builder()
+        .on_event(move |e| {
+            if let steadfast::Event::ChildRestarted { .. } = e {
+                let sup = mine.lock().unwrap().clone().unwrap();
+                let _ = said_tx.send((
+                    sup.count_children().map(|c| c.active),
+                    sup.terminate_child("w"),
+                ));
+            }
+        })
+        .child(spec)
+        .start()
+        .unwrap();
+    *me.lock().unwrap() = Some(sup.handle());
+    cmd.send(Cmd::Panic("again")).unwrap();
+    let (active, terminated) = said.recv_timeout(DEADLINE).expect("no hang");
+    assert_eq!(active.unwrap(), 1);
+    assert!(
+        matches!(terminated, Err(steadfast::SupervisorError::WouldDeadlock)),
+        "{terminated:?}"
+    );
+    sup.shutdown().unwrap();
+}

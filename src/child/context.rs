@@ -317,6 +317,11 @@ impl Context {
     /// incarnation: those not run by the time it returns are dropped, unrun. A hook that
     /// panics is contained and logged, and the stop goes on.
     ///
+    /// A hook often runs on the supervisor's own thread (it raised the stop). It may
+    /// still call that supervisor: questions (`which_children`, `count_children`,
+    /// `child_spec`, `events`) are answered there and then, anything else fails with
+    /// [`SupervisorError::WouldDeadlock`](crate::SupervisorError::WouldDeadlock) at once.
+    ///
     /// # Examples
     ///
     /// ```

@@ -155,8 +155,11 @@ impl SupervisorBuilder {
     /// Calls `f` with every [`Event`] of this supervisor, on the supervisor's own thread,
     /// before any event sink or subscriber sees it (for counters and metrics).
     ///
-    /// `f` runs inside the supervisor's loop: keep it short, and do not call this
-    /// supervisor from it (the call would wait for the thread that is running `f`).
+    /// `f` runs inside the supervisor's loop: keep it short. It may ask this supervisor
+    /// questions (`which_children`, `count_children`, `child_spec`, `events`), answered
+    /// there and then; other requests to it fail with
+    /// [`SupervisorError::WouldDeadlock`](crate::SupervisorError::WouldDeadlock) at once
+    /// (they would wait for the thread that is running `f`).
     /// Setting it again replaces the previous one.
     ///
     /// # Examples

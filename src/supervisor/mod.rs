@@ -56,8 +56,15 @@ impl Handle {
         request: impl FnOnce(Sender<T>) -> Request,
     ) -> Result<T, SupervisorError> {
         let (tx, rx) = bounded(1);
+        let caller = Pid::current_if_any();
+        if caller == Some(self.pid) {
+            // From user code the supervisor runs on its own thread: its loop, which
+            // would serve this, is the caller.
+            server::answer_here(&self.inbox, request(tx));
+            return rx.recv().map_err(|_| SupervisorError::WouldDeadlock);
+        }
         self.inbox
-            .send(Msg::Call(request(tx), Pid::current_if_any()))
+            .send(Msg::Call(request(tx), caller))
             .map_err(|_| SupervisorError::NoSupervisor)?;
         rx.recv().map_err(|_| SupervisorError::NoSupervisor)
     }
@@ -73,8 +80,13 @@ impl Handle {
         timeout: std::time::Duration,
     ) -> Option<Vec<ChildInfo>> {
         let (tx, rx) = bounded(1);
+        let caller = Pid::current_if_any();
+        if caller == Some(self.pid) {
+            server::answer_here(&self.inbox, Request::WhichChildren(tx));
+            return rx.try_recv().ok();
+        }
         self.inbox
-            .send(Msg::Call(Request::WhichChildren(tx), Pid::current_if_any()))
+            .send(Msg::Call(Request::WhichChildren(tx), caller))
             .ok()?;
         rx.recv_timeout(timeout).ok()
     }

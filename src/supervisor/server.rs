@@ -2,6 +2,7 @@
 //! here, in the order the inbox holds what happened (see `inbox` for the ordering rule).
 //! Static and dynamic supervisors share this machinery.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,7 +80,9 @@ pub(crate) struct Server {
     pub(super) next_seq: u64,
     /// Shared with children that may restart on their own thread (their permit).
     pub(super) intensity: Arc<Mutex<Intensity>>,
-    pub(super) subscribers: Vec<Sender<Event>>,
+    /// In a `RefCell` so that a subscription can be answered from a `&Server` lent to
+    /// user code on this thread (see `lending`).
+    pub(super) subscribers: RefCell<Vec<Sender<Event>>>,
     pub(super) inbox: Arc<Inbox>,
     pub(super) end: Option<EndSlot>,
     /// Dynamic supervisors: what callers use to start children themselves.
@@ -128,7 +131,7 @@ impl Server {
         Server {
             handover,
             intensity,
-            subscribers: cfg.sinks.clone(),
+            subscribers: RefCell::new(cfg.sinks.clone()),
             cfg,
             children: BTreeMap::new(),
             by_pid: HashMap::default(),
@@ -250,6 +253,15 @@ impl Server {
             Request::DeleteChild(id, reply) => {
                 let _ = reply.send(self.delete_child(&id));
             }
+            question => self.answer(question),
+        }
+    }
+
+    /// Answers a question, which needs only a look at the table (so it can be answered
+    /// from user code this supervisor runs on its own thread, see `lending`); refuses
+    /// anything else with `WouldDeadlock`.
+    pub(super) fn answer(&self, req: Request) {
+        match req {
             Request::WhichChildren(reply) => {
                 let _ = reply.send(self.which_children());
             }
@@ -262,15 +274,24 @@ impl Server {
                 let _ = reply.send(spec.ok_or(SupervisorError::NotFound));
             }
             Request::Subscribe(tx, reply) => {
-                self.subscribers.push(tx);
+                self.subscribers.borrow_mut().push(tx);
                 self.update_watched();
                 let _ = reply.send(());
             }
+            other => other.refuse(SupervisorError::WouldDeadlock),
         }
     }
 
+    /// Runs `f`, user code on this supervisor's own thread (a stop hook this thread
+    /// raises, `on_event`), with this supervisor lent to it: a call `f` makes to this
+    /// supervisor cannot wait for the loop (this thread is the loop), so
+    /// [`answer_here`] answers its questions from the lent table and refuses the rest.
+    pub(super) fn lending<R>(&self, f: impl FnOnce() -> R) -> R {
+        LENT.set(self, f)
+    }
+
     pub(super) fn update_watched(&self) {
-        let watched = !self.subscribers.is_empty() || self.cfg.observer.is_some();
+        let watched = !self.subscribers.borrow().is_empty() || self.cfg.observer.is_some();
         self.inbox.set_watched(watched);
     }
 
@@ -423,19 +444,42 @@ impl Server {
 
     /// Emits the event `make` builds, building it only if someone observes events.
     pub(super) fn emit_with(&mut self, make: impl FnOnce() -> Event) {
-        if self.cfg.observer.is_none() && self.subscribers.is_empty() {
+        if self.cfg.observer.is_none() && self.subscribers.get_mut().is_empty() {
             return;
         }
         let event = make();
         if let Some(observe) = &self.cfg.observer {
-            observe(&event);
+            self.lending(|| observe(&event));
         }
-        let before = self.subscribers.len();
-        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
-        if self.subscribers.len() != before {
+        let subscribers = self.subscribers.get_mut();
+        let before = subscribers.len();
+        subscribers.retain(|s| s.send(event.clone()).is_ok());
+        if subscribers.len() != before {
             self.update_watched();
         }
     }
+}
+
+scoped_tls::scoped_thread_local! {
+    /// The supervisor lent to user code running on this thread (see `Server::lending`).
+    static LENT: Server
+}
+
+/// Serves `req`, a call that the supervisor of `inbox` received from its own thread
+/// (user code it runs: a stop hook it raised, `on_event`, `on_start`), where its loop
+/// cannot serve it: a question is answered from the table it lent (if it did), anything
+/// else — and a question with nothing lent — is refused with `WouldDeadlock`.
+pub(crate) fn answer_here(inbox: &Arc<Inbox>, req: Request) {
+    if !LENT.is_set() {
+        return req.refuse(SupervisorError::WouldDeadlock);
+    }
+    LENT.with(|server| {
+        if Arc::ptr_eq(&server.inbox, inbox) {
+            server.answer(req);
+        } else {
+            req.refuse(SupervisorError::WouldDeadlock);
+        }
+    });
 }
 
 /// A significant child needs a supervisor that auto-shuts-down (OTP refuses the

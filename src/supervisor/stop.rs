@@ -159,7 +159,7 @@ impl Server {
         shutdown: Shutdown,
         keep: bool,
     ) -> (Pid, ExitReason, Option<Spawned>) {
-        w.run.stop.raise();
+        self.lending(|| w.run.stop.raise());
         w.until = Until::stop(Instant::now(), shutdown);
         let mut all = [w];
         self.await_exits(&mut all);
@@ -173,7 +173,7 @@ impl Server {
         let start = Instant::now();
         let mut waiting = Vec::new();
         for (run, id, shutdown) in self.take_all_running() {
-            run.stop.raise();
+            self.lending(|| run.stop.raise());
             waiting.push(Waiting::new(id, run, Until::stop(start, shutdown)));
         }
         self.await_exits(&mut waiting);
