@@ -157,3 +157,60 @@ fn child_spec_reads_a_spec_back_by_id_or_pid() {
         Err(SupervisorError::NotFound)
     ));
 }
+
+/// A temporary child that declines keeps no row: OTP's "Child spec shall NOT be saved",
+/// and `Restart::Temporary`'s own promise (its spec goes once it is not running) — at
+/// `start_child` and at the supervisor's start alike.
+#[test]
+fn a_temporary_child_that_declines_keeps_no_row() {
+    let sup = Supervisor::builder()
+        .child(declining("once-at-start").restart(Restart::Temporary))
+        .child(idle("after"))
+        .start()
+        .unwrap();
+    assert_eq!(ids(sup.which_children().unwrap()), ["after"]);
+    assert!(matches!(
+        sup.start_child(declining("once").restart(Restart::Temporary)),
+        Err(SupervisorError::Ignored)
+    ));
+    assert_eq!(ids(sup.which_children().unwrap()), ["after"]);
+    let counts = sup.count_children().unwrap();
+    assert_eq!((counts.specs, counts.active), (1, 1));
+    // The id is free again.
+    assert!(matches!(
+        sup.start_child(declining("once").restart(Restart::Temporary)),
+        Err(SupervisorError::Ignored)
+    ));
+}
+
+/// A dynamic child that crashes and whose restart declines is gone: no `Stopped` row
+/// without a pid (which nothing could terminate), and its `max_children` place is free.
+#[test]
+fn a_dynamic_child_whose_restart_declines_is_forgotten_and_frees_its_place() {
+    let sup = DynamicSupervisor::builder()
+        .max_children(1)
+        .start()
+        .unwrap();
+    let events = sup.events().unwrap();
+    let (crash_tx, crash) = unbounded::<()>();
+    let spec = ChildSpec::worker("flaky", move |ctx| {
+        if ctx.incarnation() > 0 {
+            ctx.ignore();
+            return Ok(());
+        }
+        ctx.ready();
+        ctx.recv(&crash)?;
+        panic!("crash once, then decline");
+    })
+    .ready_timeout(DEADLINE);
+    sup.start_child(spec).unwrap();
+    crash_tx.send(()).unwrap();
+    until(&events, |e| {
+        matches!(e, steadfast::Event::ChildExited { .. })
+    });
+    // The restart declines; wait for the supervisor to have handled it.
+    steadfast::wait::until(DEADLINE, || sup.which_children().unwrap().is_empty()).unwrap();
+    assert_eq!(sup.count_children().unwrap().specs, 0);
+    sup.start_child(idle("next")).unwrap();
+    assert_eq!(sup.count_children().unwrap().active, 1);
+}

@@ -305,13 +305,18 @@ impl Server {
                     }
                     self.emit(Event::ChildRestarted { id: spec.id, pid });
                 }
-                // It declined (OTP's `ignore`): left `Stopped`; the group goes on.
+                // It declined (OTP's `ignore`): left `Stopped`, the group goes on; a
+                // dynamic supervisor keeps nothing of it (it holds no pid, so nothing
+                // could terminate it, and it would hold its place for good).
                 Ok(None) => {
                     log::info!(
                         "{}: child {:?} declined to restart",
                         self.cfg.label,
                         spec.id
                     );
+                    if self.is_dynamic() {
+                        self.remove(k);
+                    }
                 }
                 Err(e) => {
                     log::warn!("{}: restart of {:?} failed: {e}", self.cfg.label, spec.id);

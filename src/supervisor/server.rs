@@ -180,7 +180,9 @@ impl Server {
                         pid,
                     });
                 }
-                // It declined (OTP's `ignore`): the spec is kept, `Stopped`.
+                // It declined (OTP's `ignore`): the spec is kept, `Stopped` — unless it is
+                // temporary (it would never run again).
+                Ok(None) if spec.restart == Restart::Temporary => {}
                 Ok(None) => self.insert(spec.clone(), None),
                 Err(e) => {
                     self.stop_all();
@@ -348,8 +350,9 @@ impl Server {
             started => {
                 if let Some(handover) = &self.handover {
                     handover.release();
-                } else if started.is_ok() {
-                    // Declined: a static supervisor keeps the spec, as OTP does.
+                } else if started.is_ok() && spec.restart != Restart::Temporary {
+                    // Declined: a static supervisor keeps the spec, as OTP does (not a
+                    // temporary one's: it would never run again).
                     self.insert(spec, None);
                 }
                 return Err(started
