@@ -571,3 +571,39 @@ impl Drop for SlowTeardown {
 thread_local! {
     static SLOW_TEARDOWN: std::cell::RefCell<Option<SlowTeardown>> = const { std::cell::RefCell::new(None) };
 }
+
+/// A child's start time is when it started, not when its supervisor got round to
+/// reading the news: a dynamic child is handed over by its caller, and a one_for_one
+/// worker restarts on its own thread, both telling an unwatched supervisor only when it
+/// next looks (here: at the `which_children` call, after the times taken below).
+#[test]
+fn start_times_are_when_the_child_started_not_when_the_supervisor_looked() {
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    sup.start_child(idle("handed-over")).unwrap();
+    let after_start = std::time::Instant::now();
+    let listed = sup.which_children().unwrap();
+    let started_at = listed[0].started_at.expect("running");
+    assert!(
+        started_at <= after_start,
+        "stamped when the supervisor looked"
+    );
+    drop(sup);
+
+    let (began_tx, began) = unbounded();
+    let (crash_tx, crash) = unbounded::<()>();
+    let sup = steadfast::Supervisor::builder()
+        .child(ChildSpec::worker("restarts-itself", move |ctx| {
+            began_tx.send(std::time::Instant::now())?;
+            ctx.recv(&crash)?;
+            Err("crash".into())
+        }))
+        .start()
+        .unwrap();
+    began.recv_timeout(DEADLINE).unwrap();
+    crash_tx.send(()).unwrap();
+    let second = began.recv_timeout(DEADLINE).unwrap();
+    let listed = sup.which_children().unwrap();
+    assert_eq!(listed[0].restarts, 1);
+    assert!(listed[0].started_at.expect("running") <= second);
+    sup.shutdown().unwrap();
+}

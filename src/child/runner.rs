@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -30,7 +31,8 @@ pub(crate) trait Notify: Send + Sync {
     /// Incarnation `old` ended with `reason` and `new` runs in its place on the same
     /// thread. May hold the thread back while the supervisor catches up, until
     /// `stopping` is raised.
-    fn restarted(&self, old: Pid, new: Pid, reason: ExitReason, stopping: &AtomicBool);
+    /// `at` is when `new` started.
+    fn restarted(&self, old: Pid, new: Pid, reason: ExitReason, at: Instant, stopping: &AtomicBool);
 }
 
 /// The supervisor's leave for a child to restart itself on its own thread after an exit
@@ -64,6 +66,9 @@ impl RestartPermit {
 pub(crate) struct Spawned {
     /// The incarnation the supervisor knows of (it may be behind: see `Shared::current`).
     pub(crate) pid: Pid,
+    /// When its thread was spawned: its first incarnation's start (the supervisor may
+    /// learn of it later, from a hand-over).
+    pub(crate) started_at: Instant,
     shared: Arc<Shared>,
     pub(crate) stop: StopHandle,
     /// Receives the exit reason once the process has exited (registry already clean) —
@@ -311,6 +316,7 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     match spawned {
         Ok(join) => Ok(Spawned {
             pid,
+            started_at: Instant::now(),
             shared,
             stop,
             done,
@@ -458,7 +464,8 @@ impl ProcessThread {
                         incarnation: this.saturating_add(1),
                         previous_exit: Some(reason.clone()),
                     };
-                    notify.restarted(inc.pid, new, reason, inc.signal.flag());
+                    let at = Instant::now();
+                    notify.restarted(inc.pid, new, reason, at, inc.signal.flag());
                     ctx.begin_incarnation(new, history);
                     inc.pid = new;
                 }

@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
@@ -52,6 +52,8 @@ pub(crate) enum Msg {
         old: Pid,
         new: Pid,
         reason: ExitReason,
+        /// When `new` started (the supervisor may read this much later).
+        at: Instant,
     },
     /// A request from a handle, with its own reply channel, and the calling process (if
     /// the caller is one).
@@ -238,9 +240,24 @@ impl Notify for Inbox {
         let _ = self.send(Msg::Exit { pid, reason });
     }
 
-    fn restarted(&self, old: Pid, new: Pid, reason: ExitReason, stopping: &AtomicBool) {
+    fn restarted(
+        &self,
+        old: Pid,
+        new: Pid,
+        reason: ExitReason,
+        at: Instant,
+        stopping: &AtomicBool,
+    ) {
         let watched = self.watched.load(Ordering::Acquire);
-        let queued = self.push(Msg::Restarted { old, new, reason }, watched);
+        let queued = self.push(
+            Msg::Restarted {
+                old,
+                new,
+                reason,
+                at,
+            },
+            watched,
+        );
         if queued.is_ok_and(|restarts| restarts > HOLD_AT) {
             self.hold_back(stopping);
         }

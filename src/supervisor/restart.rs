@@ -79,10 +79,10 @@ impl Server {
     }
 
     /// A child restarted itself on its own thread: record the new pid, report both steps.
-    pub(super) fn on_local_restart(&mut self, old: Pid, new: Pid, reason: ExitReason) {
+    pub(super) fn on_local_restart(&mut self, old: Pid, new: Pid, reason: ExitReason, at: Instant) {
         // Stale if the child was stopped, removed or abandoned meanwhile: its thread
         // reports its final exit on its own.
-        if let Some(id) = self.record_local_restart(old, new, &reason) {
+        if let Some(id) = self.record_local_restart(old, new, &reason, at) {
             self.emit_restart(id, old, new, reason);
         }
     }

@@ -230,7 +230,12 @@ impl Server {
     pub(super) fn handle(&mut self, msg: Msg) -> Flow {
         match msg {
             Msg::Exit { pid, reason } => return self.on_exit(pid, reason),
-            Msg::Restarted { old, new, reason } => self.on_local_restart(old, new, reason),
+            Msg::Restarted {
+                old,
+                new,
+                reason,
+                at,
+            } => self.on_local_restart(old, new, reason, at),
             Msg::RetryRestart { seq } => match self.children.get(&seq) {
                 Some(c) if c.status == ChildStatus::Restarting && c.due.is_none() => {
                     return self.retry_restart(seq)

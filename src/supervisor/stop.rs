@@ -347,7 +347,9 @@ impl Server {
         });
         for (msg, i) in taken.into_iter().zip(concerns) {
             match msg {
-                Msg::Restarted { old, new, reason } => {
+                Msg::Restarted {
+                    old, new, reason, ..
+                } => {
                     let id = waiting[i].id.clone();
                     waiting[i].run.pid = new;
                     self.emit_restart(id, old, new, reason);

@@ -108,13 +108,14 @@ impl Server {
     }
 
     /// Records that the child running as `old` ended with `reason` and restarted itself
-    /// as `new`; returns its id (`None`: stale, the child was stopped, removed or
+    /// as `new` at `at`; returns its id (`None`: stale, the child was stopped, removed or
     /// abandoned meanwhile).
     pub(super) fn record_local_restart(
         &mut self,
         old: Pid,
         new: Pid,
         reason: &ExitReason,
+        at: Instant,
     ) -> Option<Arc<str>> {
         let seq = *self.by_pid.get(&old)?;
         let child = self.children.get_mut(&seq)?;
@@ -123,7 +124,7 @@ impl Server {
         child.last_pid = Some(new);
         child.started = child.started.saturating_add(1);
         child.last_exit = Some(reason.clone());
-        child.started_at = Some(Instant::now());
+        child.started_at = Some(at);
         self.by_pid.remove(&old);
         self.by_pid.insert(new, seq);
         Some(child.spec.id.clone())
@@ -198,7 +199,8 @@ impl Server {
         if let Some(pid) = pid {
             self.by_pid.insert(pid, seq);
         }
-        let started_at = pid.is_some().then(Instant::now);
+        // When its thread started it: a child a caller handed over may be read later.
+        let started_at = run.as_ref().map(|run| run.started_at);
         // Boxed: a row is a few hundred bytes, and the map's nodes stay about half full
         // under appends, which inline rows would pay for twice.
         self.children.insert(
