@@ -193,6 +193,10 @@ fn a_crashing_agent_restarts_its_session_tree_and_is_counted() {
     briefs_through(&events, "restarted state");
     assert_ne!(m.session_child(id, "agent").unwrap(), agent0);
     assert_ne!(m.session_child(id, "state").unwrap(), state0);
+    // One crash, one restart of the session: not one per child the group took along.
+    assert_eq!(m.get_session_info(id).unwrap().restart_count, 1);
+    agents.lock()[&id].send(Cmd::Fail("again")).unwrap();
+    briefs_through(&events, "restarted state");
     assert_eq!(m.get_session_info(id).unwrap().restart_count, 2);
     assert_eq!(
         m.get_session_info(id).unwrap().status,

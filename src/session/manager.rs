@@ -4,7 +4,7 @@
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -399,15 +399,12 @@ impl SessionManager {
             SessionError::FactoryPanicked(msg)
         })?;
         let (id, table, hook) = (info.id, self.inner.table.clone(), self.inner.hook.clone());
+        let after_exit = AtomicBool::new(false);
         let builder = Supervisor::builder()
             .strategy(Strategy::OneForAll)
             .intensity(self.inner.cfg.intensity, self.inner.cfg.period)
             .children(children)
-            .on_event(move |e| {
-                if let Event::ChildRestarted { .. } = e {
-                    restarts.fetch_add(1, Ordering::Relaxed);
-                }
-            })
+            .on_event(move |e| count_restarts(e, &restarts, &after_exit))
             // Tie the session's tables to this process before any child starts, so that
             // however it ends, its exit cleans them.
             .on_start(move |me| table.attach(id, seq, me.pid(), me.clone(), &hook));
@@ -580,5 +577,19 @@ impl SessionManager {
                 }
             }
         }
+    }
+}
+
+/// Counts the session's restarts: one per exit its supervisor answered with a restart,
+/// however many children that group restart took along (one_for_all stops and restarts
+/// them all). The first `ChildRestarted` after exits is the restart they caused; an exit
+/// that ends in giving up is followed by none.
+fn count_restarts(event: &Event, restarts: &AtomicU32, after_exit: &AtomicBool) {
+    match event {
+        Event::ChildExited { .. } => after_exit.store(true, Ordering::Relaxed),
+        Event::ChildRestarted { .. } if after_exit.swap(false, Ordering::Relaxed) => {
+            restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {}
     }
 }

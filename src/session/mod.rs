@@ -164,7 +164,8 @@ pub struct SessionInfo {
     pub created_at: SystemTime,
     /// The per-session supervisor's pid, once it runs.
     pub pid: Option<Pid>,
-    /// How many times the session's supervisor has restarted its children.
+    /// How many times the session's supervisor has restarted the session after a crash:
+    /// one per crash it handled, however many children the restart took along.
     pub restart_count: u32,
     /// The metadata it was created with.
     pub metadata: HashMap<String, String>,
