@@ -11,12 +11,12 @@ use crate::child::spec::ChildSpec;
 use crate::child::spec::{check_name, check_period};
 use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
+use crate::supervisor::engine::{Config, Mode, OnStart};
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
 use crate::supervisor::handover::CallerStart;
 use crate::supervisor::inbox::{ChildRef, Request};
-use crate::supervisor::server::{Config, Mode, OnStart};
 use crate::supervisor::strategy::AutoShutdown;
-use crate::supervisor::{start_top, Handle, Owned, SupervisorSpec};
+use crate::supervisor::{start_top, Address, Owned, SupervisorSpec};
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
 #[derive(Clone)]
@@ -161,7 +161,7 @@ impl From<DynamicSupervisorBuilder> for SupervisorSpec {
 /// From [`DynamicSupervisor::handle`], the global [`registry`](crate::registry()) by name,
 /// or [`DynamicSupervisorRef::from_pid`]. Dropping it does nothing.
 #[derive(Clone)]
-pub struct DynamicSupervisorRef(pub(crate) Handle);
+pub struct DynamicSupervisorRef(pub(crate) Address);
 
 impl fmt::Debug for DynamicSupervisorRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,7 +174,7 @@ impl fmt::Debug for DynamicSupervisorRef {
 impl DynamicSupervisorRef {
     /// The handle of the live dynamic supervisor running as `pid`, if any.
     pub fn from_pid(pid: Pid) -> Option<DynamicSupervisorRef> {
-        Handle::lookup(pid, true).map(DynamicSupervisorRef)
+        Address::lookup(pid, true).map(DynamicSupervisorRef)
     }
 
     /// The supervisor's pid.

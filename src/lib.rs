@@ -309,4 +309,4 @@ pub use listeners::RegistryEvent;
 pub use pid::{monitor, Pid};
 pub use registry::{registry, AnyValue, Registry};
 pub use supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};
-pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorRef};
+pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorBuilder, SupervisorRef};

@@ -8,7 +8,7 @@ use crate::child::spec::ChildKind;
 use crate::exit::ExitReason;
 use crate::pid::Pid;
 use crate::supervisor::event::{ChildInfo, ChildStatus};
-use crate::supervisor::{Handle, SUPERVISORS};
+use crate::supervisor::{Address, SUPERVISORS};
 
 /// A snapshot of a supervision tree, nested supervisors included; see
 /// [`SupervisorRef::snapshot`](crate::SupervisorRef::snapshot).
@@ -75,7 +75,7 @@ impl Node {
 }
 
 /// Takes the snapshot of the supervisor behind `handle`, then of each nested supervisor.
-pub(crate) fn snapshot(handle: &Handle) -> Result<TreeSnapshot, crate::SupervisorError> {
+pub(crate) fn snapshot(handle: &Address) -> Result<TreeSnapshot, crate::SupervisorError> {
     let now = Instant::now();
     let mut root = Node {
         id: handle.label.to_string(),
@@ -92,7 +92,7 @@ pub(crate) fn snapshot(handle: &Handle) -> Result<TreeSnapshot, crate::Superviso
     Ok(TreeSnapshot { root })
 }
 
-fn children_of(handle: &Handle, now: Instant) -> Result<Vec<Node>, crate::SupervisorError> {
+fn children_of(handle: &Address, now: Instant) -> Result<Vec<Node>, crate::SupervisorError> {
     let mut nodes = Vec::new();
     for info in handle.which_children()? {
         let mut node = Node::from_info(info, now);

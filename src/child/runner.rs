@@ -18,7 +18,7 @@ use crate::child::context::{
     look_briefly, Context, History, NextStop, ReadyMsg, StopHandle, StopSignal,
 };
 use crate::child::panic_hook::{self, catch, SUPERVISED};
-use crate::child::spec::{Body, Restart, Serve};
+use crate::child::spec::{Body, ChildSpec, Readiness, Restart, Serve};
 use crate::error::SpawnError;
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -211,6 +211,36 @@ pub(crate) struct SpawnArgs {
     /// runs ([`Spawned::begin`]) or told that its start failed ([`Spawned::cancel`]):
     /// meanwhile its start runs on the spawning thread, as its pid (`child::start_here`).
     pub(crate) deferred: bool,
+}
+
+impl SpawnArgs {
+    /// What spawning `spec`'s thread under supervisor `label` takes: it reports
+    /// readiness if its spec says so, and runs its first incarnation at once.
+    pub(crate) fn for_child(
+        spec: &ChildSpec,
+        label: &str,
+        history: History,
+        launch: Launch,
+    ) -> SpawnArgs {
+        SpawnArgs {
+            id: spec.id.clone(),
+            thread_name: spec.thread_name(label),
+            body: spec.body.clone(),
+            stack_size: spec.stack_size,
+            wants_ready: spec.readiness != Readiness::Spawned,
+            history,
+            launch,
+            deferred: false,
+        }
+    }
+
+    /// The same thread, waiting to be handed its first incarnation (see `deferred`);
+    /// its start runs on the spawning thread, which learns the outcome itself.
+    pub(crate) fn deferred(mut self) -> SpawnArgs {
+        self.deferred = true;
+        self.wants_ready = false;
+        self
+    }
 }
 
 /// Who starts a process thread: that decides whom it reports to and how it restarts.

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::{Mutex, RwLock};
 
 // The session layer is built on the public API, plus two crate-internal parts: a handle
-// on no supervisor (`Handle::detached`, what a child-mode manager holds before its first
+// on no supervisor (`Address::detached`, what a child-mode manager holds before its first
 // start), and the process
 // table (`pid`). Its exit hooks empty a session's tables in its supervisor's own thread as
 // it exits, before the exit can be observed; they are not public because a hook runs
@@ -21,11 +21,11 @@ use parking_lot::{Mutex, RwLock};
 use crate::exit::panic_message;
 use crate::pid::{self, ExitHook, Pid};
 use crate::server::{Server, ServerRef};
-use crate::session::table::{Record, State, Table};
-use crate::session::{
+use crate::session::info::{
     normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
 };
-use crate::supervisor::Handle;
+use crate::session::table::{Record, State, Table};
+use crate::supervisor::Address;
 use crate::{
     registry, ChildSpec, DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef, Event,
     Registry, Restart, Shutdown, StartError, Strategy, Supervisor, SupervisorError, SupervisorRef,
@@ -175,7 +175,7 @@ impl SessionManagerBuilder {
         });
         let hook: Weak<dyn ExitHook> = Arc::downgrade(&table) as Weak<Table>;
         Ok(Arc::new_cyclic(|me| Inner {
-            handle: RwLock::new(DynamicSupervisorRef(Handle::detached(true))),
+            handle: RwLock::new(DynamicSupervisorRef(Address::detached(true))),
             sessions: Mutex::new(None),
             me: me.clone(),
             child,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use crate::pid::{self, ExitHook};
-use crate::session::{SessionId, SessionInfo};
+use crate::session::info::{SessionId, SessionInfo};
 use crate::{Pid, Registry, StartError, SupervisorRef};
 
 /// The tables a session's exit must clean, shared with the exit hook.

@@ -6,23 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use parking_lot::Mutex;
 
-use crate::child::context::{Context, History, ReadyMsg};
-use crate::child::runner::{self, Launch, SpawnArgs};
-use crate::child::spec::{check_name, check_period, Body, ChildSpec, Serve, StartHere};
-use crate::child::start_here;
-use crate::error::{RegistryError, StartError};
-use crate::exit::ExitReason;
-use crate::pid::Pid;
-use crate::registry::registry;
+use crate::child::spec::{check_name, check_period, ChildSpec};
+use crate::error::{StartError, SupervisorError};
+use crate::supervisor::answers::Observer;
+use crate::supervisor::engine::{Config, Mode, OnStart};
 use crate::supervisor::event::Event;
-use crate::supervisor::inbox::Inbox;
-use crate::supervisor::server::{
-    check_significant, Config, EndSlot, Mode, Observer, OnStart, Server,
-};
-use crate::supervisor::strategy::{AutoShutdown, Strategy};
-use crate::supervisor::{Handle, Owned, Supervisor, SupervisorRef, SUPERVISORS};
+use crate::supervisor::handle::SupervisorRef;
+use crate::supervisor::launch::{start_top, Owned, SupervisorSpec};
+use crate::supervisor::strategy::{check_significant, AutoShutdown, Strategy};
 
 /// The default restart intensity: 3 restarts ...
 pub(crate) const DEFAULT_INTENSITY: u32 = 3;
@@ -282,176 +274,6 @@ impl SupervisorBuilder {
     }
 }
 
-/// Starts a top-level supervisor process: its thread is spawned first and waits, its start
-/// (registration, `on_start`, the children) runs here, on the caller's thread, which waits
-/// for it anyway, and then its thread is handed the rest (see `child::start_here`).
-pub(crate) fn start_top(
-    cfg: Arc<Config>,
-    name: Option<String>,
-) -> Result<(Handle, Owned), StartError> {
-    let label = cfg.label.to_string();
-    let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
-    let end: EndSlot = Arc::new(Mutex::new(None));
-    let inbox = Arc::new(Inbox::new());
-    let (start_cfg, start_inbox, start_end) = (cfg.clone(), inbox.clone(), end.clone());
-    let start_name = name.clone();
-    // What the process would run on its own thread; a top-level supervisor is never
-    // restarted, so only a start run here, on its behalf, ever replaces it.
-    let (slot, first) = (end.clone(), inbox.clone());
-    let body: Body = Arc::new(move |ctx: &Context| {
-        run_supervisor(
-            cfg.clone(),
-            name.as_deref(),
-            ctx,
-            first.clone(),
-            Some(slot.clone()),
-        )
-    });
-    let run = runner::spawn(SpawnArgs {
-        id: Arc::from(label.as_str()),
-        thread_name: label.clone(),
-        body,
-        stack_size: None,
-        wants_ready: false,
-        history: History::default(),
-        launch: Launch::TopLevel,
-        deferred: true,
-    })
-    .map_err(|source| StartError::Spawn {
-        id: label.clone(),
-        source,
-    })?;
-    let started = start_here::start_here(&label, run.pid, || {
-        let server = start_supervisor(
-            start_cfg,
-            start_name.as_deref(),
-            run.pid,
-            start_inbox,
-            Some(start_end),
-        )
-        .map_err(ReadyMsg::Failed)?;
-        Ok(Box::new(move |ctx: &Context| server.run(ctx)) as Serve)
-    });
-    match started {
-        Ok(serve) => {
-            run.begin(serve);
-            // The start registered the full handle (with what callers of a dynamic
-            // supervisor start children with).
-            let handle = Handle::lookup(run.pid, dynamic).unwrap_or(Handle {
-                pid: run.pid,
-                label: Arc::from(label.as_str()),
-                inbox,
-                dynamic,
-                handover: None,
-            });
-            Ok((
-                handle,
-                Owned {
-                    run: Some(run),
-                    end,
-                },
-            ))
-        }
-        Err(report) => {
-            run.cancel();
-            run.finish();
-            Err(match report {
-                ReadyMsg::Failed(e) => e,
-                ReadyMsg::Exited(reason) => StartError::ChildExited { id: label, reason },
-                // A supervisor neither declines nor reports ready by message.
-                ReadyMsg::Ready | ReadyMsg::Ignored => StartError::ChildExited {
-                    id: label,
-                    reason: ExitReason::Killed,
-                },
-            })
-        }
-    }
-}
-
-/// The body of every supervisor process, static or dynamic: its start (register, start
-/// the children), readiness, then serve.
-fn run_supervisor(
-    cfg: Arc<Config>,
-    name: Option<&str>,
-    ctx: &Context,
-    inbox: Arc<Inbox>,
-    end: Option<EndSlot>,
-) -> ExitReason {
-    match start_supervisor(cfg, name, ctx.pid(), inbox, end) {
-        Ok(server) => {
-            ctx.ready();
-            server.run(ctx)
-        }
-        Err(e) => {
-            let reason = ExitReason::failed(&e);
-            ctx.send_ready(ReadyMsg::Failed(e));
-            reason
-        }
-    }
-}
-
-/// A supervisor's start, as process `pid`: register (by pid, and by name if it has one),
-/// run `on_start`, start the children in order. It runs on the thread of a caller that
-/// waits for it anyway (`start_top`, and a dynamic `start_child` of a nested supervisor:
-/// see [`ChildSpec::supervisor`]), else on the supervisor's own thread; either way `pid`
-/// is the current process meanwhile.
-fn start_supervisor(
-    cfg: Arc<Config>,
-    name: Option<&str>,
-    pid: Pid,
-    inbox: Arc<Inbox>,
-    end: Option<EndSlot>,
-) -> Result<Server, StartError> {
-    let dynamic = matches!(cfg.mode, Mode::Dynamic { .. });
-    let (on_start, named) = (cfg.on_start.clone(), cfg.named);
-    let label = cfg.label.clone();
-    let mut server = Server::new(cfg, inbox.clone(), end);
-    let handle = Handle {
-        pid,
-        label,
-        inbox,
-        dynamic,
-        handover: server.handover(),
-    };
-    // Known by pid to its parent's callers; the entry goes with the process.
-    let _ = SUPERVISORS.register_for(pid, pid, handle.clone());
-    if let Some(name) = name {
-        let registered = registry().register(name.to_owned(), named(handle.clone()));
-        if let Err(RegistryError::AlreadyRegistered(holder)) = registered {
-            return Err(StartError::NameTaken {
-                name: name.to_owned(),
-                holder,
-            });
-        }
-    }
-    if let Some(on_start) = &on_start {
-        on_start(&SupervisorRef(handle.clone()))?;
-    }
-    server.start_initial()?;
-    Ok(server)
-}
-
-/// What makes a nested supervisor: the builder of a static or a dynamic supervisor.
-///
-/// Built by `From` from [`SupervisorBuilder`] or
-/// [`DynamicSupervisorBuilder`](crate::DynamicSupervisorBuilder); taken by
-/// [`ChildSpec::supervisor`].
-pub struct SupervisorSpec {
-    pub(crate) name: Option<String>,
-    pub(crate) make: MakeConfig,
-}
-
-/// Validates a nested supervisor's settings and makes its config, given its label.
-impl fmt::Debug for SupervisorSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SupervisorSpec")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-pub(crate) type MakeConfig = Arc<dyn Fn(&str) -> Result<Arc<Config>, StartError> + Send + Sync>;
-
 impl From<SupervisorBuilder> for SupervisorSpec {
     fn from(b: SupervisorBuilder) -> Self {
         SupervisorSpec {
@@ -464,55 +286,106 @@ impl From<SupervisorBuilder> for SupervisorSpec {
     }
 }
 
-impl ChildSpec {
-    /// A child that is itself a supervisor, built from a [`SupervisorBuilder`] or a
-    /// [`DynamicSupervisorBuilder`](crate::DynamicSupervisorBuilder).
+/// The owner of a running supervision tree; from [`SupervisorBuilder::start`].
+///
+/// **Dropping a `Supervisor` shuts the tree down and joins it**: every child is stopped in
+/// reverse start order (each within its shutdown timeout, then abandoned), and every thread
+/// of the tree has ended — except abandoned ones, which are reported — when `drop`
+/// returns. Use [`handle`](Supervisor::handle) for a cloneable reference that does not own
+/// the tree.
+///
+/// # Differences from Erlang/OTP
+///
+/// - **No brutal kill.** Threads cannot be killed; stopping is cooperative. A child that
+///   does not return within its [`Shutdown`](crate::Shutdown) is *abandoned*: detached,
+///   reported as [`ExitReason::Killed`](crate::ExitReason::Killed), its names released at once. Its thread may go on
+///   running until it returns.
+/// - **No selective receive.** Children use channels; waits through the
+///   [`Context`](crate::Context) also wake on the stop signal.
+/// - **Exact windows.** Restart intensity uses `Instant`s, not whole seconds.
+/// - **Restarts may reuse the thread.** A one_for_one worker that crashes re-enters its
+///   function on its own thread with a new pid; group restarts resume each stopped worker
+///   on its own thread (see [`ChildSpec::fresh_thread`](crate::ChildSpec::fresh_thread)).
+/// - **Synchronous name clean-up.** A process's names are gone before anyone sees it exit.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::{ChildSpec, Strategy, Supervisor};
+///
+/// let sup = Supervisor::builder()
+///     .strategy(Strategy::OneForOne)
+///     .intensity(3, Duration::from_secs(5))
+///     .child(ChildSpec::worker("worker", |ctx| {
+///         while ctx.sleep(Duration::from_millis(10)).is_ok() {}
+///         Ok(())
+///     }))
+///     .start()
+///     .unwrap();
+/// assert_eq!(sup.count_children().unwrap().active, 1);
+/// sup.shutdown().unwrap();
+/// ```
+#[must_use = "dropping a `Supervisor` shuts its tree down at once"]
+pub struct Supervisor {
+    pub(crate) handle: SupervisorRef,
+    pub(crate) owned: Owned,
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Supervisor")
+            .field(&self.handle.pid())
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Supervisor {
+    type Target = SupervisorRef;
+
+    /// The handle: every call a handle makes (`start_child`, `which_children`,
+    /// `events`, ...) works on the owner too.
+    fn deref(&self) -> &SupervisorRef {
+        &self.handle
+    }
+}
+
+impl Supervisor {
+    /// Settings for a new supervisor.
+    pub fn builder() -> SupervisorBuilder {
+        SupervisorBuilder::default()
+    }
+
+    /// A cloneable handle that does not own the tree.
+    pub fn handle(&self) -> SupervisorRef {
+        self.handle.clone()
+    }
+
+    /// Stops every child in reverse start order, then the supervisor, and joins its thread.
     ///
-    /// Its thread runs the supervisor loop; starting it waits until all its own children
-    /// have started. Defaults: [`Restart::Permanent`](crate::Restart::Permanent),
-    /// [`Shutdown::Infinity`](crate::Shutdown::Infinity). A nested supervisor that exceeds
-    /// its intensity exits with [`ExitReason::Shutdown`], as in OTP: a permanent parent spec
-    /// restarts it, a transient one leaves it down. Reach it by name through the
-    /// [`registry`](crate::registry()), or by the pid in its parent's `which_children()`
-    /// with [`SupervisorRef::from_pid`].
+    /// Called from a process of this very tree, it cannot wait (the tree would wait for the
+    /// caller, the caller for the tree): it raises the stop and returns `Ok(())`; the tree
+    /// then stops the caller like any other child once the caller returns.
     ///
-    /// # Examples
+    /// # Errors
     ///
-    /// ```
-    /// use steadfast::{ChildSpec, Strategy, Supervisor};
+    /// [`SupervisorError::IntensityExceeded`] if the supervisor had already given up on its
+    /// own; [`SupervisorError::Panicked`] for a bug in steadfast's own loop.
+    pub fn shutdown(mut self) -> Result<(), SupervisorError> {
+        self.owned.stop_and_join(true)
+    }
+
+    /// Blocks until the supervisor exits on its own — when its restart intensity is
+    /// exceeded, or when significant children end it (see
+    /// [`AutoShutdown`]), which is `Ok(())` — and joins its thread.
     ///
-    /// let inner = Supervisor::builder()
-    ///     .strategy(Strategy::OneForAll)
-    ///     .child(ChildSpec::worker("w", |ctx| { while ctx.sleep(std::time::Duration::from_millis(5)).is_ok() {} Ok(()) }));
-    /// let sup = Supervisor::builder()
-    ///     .child(ChildSpec::supervisor("inner", inner))
-    ///     .start()
-    ///     .unwrap();
-    /// assert_eq!(sup.count_children().unwrap().supervisors, 1);
-    /// ```
-    pub fn supervisor(id: impl Into<String>, builder: impl Into<SupervisorSpec>) -> ChildSpec {
-        let id = id.into();
-        let spec: SupervisorSpec = builder.into();
-        let (label, name, make) = (id.clone(), spec.name.clone(), spec.make.clone());
-        let body: Body = Arc::new(move |ctx: &Context| match (spec.make)(&label) {
-            Ok(cfg) => run_supervisor(cfg, spec.name.as_deref(), ctx, Arc::new(Inbox::new()), None),
-            Err(e) => {
-                let reason = ExitReason::failed(&e);
-                ctx.send_ready(ReadyMsg::Failed(e));
-                reason
-            }
-        });
-        // The same start, for a caller that waits for it anyway (a dynamic supervisor's
-        // `start_child`): it runs on that caller's thread while the supervisor's own thread
-        // starts up, instead of after it — the children need not wait for that thread.
-        let label = id.clone();
-        let start_here: StartHere = Arc::new(move |pid| {
-            let cfg = make(&label).map_err(ReadyMsg::Failed)?;
-            let inbox = Arc::new(Inbox::new());
-            let server = start_supervisor(cfg, name.as_deref(), pid, inbox, None)
-                .map_err(ReadyMsg::Failed)?;
-            Ok(Box::new(move |ctx: &Context| server.run(ctx)) as Serve)
-        });
-        ChildSpec::nested(id, body, start_here)
+    /// # Errors
+    ///
+    /// [`SupervisorError::IntensityExceeded`] when that is why it exited;
+    /// [`SupervisorError::Panicked`] for a bug in steadfast's own loop;
+    /// [`SupervisorError::WouldDeadlock`] when called from a process of this tree (the
+    /// handle is consumed all the same, so the tree then stops, as on drop).
+    pub fn join(mut self) -> Result<(), SupervisorError> {
+        self.owned.stop_and_join(false)
     }
 }

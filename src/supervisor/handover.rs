@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -17,8 +16,9 @@ use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
 use crate::supervisor::inbox::{Inbox, Msg};
-use crate::supervisor::server::check_significant;
-use crate::supervisor::strategy::AutoShutdown;
+use crate::supervisor::start::{not_ready, not_started};
+use crate::supervisor::stop::log_abandoned;
+use crate::supervisor::strategy::{check_significant, AutoShutdown};
 
 /// How a caller's start of a dynamic child went (`HandOver::start`).
 pub(crate) enum CallerStart {
@@ -126,7 +126,7 @@ impl HandOver {
             return self.start_here(open, spec, start);
         }
         let awaits = spec.readiness != Readiness::Spawned;
-        let mut run = self.spawn(&spec, awaits, false)?;
+        let mut run = self.spawn(&spec, false)?;
         if !awaits {
             return self.hand_over(open, spec, run);
         }
@@ -160,27 +160,14 @@ impl HandOver {
 
     /// Spawns `spec`'s thread on the supervisor's behalf; if it cannot, gives the
     /// reserved place back.
-    fn spawn(
-        &self,
-        spec: &ChildSpec,
-        wants_ready: bool,
-        deferred: bool,
-    ) -> Result<Spawned, SupervisorError> {
-        runner::spawn(SpawnArgs {
-            id: spec.id.clone(),
-            thread_name: spec.thread_name(&self.label),
-            body: spec.body.clone(),
-            stack_size: spec.stack_size,
-            wants_ready,
-            history: History::default(),
-            launch: Launch::ByCaller {
-                sup: self.sup,
-                notify: self.inbox.clone(),
-                permit: (self.permit)(spec),
-            },
-            deferred,
-        })
-        .map_err(|source| {
+    fn spawn(&self, spec: &ChildSpec, deferred: bool) -> Result<Spawned, SupervisorError> {
+        let launch = Launch::ByCaller {
+            sup: self.sup,
+            notify: self.inbox.clone(),
+            permit: (self.permit)(spec),
+        };
+        let args = SpawnArgs::for_child(spec, &self.label, History::default(), launch);
+        runner::spawn(if deferred { args.deferred() } else { args }).map_err(|source| {
             self.release();
             SupervisorError::StartFailed(StartError::Spawn {
                 id: spec.id.to_string(),
@@ -200,7 +187,7 @@ impl HandOver {
         spec: ChildSpec,
         start: StartHere,
     ) -> Result<Pid, SupervisorError> {
-        let run = self.spawn(&spec, false, true)?;
+        let run = self.spawn(&spec, true)?;
         self.pending.fetch_add(1, Ordering::AcqRel);
         drop(open);
         match start_here::start_here(&spec.id, run.pid, || start(run.pid)) {
@@ -289,40 +276,4 @@ impl HandOver {
         }
         self.pending.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// The one log line for a child that did not stop in time.
-pub(crate) fn log_abandoned(label: &str, id: &str, pid: Pid) {
-    log::warn!(
-        "{label}: child {id:?} ({pid}) did not stop in time; abandoned (its thread is detached)"
-    );
-}
-
-/// Why a child that reports readiness did not start, from its report (`None`: none came;
-/// the runner always reports before it drops the channel, so this is only for safety).
-pub(crate) fn not_started(id: String, report: Option<ReadyMsg>) -> StartError {
-    match report {
-        Some(ReadyMsg::Exited(reason)) => StartError::ChildExited { id, reason },
-        Some(ReadyMsg::Failed(source)) => StartError::Nested {
-            id,
-            source: Box::new(source),
-        },
-        // Ready and Ignored are handled by the callers; no report: see above.
-        Some(ReadyMsg::Ready | ReadyMsg::Ignored) | None => StartError::ChildExited {
-            id,
-            reason: ExitReason::Killed,
-        },
-    }
-}
-
-/// Why a child that missed its readiness deadline did not start (it has been stopped,
-/// or abandoned, already), with the one log line for it.
-pub(crate) fn not_ready(label: &str, spec: &ChildSpec, pid: Pid) -> StartError {
-    let timeout = match spec.readiness {
-        Readiness::Within(d) => d,
-        _ => Duration::MAX,
-    };
-    let id = spec.id.to_string();
-    log::warn!("{label}: child {id:?} ({pid}) not ready in {timeout:?}");
-    StartError::ReadyTimeout { id, timeout }
 }

@@ -102,17 +102,6 @@ impl Request {
             Request::WhichChildren(_) | Request::CountChildren(_) | Request::Subscribe(..) => {}
         }
     }
-
-    /// Whether it only asks (and can be answered at any moment).
-    pub(crate) fn is_question(&self) -> bool {
-        matches!(
-            self,
-            Request::WhichChildren(_)
-                | Request::CountChildren(_)
-                | Request::ChildSpec(..)
-                | Request::Subscribe(..)
-        )
-    }
 }
 
 /// The queue and the bell; see the module docs for who writes what.

@@ -77,6 +77,21 @@ pub(crate) fn auto_shutdown(setting: AutoShutdown, others_alive: bool) -> bool {
     }
 }
 
+/// A significant child needs a supervisor that auto-shuts-down (OTP refuses the
+/// combination too: such a child's exit would mean nothing).
+pub(crate) fn check_significant(
+    spec: &crate::child::spec::ChildSpec,
+    setting: AutoShutdown,
+) -> Result<(), String> {
+    if spec.significant && setting == AutoShutdown::Never {
+        return Err(format!(
+            "child {:?} is significant, but the supervisor's auto_shutdown is Never",
+            spec.id
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
