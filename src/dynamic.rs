@@ -11,7 +11,7 @@ use crate::child::spec::ChildSpec;
 use crate::child::spec::{check_name, check_period};
 use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
-use crate::supervisor::engine::{Config, Mode, OnStart};
+use crate::supervisor::config::{Config, Mode, OnStart};
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
 use crate::supervisor::handover::CallerStart;
 use crate::supervisor::inbox::{ChildRef, Request};

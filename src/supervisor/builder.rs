@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 use crate::child::spec::{check_name, check_period, ChildSpec};
 use crate::error::{StartError, SupervisorError};
 use crate::supervisor::answers::Observer;
-use crate::supervisor::engine::{Config, Mode, OnStart};
+use crate::supervisor::config::{Config, Mode, OnStart};
 use crate::supervisor::event::Event;
 use crate::supervisor::handle::SupervisorRef;
 use crate::supervisor::launch::{start_top, Owned, SupervisorSpec};

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Sender};
+use crossbeam_channel::select;
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, History};
@@ -24,7 +24,8 @@ use crate::child::spec::{ChildSpec, Restart};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
-use crate::supervisor::answers::{answer, Events, Observer};
+use crate::supervisor::answers::{answer, Events};
+use crate::supervisor::config::{Config, EndSlot, Mode};
 use crate::supervisor::event::{ChildStatus, Event};
 use crate::supervisor::handover::HandOver;
 use crate::supervisor::inbox::{ChildRef, Inbox, Msg, Reply, Request};
@@ -32,53 +33,9 @@ use crate::supervisor::intensity::Intensity;
 use crate::supervisor::restart::{due_after, permit};
 use crate::supervisor::start::{self, Started};
 use crate::supervisor::stop::{self, Around, Joins, Settled, Until, Waiting};
+use crate::supervisor::strategy::Strategy;
 use crate::supervisor::strategy::{auto_shutdown, check_significant, should_restart};
-use crate::supervisor::strategy::{AutoShutdown, Strategy};
 use crate::supervisor::table::{ChildTable, Due};
-
-/// What kind of supervisor runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Children given up front, restarted by a strategy, stopped in order.
-    Static(Strategy),
-    /// Children started at run time (one_for_one), up to a limit, stopped all at once.
-    Dynamic { max_children: Option<usize> },
-}
-
-/// The settings a supervisor runs with, shared by all its incarnations.
-pub(crate) struct Config {
-    /// Names its threads: `label/child-id`.
-    pub(crate) label: Arc<str>,
-    pub(crate) mode: Mode,
-    pub(crate) intensity: u32,
-    pub(crate) period: Duration,
-    pub(crate) auto_shutdown: AutoShutdown,
-    pub(crate) children: Vec<ChildSpec>,
-    pub(crate) sinks: Vec<Sender<Event>>,
-    /// Sees every event first ([`SupervisorBuilder::on_event`](crate::SupervisorBuilder::on_event)).
-    pub(crate) observer: Option<Observer>,
-    /// Runs before the first child starts ([`SupervisorBuilder::on_start`](crate::SupervisorBuilder::on_start)).
-    pub(crate) on_start: Option<OnStart>,
-    /// What the global registry holds for a named supervisor: its typed handle (a
-    /// `SupervisorRef`, or a `DynamicSupervisorRef`, which this module does not name).
-    pub(crate) named: fn(crate::supervisor::Address) -> crate::AnyValue,
-}
-
-impl Config {
-    fn strategy(&self) -> Strategy {
-        match self.mode {
-            Mode::Static(strategy) => strategy,
-            Mode::Dynamic { .. } => Strategy::OneForOne,
-        }
-    }
-}
-
-/// Runs on a supervisor's thread before its first child starts; an `Err` fails the start.
-pub(crate) type OnStart =
-    Arc<dyn Fn(&crate::SupervisorRef) -> Result<(), StartError> + Send + Sync>;
-
-/// How a supervisor ended, beyond its `ExitReason` (which is `Shutdown` either way).
-pub(crate) type EndSlot = Arc<Mutex<Option<SupervisorError>>>;
 
 /// Whether the loop goes on.
 enum Flow {
@@ -294,24 +251,8 @@ impl Engine {
     /// Stops taking children from callers, and takes in those already handed over (so
     /// that the shutdown that follows stops them too).
     fn close_handover(&mut self) {
-        let Some(handover) = self.handover.clone() else {
-            return;
-        };
-        *handover.open.lock() = false;
-        // Children that callers are still waiting for (readiness) will not be handed over
-        // now: those callers stop them. Wait for that, refusing the calls that come
-        // meanwhile (a pending child may be making one).
-        while handover.pending.load(std::sync::atomic::Ordering::Acquire) > 0 {
-            for msg in self.inbox.take(|m| matches!(m, Msg::Call(..))) {
-                if let Msg::Call(req, _) = msg {
-                    req.refuse(SupervisorError::NoSupervisor);
-                }
-            }
-            let _ = self.inbox.bell().recv_timeout(Duration::from_millis(1));
-        }
-        // Every hand-over was queued while open, before anything its child sent.
-        for msg in self.inbox.take(|m| matches!(m, Msg::HandOver { .. })) {
-            if let Msg::HandOver { spec, run } = msg {
+        if let Some(handover) = self.handover.clone() {
+            for (spec, run) in handover.close() {
                 self.take_in(spec, run);
             }
         }

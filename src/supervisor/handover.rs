@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -49,6 +50,9 @@ pub(crate) struct HandOver {
     pub(crate) permit: PermitFor,
 }
 
+/// How often a closing hand-over looks again for callers still starting a child.
+const CLOSE_POLL: Duration = Duration::from_millis(1);
+
 /// Makes the restart permit of a child from its spec (see `RestartPermit`).
 pub(crate) type PermitFor = Arc<dyn Fn(&ChildSpec) -> Option<RestartPermit> + Send + Sync>;
 
@@ -72,6 +76,33 @@ impl HandOver {
             inbox,
             permit,
         }
+    }
+
+    /// Stops taking children from callers, and returns those already handed over, in
+    /// order, for the supervisor to take in before its shutdown stops them all.
+    ///
+    /// Children that callers are still waiting for (readiness) will not be handed over
+    /// now: those callers stop them. This waits for that, refusing the calls that come
+    /// meanwhile (a pending child may be making one). Every hand-over was queued while
+    /// open, before anything its child sent.
+    pub(crate) fn close(&self) -> Vec<(ChildSpec, Spawned)> {
+        *self.open.lock() = false;
+        while self.pending.load(Ordering::Acquire) > 0 {
+            for msg in self.inbox.take(|m| matches!(m, Msg::Call(..))) {
+                if let Msg::Call(req, _) = msg {
+                    req.refuse(SupervisorError::NoSupervisor);
+                }
+            }
+            let _ = self.inbox.bell().recv_timeout(CLOSE_POLL);
+        }
+        let handed = self.inbox.take(|m| matches!(m, Msg::HandOver { .. }));
+        handed
+            .into_iter()
+            .filter_map(|msg| match msg {
+                Msg::HandOver { spec, run } => Some((spec, run)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Reserves a place against `max_children`.

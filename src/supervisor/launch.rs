@@ -16,7 +16,8 @@ use crate::exit::ExitReason;
 use crate::pid::Pid;
 use crate::registry::registry;
 use crate::supervisor::address::{Address, SUPERVISORS};
-use crate::supervisor::engine::{Config, EndSlot, Engine, Mode};
+use crate::supervisor::config::{Config, EndSlot, Mode};
+use crate::supervisor::engine::Engine;
 use crate::supervisor::handle::SupervisorRef;
 use crate::supervisor::inbox::Inbox;
 

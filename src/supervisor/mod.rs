@@ -6,6 +6,7 @@
 mod address;
 mod answers;
 mod builder;
+pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod event;
 mod handle;
