@@ -11,7 +11,7 @@ use crate::child::spec::ChildSpec;
 use crate::child::spec::{check_name, check_period};
 use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
-use crate::supervisor::config::{Config, Mode, OnStart};
+use crate::supervisor::config::{Config, Mode, Observer, OnStart};
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
 use crate::supervisor::handover::CallerStart;
 use crate::supervisor::inbox::{ChildRef, Request};
@@ -28,6 +28,7 @@ pub struct DynamicSupervisorBuilder {
     period: Duration,
     auto_shutdown: AutoShutdown,
     sinks: Vec<Sender<Event>>,
+    observer: Option<Observer>,
     on_start: Option<OnStart>,
 }
 
@@ -40,6 +41,7 @@ impl fmt::Debug for DynamicSupervisorBuilder {
             .field("period", &self.period)
             .field("auto_shutdown", &self.auto_shutdown)
             .field("sinks", &self.sinks.len())
+            .field("on_event", &self.observer.is_some())
             .field("on_start", &self.on_start.is_some())
             .finish()
     }
@@ -54,6 +56,7 @@ impl Default for DynamicSupervisorBuilder {
             period: crate::supervisor::DEFAULT_PERIOD,
             auto_shutdown: AutoShutdown::Never,
             sinks: Vec::new(),
+            observer: None,
             on_start: None,
         }
     }
@@ -110,6 +113,40 @@ impl DynamicSupervisorBuilder {
         self
     }
 
+    /// Calls `f` with every [`Event`] of this supervisor, on the supervisor's own thread,
+    /// before any event sink or subscriber sees it (for counters and metrics), as
+    /// [`SupervisorBuilder::on_event`](crate::SupervisorBuilder::on_event) does: keep it
+    /// short; questions to this supervisor from `f` are answered, other requests fail
+    /// with [`SupervisorError::WouldDeadlock`](crate::SupervisorError::WouldDeadlock).
+    /// Setting it again replaces the previous one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use steadfast::{ChildSpec, DynamicSupervisor, Event};
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let counted = started.clone();
+    /// let sup = DynamicSupervisor::builder()
+    ///     .on_event(move |e| {
+    ///         if let Event::ChildStarted { .. } = e {
+    ///             counted.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .start()?;
+    /// sup.start_child(ChildSpec::task("job", |_ctx| Ok(())))?;
+    /// // The supervisor takes the child in (and reports it) on its own thread.
+    /// steadfast::wait::until(Duration::from_secs(10), || started.load(Ordering::Relaxed) == 1)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(f));
+        self
+    }
+
     fn config(&self, label: &str) -> Result<Arc<Config>, StartError> {
         check_period(self.period).map_err(StartError::InvalidSpec)?;
         if let Some(name) = &self.name {
@@ -125,7 +162,7 @@ impl DynamicSupervisorBuilder {
             auto_shutdown: self.auto_shutdown,
             children: Vec::new(),
             sinks: self.sinks.clone(),
-            observer: None,
+            observer: self.observer.clone(),
             on_start: self.on_start.clone(),
             named: |handle| Arc::new(DynamicSupervisorRef(handle)),
         }))
@@ -352,7 +389,7 @@ impl DynamicSupervisor {
     ///
     /// [`SupervisorError::IntensityExceeded`] if it had already given up on its own.
     pub fn shutdown(mut self) -> Result<(), SupervisorError> {
-        self.owned.stop_and_join(true)
+        self.owned.stop_and_join()
     }
 
     /// Blocks until the supervisor exits on its own (intensity exceeded; or significant
@@ -363,6 +400,6 @@ impl DynamicSupervisor {
     /// [`SupervisorError::IntensityExceeded`] when that is why it exited;
     /// [`SupervisorError::WouldDeadlock`] when called from a process of this tree.
     pub fn join(mut self) -> Result<(), SupervisorError> {
-        self.owned.stop_and_join(false)
+        self.owned.join()
     }
 }

@@ -88,14 +88,15 @@ fn count_children_counts_specs_active_supervisors_and_workers() {
         ))
         .start()
         .unwrap();
+    let counts: ChildCounts = sup.count_children().unwrap();
     assert_eq!(
-        sup.count_children().unwrap(),
-        ChildCounts {
-            specs: 3,
-            active: 3,
-            supervisors: 1,
-            workers: 2
-        }
+        (
+            counts.specs,
+            counts.active,
+            counts.supervisors,
+            counts.workers
+        ),
+        (3, 3, 1, 2)
     );
     sup.terminate_child("b").unwrap();
     assert_eq!(sup.count_children().unwrap().active, 2);

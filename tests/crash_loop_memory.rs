@@ -18,12 +18,9 @@ fn resident_mib() -> usize {
     pages * 4096 / (1 << 20)
 }
 
-/// The tests here read the process's resident memory: one at a time.
-static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
 #[test]
 fn unread_restart_notices_of_an_idle_supervisor_stay_bounded() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     const RESTARTS: usize = 10_000;
     const MESSAGE: usize = 256 * 1024;
     let count = Arc::new(AtomicUsize::new(0));
@@ -57,7 +54,7 @@ fn unread_restart_notices_of_an_idle_supervisor_stay_bounded() {
 
 #[test]
 fn the_supervisor_answers_while_a_child_crash_loops() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let stop_looping = Arc::new(AtomicBool::new(false));
     let s = stop_looping.clone();
     let looping = ChildSpec::worker("looping", move |ctx| {
@@ -94,7 +91,7 @@ fn the_supervisor_answers_while_a_child_crash_loops() {
 /// used to keep one entry per restart, for ever).
 #[test]
 fn a_supervisor_that_never_gives_up_stays_flat_under_a_crash_loop() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     const RESTARTS: usize = 500_000;
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();

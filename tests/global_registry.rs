@@ -4,16 +4,13 @@
 mod common;
 
 use common::*;
-use parking_lot::Mutex;
 use steadfast::{
     registry, DynamicSupervisor, DynamicSupervisorRef, Pid, Supervisor, SupervisorRef,
 };
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 #[test]
 fn named_supervisors_appear_and_vanish() {
-    let _s = SERIAL.lock();
+    let _s = serial();
     assert_eq!(registry().count(), 0, "fresh");
     let sup = Supervisor::builder()
         .name("app")
@@ -35,7 +32,7 @@ fn named_supervisors_appear_and_vanish() {
 
 #[test]
 fn any_value_can_be_registered_and_looked_up_by_type() {
-    let _s = SERIAL.lock();
+    let _s = serial();
     registry().register_value("answer", 42_u64).unwrap();
     registry()
         .register_value("greeting", String::from("hello"))
@@ -63,7 +60,7 @@ fn any_value_can_be_registered_and_looked_up_by_type() {
 #[test]
 fn typed_waits_return_the_typed_value_and_skip_other_types() {
     use std::time::Duration;
-    let _s = SERIAL.lock();
+    let _s = serial();
     let name = "global_registry::typed-wait";
     // Registered from another thread meanwhile: the wait sees it.
     let registrar = std::thread::spawn(move || Supervisor::builder().name(name).start().unwrap());

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -485,10 +484,7 @@ fn abort_scenario() {
 #[test]
 fn a_panic_in_drop_during_unwinding_aborts_the_process() {
     use std::os::unix::process::ExitStatusExt;
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "abort_scenario", "--nocapture"])
-        .env(ABORT_SCENARIO, "1")
-        .env_remove("RUST_BACKTRACE")
+    let out = scenario("abort_scenario", ABORT_SCENARIO, "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -4,7 +4,7 @@
 //! process-global, so each case runs in a subprocess of this binary and the test counts
 //! what reached its stderr.
 
-use std::process::Command;
+mod common;
 use std::time::Duration;
 
 use steadfast::{ChildSpec, Restart, Supervisor};
@@ -66,10 +66,7 @@ fn scenario() {
 
 /// Runs a scenario; returns its stderr.
 fn run(which: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "scenario", "--nocapture"])
-        .env(SCENARIO, which)
-        .env_remove("RUST_BACKTRACE")
+    let out = common::scenario("scenario", SCENARIO, which)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

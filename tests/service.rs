@@ -84,19 +84,11 @@ impl Running {
         let _ = std::fs::remove_file(&path);
         let notify = UnixDatagram::bind(&path).unwrap();
         notify.set_read_timeout(Some(DEADLINE)).unwrap();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "scenario",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(SCENARIO, which)
+        let child = common::scenario("scenario", SCENARIO, which)
+            .arg("--test-threads=1")
             .env("NOTIFY_SOCKET", &path)
             .env("WATCHDOG_USEC", "100000")
             .env_remove("WATCHDOG_PID")
-            .env_remove("RUST_BACKTRACE")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -11,15 +11,12 @@ use std::time::Duration;
 
 use common::*;
 use crossbeam_channel::{unbounded, Sender};
-use parking_lot::Mutex;
 use steadfast::session::{NewSession, SessionError, SessionManager};
 use steadfast::{ChildSpec, Pid, Registry};
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 #[test]
 fn a_failed_start_leaves_no_thread_behind() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let m = SessionManager::builder()
         .children(|_| {
             vec![
@@ -41,7 +38,7 @@ fn a_failed_start_leaves_no_thread_behind() {
 
 #[test]
 fn concurrent_create_and_terminate_respect_every_limit() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     const THREADS: usize = 8;
     const PAIRS: usize = 500;
     const LIMIT: usize = 16;
@@ -114,7 +111,7 @@ fn concurrent_create_and_terminate_respect_every_limit() {
 
 #[test]
 fn sessions_under_load_with_random_crashes_leave_nothing_behind() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     steadfast::route_panics_to_log();
     const THREADS: usize = 6;
     const SESSIONS: usize = 300;

@@ -20,8 +20,6 @@ use steadfast::{
     Restart, SpawnError, StartError, Supervisor, SupervisorError,
 };
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// `n` scaled by `STEADFAST_STRESS_SCALE` percent, at least 1.
 fn scaled(n: usize) -> usize {
     let pct: usize = std::env::var("STEADFAST_STRESS_SCALE")
@@ -108,7 +106,7 @@ fn quiet() {
 
 #[test]
 fn a_crash_storm_is_seen_exactly_once_per_crash() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     quiet();
     let base = Baseline::take();
     let children = 100;
@@ -204,7 +202,7 @@ fn panicked_exits(events: &[Event]) -> usize {
 
 #[test]
 fn an_intensity_trip_mid_storm_stops_the_inner_tree_and_escalates() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     quiet();
     let base = Baseline::take();
     const WORKERS: usize = 20;
@@ -314,7 +312,7 @@ fn an_intensity_trip_mid_storm_stops_the_inner_tree_and_escalates() {
 
 #[test]
 fn churn_of_dynamic_children_with_concurrent_listing() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let base = Baseline::take();
     let per_thread = scaled(5_000);
     let pool = DynamicSupervisor::builder().start().unwrap();
@@ -370,7 +368,7 @@ fn churn_of_dynamic_children_with_concurrent_listing() {
 
 #[test]
 fn a_full_thread_cap_refuses_starts_and_recovers() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let base = Baseline::take();
     let room = scaled(1_000);
     let default = steadfast::max_threads();
@@ -438,7 +436,7 @@ struct Proc {
 
 #[test]
 fn registry_under_random_concurrent_use_matches_a_model() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let base = Baseline::take();
     const DRIVERS: u64 = 8;
     const KEYS: u32 = 24;
@@ -560,7 +558,7 @@ fn registry_under_random_concurrent_use_matches_a_model() {
 
 #[test]
 fn starts_racing_a_shutdown_either_fail_or_are_stopped_by_it() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let base = Baseline::take();
     for round in 0..scaled(20) {
         let pool = DynamicSupervisor::builder().start().unwrap();
@@ -617,7 +615,7 @@ fn ready_kind(kind: usize) -> ChildSpec {
 fn readiness_starts_racing_a_shutdown_are_handed_over_or_stopped() {
     // Callers await readiness themselves; a shutdown that comes meanwhile must wait for
     // them to stop what they started, and none of it may outlive the shutdown.
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let base = Baseline::take();
     for round in 0..scaled(20) {
         let pool = DynamicSupervisor::builder().start().unwrap();

@@ -4,15 +4,11 @@
 mod common;
 
 use common::*;
-use parking_lot::Mutex;
 use steadfast::{DynamicSupervisor, SpawnError, StartError, Supervisor, SupervisorError};
-
-/// The cap is process-wide: serialize the tests that change it.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
 fn starts_beyond_the_cap_fail_and_succeed_again_after_room_is_made() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let default = steadfast::max_threads();
     assert!(
         default >= 64,
@@ -50,7 +46,7 @@ fn starts_beyond_the_cap_fail_and_succeed_again_after_room_is_made() {
 
 #[test]
 fn a_cap_of_zero_refuses_every_start() {
-    let _serial = SERIAL.lock();
+    let _serial = serial();
     let default = steadfast::max_threads();
     steadfast::set_max_threads(0);
     let err = Supervisor::builder().child(idle("a")).start().unwrap_err();
@@ -109,12 +105,7 @@ fn fill_scenario() {
 }
 
 fn run_fill(mode: &str) -> std::process::Output {
-    std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "fill_scenario", "--nocapture"])
-        .env(SCENARIO, mode)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap()
+    scenario("fill_scenario", SCENARIO, mode).output().unwrap()
 }
 
 #[test]

@@ -103,6 +103,7 @@ pub enum SessionStatus {
 
 /// What the manager knows of one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// Its id.
     pub id: SessionId,

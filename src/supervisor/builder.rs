@@ -372,7 +372,7 @@ impl Supervisor {
     /// [`SupervisorError::IntensityExceeded`] if the supervisor had already given up on its
     /// own; [`SupervisorError::Panicked`] for a bug in steadfast's own loop.
     pub fn shutdown(mut self) -> Result<(), SupervisorError> {
-        self.owned.stop_and_join(true)
+        self.owned.stop_and_join()
     }
 
     /// Blocks until the supervisor exits on its own — when its restart intensity is
@@ -386,6 +386,6 @@ impl Supervisor {
     /// [`SupervisorError::WouldDeadlock`] when called from a process of this tree (the
     /// handle is consumed all the same, so the tree then stops, as on drop).
     pub fn join(mut self) -> Result<(), SupervisorError> {
-        self.owned.stop_and_join(false)
+        self.owned.join()
     }
 }

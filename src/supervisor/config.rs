@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use crate::child::spec::ChildSpec;
 use crate::error::{StartError, SupervisorError};
 use crate::supervisor::address::Address;
-use crate::supervisor::answers::Observer;
+pub(crate) use crate::supervisor::answers::Observer;
 use crate::supervisor::event::Event;
 use crate::supervisor::handle::SupervisorRef;
 use crate::supervisor::strategy::{AutoShutdown, Strategy};

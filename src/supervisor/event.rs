@@ -27,6 +27,7 @@ pub enum ChildStatus {
 
 /// One row of [`which_children`](crate::SupervisorRef::which_children).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChildInfo {
     /// The child's id (for a dynamic supervisor's children, the spec's id, not unique).
     pub id: Arc<str>,
@@ -51,6 +52,7 @@ pub struct ChildInfo {
 
 /// The answer of [`count_children`](crate::SupervisorRef::count_children), as OTP's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ChildCounts {
     /// Child specs held (running or not).
     pub specs: usize,

@@ -252,27 +252,37 @@ pub(crate) struct Owned {
 }
 
 impl Owned {
-    /// Waits for the supervisor process to exit (raising its stop signal first if `stop`)
-    /// and joins its thread.
+    /// Raises the supervisor's stop, waits for it to exit and joins its thread.
     ///
     /// A process of the tree itself cannot wait for the tree's end (it would wait for
-    /// itself): from there, a stop is only raised — the tree then stops the caller like
-    /// any other child once it returns — and a plain join is refused with `WouldDeadlock`.
-    pub(crate) fn stop_and_join(&mut self, stop: bool) -> Result<(), SupervisorError> {
+    /// itself): from there the stop is only raised, and the tree then stops the caller
+    /// like any other child once it returns.
+    pub(crate) fn stop_and_join(&mut self) -> Result<(), SupervisorError> {
         let Some(run) = self.run.take() else {
             return Ok(());
         };
-        if Pid::current_if_any().is_some_and(|me| crate::pid::is_within(me, run.pid)) {
-            if !stop {
-                self.run = Some(run);
-                return Err(SupervisorError::WouldDeadlock);
-            }
-            run.stop.raise();
+        run.stop.raise();
+        if from_inside(&run) {
             return Ok(());
         }
-        if stop {
-            run.stop.raise();
+        self.wait(run)
+    }
+
+    /// Waits for the supervisor to exit on its own and joins its thread; refused with
+    /// `WouldDeadlock` from a process of the tree itself (the handle stays).
+    pub(crate) fn join(&mut self) -> Result<(), SupervisorError> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        if from_inside(&run) {
+            self.run = Some(run);
+            return Err(SupervisorError::WouldDeadlock);
         }
+        self.wait(run)
+    }
+
+    /// Waits for the supervisor's exit, joins its thread, and says how it ended.
+    fn wait(&mut self, run: Spawned) -> Result<(), SupervisorError> {
         let reason = match &run.done {
             Some(done) => done.recv().unwrap_or(ExitReason::Killed),
             None => ExitReason::Killed,
@@ -288,8 +298,13 @@ impl Owned {
     }
 }
 
+/// Whether the calling process is within the tree of supervisor `run`.
+fn from_inside(run: &Spawned) -> bool {
+    Pid::current_if_any().is_some_and(|me| crate::pid::is_within(me, run.pid))
+}
+
 impl Drop for Owned {
     fn drop(&mut self) {
-        let _ = self.stop_and_join(true);
+        let _ = self.stop_and_join();
     }
 }

@@ -120,3 +120,21 @@ pub fn pids(children: Vec<ChildInfo>) -> Vec<Pid> {
         .map(|c| c.pid.expect("a running child"))
         .collect()
 }
+
+/// Serializes the tests of one binary that share process-wide state (the global
+/// registry, the thread cap, the process's memory): each holds the guard while it runs.
+pub fn serial() -> parking_lot::MutexGuard<'static, ()> {
+    static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    SERIAL.lock()
+}
+
+/// This test binary run again in a subprocess, to run only the ignored test `test` with
+/// `var` set to `value`: for scenarios checked from outside (an abort, a signal, what
+/// reaches stderr, the exit status). `RUST_BACKTRACE` is unset there.
+pub fn scenario(test: &str, var: &str, value: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", test, "--nocapture"])
+        .env(var, value)
+        .env_remove("RUST_BACKTRACE");
+    cmd
+}
