@@ -119,7 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let id =
             manager.create_session(NewSession::new(name, project).with_metadata("user", "ann"))?;
-        let info = manager.get_session_info(id)?;
+        let info = manager.session_info(id)?;
         println!(
             "    {name:<9} {id} on {} ({:?}, supervisor {})",
             info.project_path.display(),
@@ -148,13 +148,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "    refactor's agent crashed and came back: {} -> {} (restarts so far: {})",
         agent,
         get_agent(&manager, ids[0])?,
-        manager.get_session_info(ids[0])?.restart_count
+        manager.session_info(ids[0])?.restart_count
     );
     send(ids[0], Prompt::Work("extract a module"));
     println!("    {}", done.recv_timeout(Duration::from_secs(10))?);
 
     println!("\n== triage crashes three times: past its intensity (2 in 30 s), it ends");
-    let exit = monitor(manager.get_session_pid(ids[2])?);
+    let exit = monitor(manager.session_pid(ids[2])?);
     for _ in 0..3 {
         send(ids[2], Prompt::Garbage);
     }
@@ -164,10 +164,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "    already gone from every table: info {:?}, running {}",
-        manager
-            .get_session_info(ids[2])
-            .err()
-            .map(|e| e.to_string()),
+        manager.session_info(ids[2]).err().map(|e| e.to_string()),
         manager.session_running(ids[2])
     );
 

@@ -140,7 +140,10 @@ fn child_spec_reads_a_spec_back_by_id_or_pid() {
         .start()
         .unwrap();
     let spec = sup.child_spec("a").unwrap();
-    assert_eq!((spec.id(), spec.restart_type()), ("a", Restart::Transient));
+    assert_eq!(
+        (spec.id(), spec.restart_setting()),
+        ("a", Restart::Transient)
+    );
     sup.terminate_child("a").unwrap();
     assert_eq!(sup.child_spec("a").unwrap().id(), "a", "kept while stopped");
     assert!(matches!(

@@ -57,12 +57,12 @@ fn create_starts_a_tree_and_terminate_removes_every_trace() {
     let id = m
         .create_session(new("one", "p1").with_metadata("owner", "ann"))
         .unwrap();
-    let info = m.get_session_info(id).unwrap();
+    let info = m.session_info(id).unwrap();
     assert_eq!(info.status, SessionStatus::Active);
     assert_eq!(info.name, "one");
     assert_eq!(info.metadata["owner"], "ann");
     assert_eq!(info.restart_count, 0);
-    let pid = m.get_session_pid(id).unwrap();
+    let pid = m.session_pid(id).unwrap();
     assert_eq!(info.pid, Some(pid));
     assert!(m.session_running(id));
     assert_eq!(sup.count_children().unwrap().active, 1);
@@ -75,7 +75,7 @@ fn create_starts_a_tree_and_terminate_removes_every_trace() {
     m.terminate_session(id).unwrap();
     assert!(!pid.is_alive() && !agent.is_alive());
     assert!(!m.session_running(id));
-    assert!(matches!(m.get_session_info(id), Err(SessionError::NotFound(x)) if x == id));
+    assert!(matches!(m.session_info(id), Err(SessionError::NotFound(x)) if x == id));
     assert_eq!(sup.count_children().unwrap().active, 0);
     assert_eq!(m.count(), 0);
     // The project is free again.
@@ -129,14 +129,8 @@ fn unknown_ids_are_not_found() {
         m.terminate_session(id),
         Err(SessionError::NotFound(_))
     ));
-    assert!(matches!(
-        m.get_session_info(id),
-        Err(SessionError::NotFound(_))
-    ));
-    assert!(matches!(
-        m.get_session_pid(id),
-        Err(SessionError::NotFound(_))
-    ));
+    assert!(matches!(m.session_info(id), Err(SessionError::NotFound(_))));
+    assert!(matches!(m.session_pid(id), Err(SessionError::NotFound(_))));
     assert!(matches!(
         m.session_supervisor(id),
         Err(SessionError::NotFound(_))
@@ -194,14 +188,11 @@ fn a_crashing_agent_restarts_its_session_tree_and_is_counted() {
     assert_ne!(m.session_child(id, "agent").unwrap(), agent0);
     assert_ne!(m.session_child(id, "state").unwrap(), state0);
     // One crash, one restart of the session: not one per child the group took along.
-    assert_eq!(m.get_session_info(id).unwrap().restart_count, 1);
+    assert_eq!(m.session_info(id).unwrap().restart_count, 1);
     agents.lock()[&id].send(Cmd::Fail("again")).unwrap();
     briefs_through(&events, "restarted state");
-    assert_eq!(m.get_session_info(id).unwrap().restart_count, 2);
-    assert_eq!(
-        m.get_session_info(id).unwrap().status,
-        SessionStatus::Active
-    );
+    assert_eq!(m.session_info(id).unwrap().restart_count, 2);
+    assert_eq!(m.session_info(id).unwrap().status, SessionStatus::Active);
 }
 
 #[test]
@@ -209,7 +200,7 @@ fn a_session_dying_past_its_intensity_is_gone_before_its_exit_is_observed() {
     let (m, agents) = manager(4);
     let id = m.create_session(new("doomed", "doomed")).unwrap();
     let other = m.create_session(new("fine", "fine")).unwrap();
-    let exit = monitor(m.get_session_pid(id).unwrap());
+    let exit = monitor(m.session_pid(id).unwrap());
     let tx = agents.lock()[&id].clone();
     for _ in 0..3 {
         tx.send(Cmd::Panic("again")).unwrap();
@@ -219,10 +210,7 @@ fn a_session_dying_past_its_intensity_is_gone_before_its_exit_is_observed() {
         steadfast::ExitReason::Shutdown
     );
     // Observed the exit: every table is already clean.
-    assert!(matches!(
-        m.get_session_info(id),
-        Err(SessionError::NotFound(_))
-    ));
+    assert!(matches!(m.session_info(id), Err(SessionError::NotFound(_))));
     assert!(!m.session_running(id));
     assert_eq!(m.count(), 1);
     // The manager keeps serving, and the project is free.
@@ -242,7 +230,7 @@ fn a_session_that_died_frees_its_place_at_once_at_the_limit() {
     let (m, agents) = manager(1);
     for i in 0..20 {
         let id = m.create_session(new(&format!("s{i}"), "limit")).unwrap();
-        let exit = monitor(m.get_session_pid(id).unwrap());
+        let exit = monitor(m.session_pid(id).unwrap());
         let tx = agents.lock()[&id].clone();
         for _ in 0..3 {
             tx.send(Cmd::Panic("past intensity")).unwrap();
@@ -345,7 +333,7 @@ fn a_named_manager_is_found_and_shutdown_ends_every_session() {
         .unwrap();
     let found = SessionManager::whereis("sessions::named").unwrap();
     let id = found.create_session(new("a", "p")).unwrap();
-    let pid = m.get_session_pid(id).unwrap();
+    let pid = m.session_pid(id).unwrap();
     m.shutdown();
     assert!(!pid.is_alive());
     assert_eq!(m.count(), 0);
@@ -417,13 +405,13 @@ fn a_failed_start_does_not_remove_a_live_session_that_reused_its_id() {
         std::thread::spawn(move || m2.create_session(NewSession::new("a", "/p/a").with_id(id)));
     held.recv_timeout(DEADLINE).unwrap();
     // The failed session's process has exited: its record is gone.
-    steadfast::wait::until(DEADLINE, || m.get_session_info(id).is_err()).unwrap();
+    steadfast::wait::until(DEADLINE, || m.session_info(id).is_err()).unwrap();
     m.create_session(NewSession::new("b", "/p/b").with_id(id))
         .expect("the id is free again");
     gate_tx.send(()).unwrap();
     assert!(first.join().unwrap().is_err());
     let info = m
-        .get_session_info(id)
+        .session_info(id)
         .expect("the live session keeps its record");
     assert_eq!(info.name, "b");
     assert_eq!(m.count(), 1);
@@ -476,4 +464,14 @@ fn concurrent_shutdowns_each_return_after_the_sessions_stopped() {
     first.join().unwrap();
     second.join().unwrap();
     assert!(!slow.is_alive());
+}
+
+/// The design contract's names still answer, as the session_* accessors do.
+#[test]
+#[allow(deprecated)]
+fn the_contract_names_answer_as_the_session_accessors() {
+    let (m, _) = manager(2);
+    let id = m.create_session(new("named", "contract")).unwrap();
+    assert_eq!(m.get_session_info(id).unwrap(), m.session_info(id).unwrap());
+    assert_eq!(m.get_session_pid(id).unwrap(), m.session_pid(id).unwrap());
 }

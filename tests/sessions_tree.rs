@@ -88,7 +88,7 @@ fn a_manager_under_a_root_supervisor_is_found_again_after_a_restart() {
     assert!(manager.list_sessions().is_empty());
     for id in [a, b] {
         assert!(matches!(
-            manager.get_session_info(id),
+            manager.session_info(id),
             Err(SessionError::NotFound(_))
         ));
         assert!(!manager.session_running(id));

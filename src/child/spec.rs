@@ -375,6 +375,13 @@ impl ChildSpec {
     }
 
     /// The child's restart type.
+    pub fn restart_setting(&self) -> Restart {
+        self.restart
+    }
+
+    /// The child's restart type (the former name of
+    /// [`restart_setting`](ChildSpec::restart_setting)).
+    #[deprecated(since = "0.1.0", note = "use `restart_setting`, as `shutdown_setting`")]
     pub fn restart_type(&self) -> Restart {
         self.restart
     }

@@ -432,7 +432,7 @@ impl SessionManager {
     /// tree has not started running yet); [`SessionError::Supervisor`] if the manager was
     /// shut down.
     pub fn terminate_session(&self, id: SessionId) -> Result<(), SessionError> {
-        let pid = self.get_session_pid(id)?;
+        let pid = self.session_pid(id)?;
         match self.inner.sup().terminate_child(pid) {
             Ok(()) => Ok(()),
             Err(SupervisorError::NotFound) => Err(SessionError::NotFound(id)),
@@ -453,7 +453,7 @@ impl SessionManager {
     /// # Errors
     ///
     /// [`SessionError::NotFound`].
-    pub fn get_session_info(&self, id: SessionId) -> Result<SessionInfo, SessionError> {
+    pub fn session_info(&self, id: SessionId) -> Result<SessionInfo, SessionError> {
         let state = self.inner.table.state.lock();
         state
             .sessions
@@ -467,13 +467,39 @@ impl SessionManager {
     /// # Errors
     ///
     /// [`SessionError::NotFound`] (also while its tree has not started running).
-    pub fn get_session_pid(&self, id: SessionId) -> Result<Pid, SessionError> {
+    pub fn session_pid(&self, id: SessionId) -> Result<Pid, SessionError> {
         let state = self.inner.table.state.lock();
         state
             .sessions
             .get(&id)
             .and_then(|r| r.info.pid)
             .ok_or(SessionError::NotFound(id))
+    }
+
+    /// The design contract's name for [`session_info`](SessionManager::session_info).
+    ///
+    /// # Errors
+    ///
+    /// As `session_info`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `session_info`, named as the other session_* accessors"
+    )]
+    pub fn get_session_info(&self, id: SessionId) -> Result<SessionInfo, SessionError> {
+        self.session_info(id)
+    }
+
+    /// The design contract's name for [`session_pid`](SessionManager::session_pid).
+    ///
+    /// # Errors
+    ///
+    /// As `session_pid`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `session_pid`, named as the other session_* accessors"
+    )]
+    pub fn get_session_pid(&self, id: SessionId) -> Result<Pid, SessionError> {
+        self.session_pid(id)
     }
 
     /// Whether the session's tree is running.

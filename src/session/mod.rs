@@ -36,7 +36,7 @@
 //!     })
 //!     .start()?;
 //! let id = manager.create_session(NewSession::new("refactor", "/work/project-a"))?;
-//! assert_eq!(manager.get_session_info(id)?.status, SessionStatus::Active);
+//! assert_eq!(manager.session_info(id)?.status, SessionStatus::Active);
 //! let agent = manager.session_child(id, "agent")?;
 //! assert!(agent.is_alive());
 //! manager.terminate_session(id)?;
