@@ -92,7 +92,7 @@ struct Shared {
     /// read the restart notice.
     current: AtomicU64,
     /// Whether its supervisor has it in its table. A child handed over by the caller
-    /// that started it (see `SpawnArgs::handed_over`) is not, until the supervisor reads
+    /// that started it (see `Spawned::handed_over`) is not, until the supervisor reads
     /// the hand-over; until then it leaves restarts to the supervisor.
     in_table: AtomicBool,
     /// Whether the hand-over of a child started by a caller has been sent. The thread
@@ -172,7 +172,7 @@ impl Shared {
     }
 
     /// Raises the stop signal handed on to this thread, if any, once its exit is
-    /// complete (the ordered stop: see the supervisor's `hand_on`).
+    /// complete (the ordered stop: see `supervisor::stop::relay`).
     fn stop_next(&self) {
         let next = self.next_stop.lock().take();
         if let Some(next) = next {
@@ -512,7 +512,7 @@ impl Spawned {
     }
 
     /// Has this process raise `next`'s stop signal as soon as its exit is complete (the
-    /// ordered stop, explained at the supervisor's `hand_on`).
+    /// ordered stop, explained at `supervisor::stop::relay`).
     pub(crate) fn stop_next_on_exit(&self, next: NextStop) {
         *self.shared.next_stop.lock() = Some(next);
     }
