@@ -234,6 +234,21 @@ impl SpawnArgs {
         }
     }
 
+    /// A top-level supervisor's thread, named `label`: nobody to notify, and waiting to
+    /// be handed its first incarnation (its start runs on the thread that spawns it).
+    pub(crate) fn top_level(label: &str, body: Body) -> SpawnArgs {
+        SpawnArgs {
+            id: Arc::from(label),
+            thread_name: label.to_owned(),
+            body,
+            stack_size: None,
+            wants_ready: false,
+            history: History::default(),
+            launch: Launch::TopLevel,
+            deferred: true,
+        }
+    }
+
     /// The same thread, waiting to be handed its first incarnation (see `deferred`);
     /// its start runs on the spawning thread, which learns the outcome itself.
     pub(crate) fn deferred(mut self) -> SpawnArgs {

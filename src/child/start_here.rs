@@ -55,24 +55,18 @@ pub(crate) fn start_here(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::child::context::{Context, History};
-    use crate::child::runner::{spawn, Launch, SpawnArgs, Spawned};
+    use crate::child::context::Context;
+    use crate::child::runner::{spawn, SpawnArgs, Spawned};
     use crossbeam_channel::bounded;
     use std::sync::Arc;
     use std::thread;
     use std::time::Duration;
 
     fn deferred() -> Spawned {
-        spawn(SpawnArgs {
-            id: Arc::from("deferred"),
-            thread_name: "deferred".into(),
-            body: Arc::new(|_: &Context| ExitReason::Normal),
-            stack_size: None,
-            wants_ready: false,
-            history: History::default(),
-            launch: Launch::TopLevel,
-            deferred: true,
-        })
+        spawn(SpawnArgs::top_level(
+            "deferred",
+            Arc::new(|_: &Context| ExitReason::Normal),
+        ))
         .unwrap()
     }
 

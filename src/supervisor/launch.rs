@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::child::context::{Context, History, ReadyMsg};
-use crate::child::runner::{self, Launch, SpawnArgs, Spawned};
+use crate::child::context::{Context, ReadyMsg};
+use crate::child::runner::{self, SpawnArgs, Spawned};
 use crate::child::spec::{Body, ChildSpec, Serve, StartHere};
 use crate::child::start_here;
 use crate::error::{RegistryError, StartError, SupervisorError};
@@ -46,20 +46,11 @@ pub(crate) fn start_top(
             Some(slot.clone()),
         )
     });
-    let run = runner::spawn(SpawnArgs {
-        id: Arc::from(label.as_str()),
-        thread_name: label.clone(),
-        body,
-        stack_size: None,
-        wants_ready: false,
-        history: History::default(),
-        launch: Launch::TopLevel,
-        deferred: true,
-    })
-    .map_err(|source| StartError::Spawn {
-        id: label.clone(),
-        source,
-    })?;
+    let run =
+        runner::spawn(SpawnArgs::top_level(&label, body)).map_err(|source| StartError::Spawn {
+            id: label.clone(),
+            source,
+        })?;
     let started = start_here::start_here(&label, run.pid, || {
         let engine = start_supervisor(
             start_cfg,
