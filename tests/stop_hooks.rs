@@ -219,10 +219,12 @@ fn hooks_raced_against_the_stop_run_exactly_once() {
 #[test]
 fn a_stop_hook_calling_its_own_supervisor_is_answered_not_deadlocked() {
     let (said_tx, said) = unbounded();
-    let me: Arc<Mutex<Option<steadfast::SupervisorRef>>> = Arc::default();
-    let mine = me.clone();
+    let (handle_tx, handle_rx) = unbounded::<steadfast::SupervisorRef>();
+    let (hooked_tx, hooked) = unbounded::<()>();
     let spec = ChildSpec::worker("c", move |ctx| {
-        let (sup, said_tx) = (mine.lock().unwrap().clone().unwrap(), said_tx.clone());
+        // Its own supervisor's handle, from the test (a restart would wait again).
+        let sup = ctx.recv(&handle_rx)?;
+        let said_tx = said_tx.clone();
         ctx.on_stop(move || {
             let counted = sup.count_children().map(|c| c.specs);
             let listed = sup.which_children().map(|c| c.len());
@@ -231,15 +233,16 @@ fn a_stop_hook_calling_its_own_supervisor_is_answered_not_deadlocked() {
             let restarted = sup.restart_child("c").map(|_| ());
             let _ = said_tx.send((counted, listed, spec, events, restarted));
         });
+        hooked_tx.send(())?;
         let _ = ctx.stop_signal().recv();
         Ok(())
     });
     for round in 0..2 {
         let sup = Supervisor::builder().child(spec.clone()).start().unwrap();
-        *me.lock().unwrap() = Some(sup.handle());
-        // Wait for the child to have registered its hook: it runs once `c` has
-        // started, and `c` registers before it blocks (a hook added after the
-        // stop runs at once on the adding thread, which is fine too).
+        handle_tx.send(sup.handle()).unwrap();
+        hooked.recv_timeout(DEADLINE).unwrap();
+        // terminate_child (round 0) and the owner's drop (round 1) both raise the stop
+        // on the supervisor's thread, where the hook then runs.
         let (tx, rx) = bounded(1);
         let sup_ref = sup.handle();
         thread::spawn(move || {
