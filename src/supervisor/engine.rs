@@ -608,14 +608,7 @@ impl Engine {
             self.close_handover();
             let stopping = self.table.take_all_running();
             for settled in stop::stop_all_at_once(&around!(self), stopping) {
-                let Settled {
-                    id,
-                    pid,
-                    reason,
-                    thread,
-                } = settled;
-                self.joins.settled(thread);
-                self.emit(Event::ChildExited { id, pid, reason });
+                self.report_stopped(settled);
             }
         } else {
             self.stop_all();
@@ -642,18 +635,24 @@ impl Engine {
             self.table.record_exit(seq, &settled.reason);
             // Its place is free before its exit is reported.
             self.table.forget_if_done(seq);
-            let Settled {
-                id,
-                pid,
-                reason,
-                thread,
-            } = settled;
-            let kept = self.joins.settled(thread);
-            self.emit(Event::ChildExited { id, pid, reason });
-            kept
+            self.report_stopped(settled)
         });
         // Not running (waiting to restart): it leaves if it has no place left.
         self.table.forget_if_done(seq);
+        kept
+    }
+
+    /// Takes what a stop settled on (its thread, see `Joins::settled`) and reports the
+    /// exit; returns the thread if it is kept for a restart.
+    fn report_stopped(&mut self, settled: Settled) -> Option<Spawned> {
+        let Settled {
+            id,
+            pid,
+            reason,
+            thread,
+        } = settled;
+        let kept = self.joins.settled(thread);
+        self.emit(Event::ChildExited { id, pid, reason });
         kept
     }
 }
