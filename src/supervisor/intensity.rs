@@ -195,41 +195,55 @@ mod tests {
         assert!(!i.add_restart(t + 5 * S));
     }
 
-    mod model {
-        use super::*;
-        use proptest::prelude::*;
+    /// A small seeded generator (splitmix64), so that the model check below is random
+    /// yet reproducible without a property-testing crate in the library's dev-dependencies
+    /// (examples build them; the public model test lives in `model-tests/`).
+    struct Rng(u64);
 
-        proptest! {
-            /// Against OTP's `add_restart`: a restart at `now` is within the intensity when
-            /// at most `max` restarts (itself included) happened at times `t` with
-            /// `now - t <= period`. Times are synthetic offsets from one `Instant`.
-            #[test]
-            fn add_restart_matches_otp(
-                max in 0u32..5,
-                period_ms in 1u64..50,
-                gaps in prop::collection::vec(0u64..30, 1..40),
-                tries in prop::collection::vec(any::<bool>(), 40),
-            ) {
-                let origin = Instant::now();
-                let period = Duration::from_millis(period_ms);
-                let mut window = Intensity::new(max, period);
-                let mut recorded: Vec<u64> = Vec::new();
-                let mut at = 0u64;
-                for (gap, try_first) in gaps.into_iter().zip(tries) {
-                    at += gap;
-                    let now = origin + Duration::from_millis(at);
-                    let recent = recorded.iter().filter(|&&t| at - t <= period_ms).count();
-                    if try_first {
-                        // The fast path: record only if it stays within.
-                        let fits = recent < max as usize;
-                        prop_assert_eq!(window.try_add_restart(now), fits);
-                        if fits {
-                            recorded.push(at);
-                        }
-                    } else {
-                        prop_assert_eq!(window.add_restart(now), recent < max as usize);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Against OTP's `add_restart`: a restart at `now` is within the intensity when at
+    /// most `max` restarts (itself included) happened at times `t` with
+    /// `now - t <= period`. Times are synthetic offsets from one `Instant`; 2,000 random
+    /// cases, each named by its seed when it fails.
+    #[test]
+    fn add_restart_matches_otp() {
+        for seed in 0..2_000u64 {
+            let mut rng = Rng(seed);
+            let max = rng.below(5) as u32;
+            let period_ms = 1 + rng.below(49);
+            let steps = 1 + rng.below(39);
+            let origin = Instant::now();
+            let mut window = Intensity::new(max, Duration::from_millis(period_ms));
+            let mut recorded: Vec<u64> = Vec::new();
+            let mut at = 0u64;
+            for step in 0..steps {
+                at += rng.below(30);
+                let now = origin + Duration::from_millis(at);
+                let recent = recorded.iter().filter(|&&t| at - t <= period_ms).count();
+                let case = format!("seed {seed}, step {step}: max {max}, period {period_ms} ms");
+                if rng.below(2) == 0 {
+                    // The fast path: record only if it stays within.
+                    let fits = recent < max as usize;
+                    assert_eq!(window.try_add_restart(now), fits, "{case}");
+                    if fits {
                         recorded.push(at);
                     }
+                } else {
+                    assert_eq!(window.add_restart(now), recent < max as usize, "{case}");
+                    recorded.push(at);
                 }
             }
         }

@@ -7,6 +7,7 @@
 //! the window never slides during a case; the sliding itself is tested on `Intensity`
 //! with synthetic time, in the crate.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
