@@ -90,12 +90,15 @@ fn answer(app: &SupervisorRef, stream: TcpStream) -> std::io::Result<()> {
         },
         _ => ("404 Not Found", "try /livez, /readyz or /tree\n".to_owned()),
     };
-    let mut stream = stream;
-    write!(
-        stream,
+    // One write for the whole response: `write!` on a raw socket writes each piece of
+    // the format separately, and a client then waits on Nagle's algorithm and delayed
+    // ACKs between them.
+    let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
+    );
+    let mut stream = stream;
+    stream.write_all(response.as_bytes())
 }
 
 #[allow(dead_code)] // tests/service.rs includes this file for `start`
