@@ -51,6 +51,7 @@
 //! and [`Pool::is_alive`] is `false`. Nothing is lost: `shutdown` hands back what was
 //! queued or in a worker's slot.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -162,6 +163,59 @@ impl<J> SubmitError<J> {
     }
 }
 
+thread_local! {
+    /// The attempt the job running on this thread is at (0: no job runs here).
+    static ATTEMPT: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks the attempt of the job about to run on this thread, until dropped.
+struct Attempt(u32);
+
+impl Attempt {
+    fn enter(attempt: u32) -> Attempt {
+        Attempt(ATTEMPT.with(|a| a.replace(attempt)))
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        ATTEMPT.with(|a| a.set(self.0));
+    }
+}
+
+/// Which attempt at its job the pool job running on this thread is: `Some(1)` on the
+/// first try, `Some(2)` on the first retry (after an `Err`, a panic or its worker's
+/// crash), and so on up to `max_attempts`; `None` when called outside a pool job. As
+/// rayon's `current_thread_index`, it reads the calling thread, so a job need not count
+/// its own tries to log or change course on a retry.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::pool::{current_attempt, Pool};
+///
+/// let (tries, seen) = steadfast::channel::unbounded();
+/// let pool = Pool::builder(1, move |_: &(), _ctx| {
+///     let attempt = current_attempt().expect("inside a job");
+///     tries.send(attempt)?;
+///     if attempt < 3 {
+///         return Err(format!("attempt {attempt} failed").into());
+///     }
+///     Ok(())
+/// })
+/// .max_attempts(3)
+/// .start()?;
+/// pool.submit(())?;
+/// pool.drain(Duration::from_secs(10))?;
+/// assert_eq!(seen.try_iter().collect::<Vec<_>>(), [1, 2, 3]);
+/// assert_eq!(current_attempt(), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn current_attempt() -> Option<u32> {
+    Some(ATTEMPT.with(Cell::get)).filter(|&a| a > 0)
+}
+
 /// The most a pool's queue may take: it is allocated whole, up front.
 const MAX_QUEUE_BYTES: usize = 1 << 30;
 
@@ -231,7 +285,10 @@ impl<J: Send + 'static> Shared<J> {
     fn run(&self, ctx: &Context, mut held: MutexGuard<'_, Option<Entry<J>>>) {
         loop {
             let outcome = match held.as_ref() {
-                Some(entry) => catch(ctx.id(), ctx.pid(), || (self.work)(&entry.job, ctx)),
+                Some(entry) => {
+                    let _attempt = Attempt::enter(entry.attempts.saturating_add(1));
+                    catch(ctx.id(), ctx.pid(), || (self.work)(&entry.job, ctx))
+                }
                 None => return,
             };
             let reason = match outcome {

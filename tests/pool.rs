@@ -442,3 +442,32 @@ fn stats_count_the_jobs_in_flight() {
     assert_eq!((stats.done, stats.queued, stats.in_flight), (3, 0, 0));
     assert!(pool.shutdown().is_empty());
 }
+
+/// A job knows its attempt: 1 first, then one more after each failure, whether it
+/// panicked or returned `Err`; other jobs' attempts are their own.
+#[test]
+fn a_job_knows_its_attempt_across_panics_and_errors() {
+    use steadfast::pool::current_attempt;
+    let (seen_tx, seen) = unbounded();
+    let pool = Pool::builder(2, move |n: &u32, _ctx| {
+        let attempt = current_attempt().expect("inside a job");
+        seen_tx.send((*n, attempt))?;
+        match (n, attempt) {
+            (1, 1) => panic!("first try of 1 panics"),
+            (1, 2) => Err("second try of 1 fails".into()),
+            _ => Ok(()),
+        }
+    })
+    .max_attempts(3)
+    .start()
+    .unwrap();
+    for n in 0..4 {
+        pool.submit(n).unwrap();
+    }
+    pool.drain(DEADLINE).unwrap();
+    let mut tries: Vec<(u32, u32)> = seen.try_iter().collect();
+    tries.sort_unstable();
+    assert_eq!(tries, [(0, 1), (1, 1), (1, 2), (1, 3), (2, 1), (3, 1)]);
+    assert_eq!(current_attempt(), None, "not inside a job");
+    assert_eq!(pool.stats().done, 4);
+}
