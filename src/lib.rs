@@ -267,7 +267,6 @@
 #![warn(missing_debug_implementations)]
 
 mod child;
-mod dynamic;
 mod error;
 mod exit;
 mod groups;
@@ -298,7 +297,6 @@ pub use child::cap::{live_threads, max_threads, set_max_threads};
 pub use child::context::Context;
 pub use child::panic_hook::route_panics_to_log;
 pub use child::spec::{ChildKind, ChildSpec, Restart, Shutdown};
-pub use dynamic::{DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef};
 pub use error::{
     ChildError, RecvError, RecvTimeoutError, RegistryError, SpawnError, StartError, Stopped,
     SupervisorError,
@@ -309,4 +307,7 @@ pub use listeners::RegistryEvent;
 pub use pid::{monitor, Pid};
 pub use registry::{registry, AnyValue, Registry};
 pub use supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};
-pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorBuilder, SupervisorRef};
+pub use supervisor::{
+    AutoShutdown, DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef, Strategy,
+    Supervisor, SupervisorBuilder, SupervisorRef,
+};

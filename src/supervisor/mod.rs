@@ -7,6 +7,7 @@ mod address;
 mod answers;
 mod builder;
 pub(crate) mod config;
+mod dynamic;
 pub(crate) mod engine;
 pub(crate) mod event;
 mod handle;
@@ -22,8 +23,7 @@ mod table;
 
 pub(crate) use address::{Address, SUPERVISORS};
 pub use builder::{Supervisor, SupervisorBuilder};
-pub(crate) use builder::{DEFAULT_INTENSITY, DEFAULT_PERIOD};
+pub use dynamic::{DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef};
 pub use handle::SupervisorRef;
 pub use launch::SupervisorSpec;
-pub(crate) use launch::{start_top, Owned};
 pub use strategy::{AutoShutdown, Strategy};

@@ -11,12 +11,15 @@ use crate::child::spec::ChildSpec;
 use crate::child::spec::{check_name, check_period};
 use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
+use crate::supervisor::address::Address;
+use crate::supervisor::builder::{DEFAULT_INTENSITY, DEFAULT_PERIOD};
 use crate::supervisor::config::{Config, Mode, Observer, OnStart};
 use crate::supervisor::event::{ChildCounts, ChildInfo, Event};
+use crate::supervisor::handle::SupervisorRef;
 use crate::supervisor::handover::CallerStart;
 use crate::supervisor::inbox::{ChildRef, Request};
+use crate::supervisor::launch::{start_top, Owned, SupervisorSpec};
 use crate::supervisor::strategy::AutoShutdown;
-use crate::supervisor::{start_top, Address, Owned, SupervisorSpec};
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
 #[derive(Clone)]
@@ -52,8 +55,8 @@ impl Default for DynamicSupervisorBuilder {
         DynamicSupervisorBuilder {
             name: None,
             max_children: None,
-            intensity: crate::supervisor::DEFAULT_INTENSITY,
-            period: crate::supervisor::DEFAULT_PERIOD,
+            intensity: DEFAULT_INTENSITY,
+            period: DEFAULT_PERIOD,
             auto_shutdown: AutoShutdown::Never,
             sinks: Vec::new(),
             observer: None,
@@ -101,7 +104,7 @@ impl DynamicSupervisorBuilder {
         mut self,
         f: impl Fn(&DynamicSupervisorRef) -> Result<(), StartError> + Send + Sync + 'static,
     ) -> Self {
-        self.on_start = Some(Arc::new(move |sup: &crate::SupervisorRef| {
+        self.on_start = Some(Arc::new(move |sup: &SupervisorRef| {
             f(&DynamicSupervisorRef(sup.0.clone()))
         }));
         self
