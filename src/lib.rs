@@ -308,6 +308,6 @@ pub use pid::{monitor, Pid};
 pub use registry::{registry, AnyValue, Registry};
 pub use supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};
 pub use supervisor::{
-    AutoShutdown, DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef, Strategy,
-    Supervisor, SupervisorBuilder, SupervisorRef,
+    AnySupervisorRef, AutoShutdown, DynamicSupervisor, DynamicSupervisorBuilder,
+    DynamicSupervisorRef, Strategy, Supervisor, SupervisorBuilder, SupervisorRef,
 };

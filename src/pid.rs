@@ -187,6 +187,12 @@ impl ProcessTable {
     }
 }
 
+/// The process that started live process `pid` (its supervisor; for a top-level
+/// supervisor, the process that started it), if it has one and `pid` lives.
+pub(crate) fn parent_of(pid: Pid) -> Option<Pid> {
+    TABLE.parent(pid)
+}
+
 /// Whether live process `pid` is `ancestor` or was started, directly or through nested
 /// supervisors, under it. Supervisors use it to refuse a request that would make them
 /// wait for the very process that sent it.

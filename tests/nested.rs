@@ -179,3 +179,49 @@ fn one_for_all_restarts_a_nested_supervisor_with_its_siblings() {
     );
     sup.shutdown().unwrap();
 }
+
+/// A child finds its own supervisor and its tree's root from its context, through
+/// nested and dynamic supervisors, and again after it restarted on its own thread.
+#[test]
+fn a_child_finds_its_supervisor_and_the_root_of_its_tree() {
+    let (seen_tx, seen) = crossbeam_channel::unbounded();
+    let (crash_tx, crash) = crossbeam_channel::unbounded::<()>();
+    let asks = steadfast::ChildSpec::worker("asks", move |ctx| {
+        let mine = ctx.supervisor().expect("its supervisor runs");
+        let root = ctx.root().expect("the root runs");
+        let counted = mine.count_children().map(|c| c.active);
+        let _ = seen_tx.send((mine.pid(), mine.as_dynamic().is_some(), root.pid(), counted));
+        ctx.recv(&crash)?;
+        Err("crash once".into())
+    });
+    let root = Supervisor::builder()
+        .name("ancestry-root")
+        .child(steadfast::ChildSpec::supervisor(
+            "pool",
+            steadfast::DynamicSupervisor::builder().name("ancestry-pool"),
+        ))
+        .start()
+        .unwrap();
+    let (_, pool) = steadfast::registry()
+        .lookup_as::<steadfast::DynamicSupervisorRef>("ancestry-pool")
+        .unwrap();
+    pool.start_child(asks).unwrap();
+    let expected = (pool.pid(), true, root.pid(), 1);
+    let got = seen.recv_timeout(DEADLINE).unwrap();
+    // The first incarnation may ask before its supervisor has read the hand-over (a
+    // plain child runs as soon as it is spawned): answered, with 0 or 1.
+    assert_eq!((got.0, got.1, got.2), (expected.0, expected.1, expected.2));
+    assert!(got.3.unwrap() <= 1, "first incarnation");
+    crash_tx.send(()).unwrap();
+    let got = seen.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(
+        (got.0, got.1, got.2, got.3.unwrap()),
+        expected,
+        "after a restart on its own thread"
+    );
+    // A handle of either kind answers as the typed one does.
+    let any = steadfast::AnySupervisorRef::from_pid(root.pid()).unwrap();
+    assert_eq!(any.as_static().map(|s| s.pid()), Some(root.pid()));
+    assert_eq!(any.which_children().unwrap().len(), 1);
+    root.shutdown().unwrap();
+}

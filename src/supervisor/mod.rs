@@ -4,6 +4,7 @@
 //! owns and may call.
 
 mod address;
+mod ancestry;
 mod answers;
 mod builder;
 pub(crate) mod config;
@@ -22,6 +23,7 @@ pub(crate) mod strategy;
 mod table;
 
 pub(crate) use address::{Address, SUPERVISORS};
+pub use ancestry::AnySupervisorRef;
 pub use builder::{Supervisor, SupervisorBuilder};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisorRef};
 pub use handle::SupervisorRef;
