@@ -22,8 +22,8 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use steadfast::{
-    registry, ChildError, ChildSpec, Context, DynamicSupervisor, DynamicSupervisorRef, Strategy,
-    Supervisor,
+    ChildError, ChildSpec, Context, DynamicSupervisor, DynamicSupervisorRef, Strategy, Supervisor,
+    Tracked,
 };
 
 /// A running echo server.
@@ -37,25 +37,22 @@ pub struct EchoServer {
 }
 
 /// Starts an echo server on a free loopback port; `name` names its handlers'
-/// supervisor in the global registry (unique per server).
+/// supervisor (its threads, and in the global registry), unique per server.
 pub fn start(name: &str) -> Result<EchoServer, Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let handlers_name = name.to_owned();
+    // The handlers' supervisor, with a handle that follows it across its restarts.
+    let (handlers_spec, handlers) = DynamicSupervisor::builder().name(name).build("handlers");
+    let to_handlers = handlers.clone();
     let acceptor = ChildSpec::worker("acceptor", move |ctx| {
-        accept_loop(ctx, &listener, &handlers_name)
+        accept_loop(ctx, &listener, &to_handlers)
     });
     let sup = Supervisor::builder()
         .strategy(Strategy::RestForOne)
-        .child(ChildSpec::supervisor(
-            "handlers",
-            DynamicSupervisor::builder().name(name),
-        ))
+        .child(handlers_spec)
         .child(acceptor)
         .start()?;
-    let (_, handlers) = registry()
-        .lookup_as::<DynamicSupervisorRef>(name)
-        .ok_or("no handlers")?;
+    let handlers = handlers.get()?;
     Ok(EchoServer {
         sup,
         addr,
@@ -65,14 +62,18 @@ pub fn start(name: &str) -> Result<EchoServer, Box<dyn std::error::Error>> {
 
 /// The acceptor: each connection becomes a handler task. Its stop hook connects to the
 /// listener, so that a blocked `accept` returns and the loop sees the stop.
-fn accept_loop(ctx: &Context, listener: &TcpListener, handlers: &str) -> Result<(), ChildError> {
+fn accept_loop(
+    ctx: &Context,
+    listener: &TcpListener,
+    handlers: &Tracked<DynamicSupervisorRef>,
+) -> Result<(), ChildError> {
     let addr = listener.local_addr()?;
     ctx.on_stop(move || {
         let _ = TcpStream::connect(addr);
     });
-    // Started after the handlers' supervisor (rest_for_one), so it is registered.
-    let (_, handlers) = registry()
-        .wait_for_registration_as::<DynamicSupervisorRef>(handlers, Duration::from_secs(5))?;
+    // Started after the handlers' supervisor (rest_for_one), so it runs; if it is
+    // restarted, so is this acceptor, which then finds the new one.
+    let handlers = handlers.get()?;
     loop {
         let (stream, _) = listener.accept()?;
         if ctx.is_stopping() {

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use steadfast::{
-    registry, ChildSpec, DynamicSupervisor, DynamicSupervisorRef, Event, Restart, Shutdown,
-    Strategy, Supervisor,
+    registry, ChildSpec, DynamicSupervisor, Event, Restart, Shutdown, Strategy, Supervisor,
 };
 
 /// What a worker of the tour does next.
@@ -99,15 +98,17 @@ fn main() {
         .name("flaky")
         .intensity(1, Duration::from_secs(10))
         .child(worker("unstable", flaky_rx));
+    // The jobs supervisor's spec comes with a handle that follows it across restarts.
+    let (jobs_spec, jobs) = DynamicSupervisor::builder()
+        .name("jobs")
+        .max_children(3)
+        .build("jobs");
     let app = Supervisor::builder()
         .name("app")
         .intensity(10, Duration::from_secs(10))
         .event_sink(top_sink)
         .child(ChildSpec::supervisor("pipeline", pipeline))
-        .child(ChildSpec::supervisor(
-            "jobs",
-            DynamicSupervisor::builder().name("jobs").max_children(3),
-        ))
+        .child(jobs_spec)
         .child(ChildSpec::supervisor("flaky", flaky).restart(Restart::Transient))
         .child(
             ChildSpec::worker("deaf", move |_ctx| {
@@ -135,9 +136,7 @@ fn main() {
     show("pipeline", &pipe, is("restarted", "writer"));
 
     println!("\n== jobs: start children at run time, up to the limit");
-    let (_, jobs) = registry()
-        .lookup_as::<DynamicSupervisorRef>("jobs")
-        .expect("the dynamic supervisor is registered by name");
+    let jobs = jobs.get().expect("the dynamic supervisor runs");
     let job = |n: u32| {
         ChildSpec::worker(format!("job-{n}"), |ctx| {
             let _ = ctx.stop_signal().recv();

@@ -127,13 +127,15 @@
 //! A [`Registry`] maps unique keys to live processes. An entry goes when its owner exits,
 //! *before* the exit is reported to anyone, so code that waited for an exit (a [`monitor`],
 //! a join, the event stream) never polls. [`registry()`] is the global instance, where
-//! named supervisors live:
+//! named supervisors and servers live (to find a nested supervisor from its siblings,
+//! no name is needed: [`SupervisorBuilder::build`] makes its spec with a [`Tracked`]
+//! handle, and a child finds its own supervisor with [`Context::supervisor`]):
 //!
 //! ```
 //! use steadfast::{registry, Supervisor, SupervisorRef};
 //!
 //! let sup = Supervisor::builder().name("lib-doc-app").start()?;
-//! let (_pid, app) = registry().lookup_as::<SupervisorRef>("lib-doc-app").unwrap();
+//! let app = SupervisorRef::whereis("lib-doc-app").unwrap();
 //! assert!(app.which_children()?.is_empty());
 //! drop(sup);
 //! assert!(registry().lookup("lib-doc-app").is_none());
@@ -309,5 +311,5 @@ pub use registry::{registry, AnyValue, Registry};
 pub use supervisor::event::{ChildCounts, ChildInfo, ChildStatus, Event};
 pub use supervisor::{
     AnySupervisorRef, AutoShutdown, DynamicSupervisor, DynamicSupervisorBuilder,
-    DynamicSupervisorRef, Strategy, Supervisor, SupervisorBuilder, SupervisorRef,
+    DynamicSupervisorRef, Strategy, Supervisor, SupervisorBuilder, SupervisorRef, Tracked,
 };

@@ -225,3 +225,47 @@ fn a_child_finds_its_supervisor_and_the_root_of_its_tree() {
     assert_eq!(any.which_children().unwrap().len(), 1);
     root.shutdown().unwrap();
 }
+
+/// A nested supervisor's handle built with its spec follows it across its restarts:
+/// after the nested supervisor gives up and its parent restarts it, the same handle
+/// reaches the new incarnation; no name is looked up.
+#[test]
+fn a_tracked_handle_follows_a_nested_supervisor_across_its_restarts() {
+    let (pool_spec, pool) = steadfast::DynamicSupervisor::builder()
+        .intensity(0, Duration::from_secs(60))
+        .build("pool");
+    let (inner_spec, inner) = Supervisor::builder().child(idle("w")).build("inner");
+    let root = Supervisor::builder()
+        .child(pool_spec)
+        .child(inner_spec)
+        .start()
+        .unwrap();
+    assert_eq!(pool.id(), "pool");
+    let first = pool.get().unwrap();
+    assert_eq!(inner.get().unwrap().which_children().unwrap().len(), 1);
+    // A child that crashes takes the pool past its intensity of 0: the root restarts it.
+    let (crash, crashed) = unbounded::<()>();
+    first
+        .start_child(steadfast::ChildSpec::worker("doomed", move |ctx| {
+            ctx.recv(&crashed)?;
+            Err("crash".into())
+        }))
+        .unwrap();
+    let gone = steadfast::monitor(first.pid());
+    crash.send(()).unwrap();
+    gone.recv_timeout(DEADLINE).unwrap();
+    let next = pool.wait(DEADLINE).unwrap();
+    assert_ne!(next.pid(), first.pid(), "a new incarnation");
+    assert!(matches!(
+        first.count_children(),
+        Err(steadfast::SupervisorError::NoSupervisor)
+    ));
+    next.start_child(idle("fresh")).unwrap();
+    assert_eq!(pool.get().unwrap().pid(), next.pid());
+    // Gone for good with its tree: the handle says so at once.
+    root.shutdown().unwrap();
+    assert!(matches!(
+        pool.get(),
+        Err(steadfast::SupervisorError::NoSupervisor)
+    ));
+}

@@ -15,6 +15,7 @@ use crate::supervisor::event::Event;
 use crate::supervisor::handle::SupervisorRef;
 use crate::supervisor::launch::{start_top, Owned, SupervisorSpec};
 use crate::supervisor::strategy::{check_significant, AutoShutdown, Strategy};
+use crate::supervisor::tracked::Tracked;
 
 /// The default restart intensity: 3 restarts ...
 pub(crate) const DEFAULT_INTENSITY: u32 = 3;
@@ -204,6 +205,18 @@ impl SupervisorBuilder {
     ) -> Self {
         self.on_start = Some(Arc::new(f));
         self
+    }
+
+    /// The child spec of this supervisor nested under another, with child id `id`, and
+    /// a handle that follows it across its restarts ([`Tracked`]): what
+    /// [`ChildSpec::supervisor`] makes, plus the handle, so that its siblings need no
+    /// name to find it. Its own [`on_start`](SupervisorBuilder::on_start), if any, still
+    /// runs (after the handle is updated).
+    pub fn build(mut self, id: impl Into<String>) -> (ChildSpec, Tracked<SupervisorRef>) {
+        let id = id.into();
+        let (tracked, on_start) = Tracked::new(&id, SupervisorRef::clone, self.on_start.take());
+        self.on_start = Some(on_start);
+        (ChildSpec::supervisor(id, self), tracked)
     }
 
     pub(crate) fn validate(&self) -> Result<(), StartError> {

@@ -20,6 +20,7 @@ use crate::supervisor::handover::CallerStart;
 use crate::supervisor::inbox::{ChildRef, Request};
 use crate::supervisor::launch::{start_top, Owned, SupervisorSpec};
 use crate::supervisor::strategy::AutoShutdown;
+use crate::supervisor::tracked::Tracked;
 
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
 #[derive(Clone)]
@@ -171,6 +172,18 @@ impl DynamicSupervisorBuilder {
         }))
     }
 
+    /// The child spec of this supervisor nested under another, with child id `id`, and
+    /// a handle that follows it across its restarts ([`Tracked`]), so that the children
+    /// that start connections or jobs under it need no name to find it. Its own
+    /// [`on_start`](DynamicSupervisorBuilder::on_start), if any, still runs.
+    pub fn build(mut self, id: impl Into<String>) -> (ChildSpec, Tracked<DynamicSupervisorRef>) {
+        let id = id.into();
+        let wrap = |me: &SupervisorRef| DynamicSupervisorRef(me.0.clone());
+        let (tracked, on_start) = Tracked::new(&id, wrap, self.on_start.take());
+        self.on_start = Some(on_start);
+        (ChildSpec::supervisor(id, self), tracked)
+    }
+
     /// Starts the supervisor (with no children).
     ///
     /// # Errors
@@ -212,6 +225,14 @@ impl fmt::Debug for DynamicSupervisorRef {
 }
 
 impl DynamicSupervisorRef {
+    /// The dynamic supervisor registered under `name`
+    /// ([`DynamicSupervisorBuilder::name`]), if one runs.
+    pub fn whereis(name: &str) -> Option<DynamicSupervisorRef> {
+        crate::registry::registry()
+            .lookup_as::<DynamicSupervisorRef>(name)
+            .map(|(_, s)| s)
+    }
+
     /// The handle of the live dynamic supervisor running as `pid`, if any.
     pub fn from_pid(pid: Pid) -> Option<DynamicSupervisorRef> {
         Address::lookup(pid, true).map(DynamicSupervisorRef)

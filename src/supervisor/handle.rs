@@ -38,6 +38,14 @@ impl SupervisorRef {
         Address::lookup(pid, false).map(SupervisorRef)
     }
 
+    /// The static supervisor registered under `name`
+    /// ([`SupervisorBuilder::name`](crate::SupervisorBuilder::name)), if one runs.
+    pub fn whereis(name: &str) -> Option<SupervisorRef> {
+        crate::registry::registry()
+            .lookup_as::<SupervisorRef>(name)
+            .map(|(_, s)| s)
+    }
+
     /// The supervisor's pid.
     pub fn pid(&self) -> Pid {
         self.0.pid

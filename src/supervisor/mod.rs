@@ -21,6 +21,7 @@ mod start;
 mod stop;
 pub(crate) mod strategy;
 mod table;
+mod tracked;
 
 pub(crate) use address::{Address, SUPERVISORS};
 pub use ancestry::AnySupervisorRef;
@@ -29,3 +30,4 @@ pub use dynamic::{DynamicSupervisor, DynamicSupervisorBuilder, DynamicSupervisor
 pub use handle::SupervisorRef;
 pub use launch::SupervisorSpec;
 pub use strategy::{AutoShutdown, Strategy};
+pub use tracked::Tracked;
