@@ -43,18 +43,27 @@
 //! never what its error looks like: a job that returns [`Stopped`](crate::Stopped)
 //! unasked has failed an attempt like any other error.
 //!
+//! ## A pool in your tree
+//!
+//! [`PoolBuilder::start`] gives the pool a supervisor of its own, owned by the returned
+//! [`Pool`]. [`PoolBuilder::child_spec`] makes the workers' supervisor a child of yours
+//! instead: its giving up escalates to your supervisor, which restarts it as any nested
+//! supervisor, and the `Pool` handle — the queue, the slots and the counts live outside
+//! any incarnation — keeps working across those restarts, as a server's mailbox does.
+//!
 //! ## A pool that is down
 //!
-//! If the workers' supervisor gives up (its [intensity](PoolBuilder::intensity) is
-//! exceeded), no worker will run again: from then on `submit` and `try_submit` fail at
-//! once with [`SubmitError::Down`] and `drain` with [`DrainError::Down`], each saying why,
-//! and [`Pool::is_alive`] is `false`. Nothing is lost: `shutdown` hands back what was
-//! queued or in a worker's slot.
+//! When no worker will run again — a pool of its own whose supervisor gave up (its
+//! [intensity](PoolBuilder::intensity) is exceeded), or a pool in your tree whose spec is
+//! gone (your tree gave up on it, or ended) — `submit` and `try_submit` fail at once with
+//! [`SubmitError::Down`] and `drain` with [`DrainError::Down`], each saying why, and
+//! [`Pool::is_alive`] is `false`. Nothing is lost: `shutdown` hands back what was queued
+//! or in a worker's slot.
 
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
@@ -241,6 +250,9 @@ struct Shared<J> {
     /// Why the workers' supervisor ended, if it did other than by `shutdown` (set
     /// before `closed`).
     down: Mutex<Option<PoolDown>>,
+    /// In the user's tree: why the workers' supervisor last gave up (its parent then
+    /// decides; this becomes the reason if it is not restarted).
+    gave_up: Mutex<Option<String>>,
     /// Submitters between their check of `closed` and the end of their send. This and
     /// `submitted` are written by submitters, `done` by workers: each on a cache line of
     /// its own, or each job would cost a cache miss on the other side.
@@ -249,6 +261,19 @@ struct Shared<J> {
     done: Padded<AtomicU64>,
     dead: AtomicU64,
     handed_back: AtomicU64,
+}
+
+impl<J> Shared<J> {
+    /// The workers will not run again: refuse jobs from now on, and say why.
+    fn go_down(&self, reason: String) {
+        log::error!("pool: down, its workers will not run again: {reason}");
+        self.down.lock().get_or_insert(PoolDown { reason });
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn down(&self) -> Option<PoolDown> {
+        self.down.lock().clone()
+    }
 }
 
 impl<J: Send + 'static> Shared<J> {
@@ -335,17 +360,6 @@ impl<J: Send + 'static> Shared<J> {
         false
     }
 
-    /// The workers will not run again: refuse jobs from now on, and say why.
-    fn go_down(&self, reason: String) {
-        log::error!("pool: down, its workers will not run again: {reason}");
-        self.down.lock().get_or_insert(PoolDown { reason });
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    fn down(&self) -> Option<PoolDown> {
-        self.down.lock().clone()
-    }
-
     /// Not done, not dead-lettered: in the queue or in the slots. Quiet moments only.
     fn pending(&self) -> u64 {
         let settled = self.done.load(Ordering::Acquire)
@@ -367,6 +381,22 @@ pub struct PoolBuilder<J> {
     dead_letters: Option<Sender<DeadLetter<J>>>,
     intensity: (u32, Duration),
     name: Option<String>,
+}
+
+/// A builder clones without cloning its job function (it is shared), so one set of
+/// settings can make several pools.
+impl<J> Clone for PoolBuilder<J> {
+    fn clone(&self) -> Self {
+        PoolBuilder {
+            workers: self.workers,
+            work: self.work.clone(),
+            capacity: self.capacity,
+            max_attempts: self.max_attempts,
+            dead_letters: self.dead_letters.clone(),
+            intensity: self.intensity,
+            name: self.name.clone(),
+        }
+    }
 }
 
 impl<J> fmt::Debug for PoolBuilder<J> {
@@ -419,7 +449,9 @@ impl<J: Send + 'static> PoolBuilder<J> {
         self
     }
 
-    /// Starts the workers.
+    /// Starts the workers, under a supervisor of the pool's own that the returned
+    /// [`Pool`] owns (dropping it stops them). For a pool in your own tree, see
+    /// [`child_spec`](PoolBuilder::child_spec).
     ///
     /// # Errors
     ///
@@ -428,6 +460,59 @@ impl<J: Send + 'static> PoolBuilder<J> {
     /// in 1 GiB, or zero attempts;
     /// whatever starting the supervisor returns.
     pub fn start(self) -> Result<Pool<J>, StartError> {
+        self.check()?;
+        let shared = self.shared();
+        let sup = self.supervisor(&shared, GiveUp::Down).start()?;
+        Ok(Pool::new(shared, Some(sup)))
+    }
+
+    /// The pool as a child of your own supervisor, with child id `id`: its workers'
+    /// supervisor is that child (a giving-up escalates to your supervisor, as any
+    /// nested supervisor's), and the returned [`Pool`] keeps working across its
+    /// restarts — what is queued stays queued, as a server's mailbox does, and is
+    /// served by the next incarnation. The pool is down (see [`PoolDown`]) only once
+    /// its spec is gone: your tree gave up on it, or ended.
+    ///
+    /// Your tree owns the workers: [`Pool::shutdown`] of such a pool stops taking jobs
+    /// and hands back what is queued, and the jobs running finish; the workers stop
+    /// with the tree.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::pool::Pool;
+    /// use steadfast::Supervisor;
+    ///
+    /// let (pool_spec, pool) = Pool::builder(2, |n: &u64, _ctx| {
+    ///     let _ = n * n;
+    ///     Ok(())
+    /// })
+    /// .child_spec("squares")?;
+    /// let app = Supervisor::builder().child(pool_spec).start()?;
+    /// pool.submit(7)?;
+    /// pool.drain(Duration::from_secs(10))?;
+    /// assert_eq!(pool.stats().done, 1);
+    /// # drop(app);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::InvalidSpec`] for the settings [`start`](PoolBuilder::start)
+    /// refuses.
+    pub fn child_spec(self, id: impl Into<String>) -> Result<(ChildSpec, Pool<J>), StartError> {
+        self.check()?;
+        let shared = self.shared();
+        let tree = Arc::new(InTree {
+            shared: Arc::downgrade(&shared),
+        });
+        let sup = self.supervisor(&shared, GiveUp::Escalate(tree));
+        Ok((ChildSpec::supervisor(id, sup), Pool::new(shared, None)))
+    }
+
+    /// The settings `start` and `child_spec` refuse.
+    fn check(&self) -> Result<(), StartError> {
         let invalid = |why: &str| Err(StartError::InvalidSpec(format!("pool: {why}")));
         if self.workers == 0 {
             return invalid("it needs at least one worker");
@@ -459,68 +544,149 @@ impl<J: Send + 'static> PoolBuilder<J> {
         if self.max_attempts == 0 {
             return invalid("max_attempts must be at least 1");
         }
+        Ok(())
+    }
+
+    /// What the handle and the workers share: the queue, the slots, the counts.
+    fn shared(&self) -> Arc<Shared<J>> {
         let (queue_tx, queue_rx) = bounded(self.capacity);
-        let shared = Arc::new(Shared {
+        Arc::new(Shared {
             queue_tx,
             queue_rx,
-            work: self.work,
+            work: self.work.clone(),
             max_attempts: self.max_attempts,
-            dead_letters: self.dead_letters,
+            dead_letters: self.dead_letters.clone(),
             slots: (0..self.workers).map(|_| Slot::default()).collect(),
             closed: AtomicBool::new(false),
             down: Mutex::new(None),
+            gave_up: Mutex::new(None),
             submitting: Padded(AtomicUsize::new(0)),
             submitted: Padded(AtomicU64::new(0)),
             done: Padded(AtomicU64::new(0)),
             dead: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
-        });
+        })
+    }
+
+    /// The workers' supervisor, and what its giving up means (see `GiveUp`).
+    fn supervisor(&self, shared: &Arc<Shared<J>>, give_up: GiveUp<J>) -> SupervisorBuilder {
         let workers = shared.slots.iter().enumerate().map(|(i, slot)| {
             let (shared, slot) = (shared.clone(), slot.clone());
             ChildSpec::worker(format!("worker-{i}"), move |ctx| shared.worker(ctx, &slot))
         });
-        let watched = Arc::downgrade(&shared);
+        let watched = Arc::downgrade(shared);
+        let escalates = matches!(give_up, GiveUp::Escalate(_));
         let mut sup = SupervisorBuilder::default()
             .intensity(self.intensity.0, self.intensity.1)
             .children(workers)
             .on_event(move |event| {
-                if let (Some(shared), Event::IntensityExceeded { restarts, period }) =
-                    (watched.upgrade(), event)
-                {
-                    let why = SupervisorError::IntensityExceeded {
-                        restarts: *restarts,
-                        period: *period,
-                    };
-                    shared.go_down(why.to_string());
+                let Event::IntensityExceeded { restarts, period } = event else {
+                    return;
+                };
+                let Some(shared) = watched.upgrade() else {
+                    return;
+                };
+                let why = SupervisorError::IntensityExceeded {
+                    restarts: *restarts,
+                    period: *period,
+                };
+                match &give_up {
+                    GiveUp::Down => shared.go_down(why.to_string()),
+                    // Escalated: the parent decides; down only once the spec is gone.
+                    GiveUp::Escalate(_tree) => *shared.gave_up.lock() = Some(why.to_string()),
                 }
             });
-        if let Some(name) = self.name {
-            sup = sup.name(name);
+        if escalates {
+            // A new incarnation: an earlier give-up is history, not the reason it ends.
+            let started = Arc::downgrade(shared);
+            sup = sup.on_start(move |_| {
+                if let Some(shared) = started.upgrade() {
+                    shared.gave_up.lock().take();
+                }
+                Ok(())
+            });
         }
-        Ok(Pool {
-            sup: Mutex::new(Some(sup.start()?)),
-            shared,
-        })
+        if let Some(name) = &self.name {
+            sup = sup.name(name.clone());
+        }
+        sup
     }
 }
 
-/// A running job pool; see the [module docs](crate::pool). Dropping it shuts it down
-/// (the jobs it would hand back are dropped).
+/// What a pool's workers' supervisor giving up means.
+enum GiveUp<J> {
+    /// A pool of its own (`start`): nobody restarts its supervisor; the pool is down.
+    Down,
+    /// A pool in the user's tree (`child_spec`): the parent decides. Held by the spec
+    /// (in its `on_event`), so that the pool goes down when the last spec is gone.
+    Escalate(#[allow(dead_code)] Arc<InTree<J>>),
+}
+
+/// A pool in the user's tree: down once nothing can start its workers again.
+struct InTree<J> {
+    shared: Weak<Shared<J>>,
+}
+
+impl<J> Drop for InTree<J> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            let last = shared.gave_up.lock().take();
+            let reason = match last {
+                Some(why) => format!("its supervisor gave up ({why}) and will not be restarted"),
+                None => "its supervisor is gone and will not be restarted".to_owned(),
+            };
+            shared.go_down(reason);
+        }
+    }
+}
+
+/// A running job pool; see the [module docs](crate::pool). Cheap to clone; dropping the
+/// last clone shuts it down (the jobs it would hand back are dropped; a pool in your
+/// tree only stops taking jobs: its workers stop with the tree).
 pub struct Pool<J> {
+    owner: Arc<Owner<J>>,
+}
+
+impl<J> Clone for Pool<J> {
+    fn clone(&self) -> Self {
+        Pool {
+            owner: self.owner.clone(),
+        }
+    }
+}
+
+/// What the last clone of a `Pool` lets go of.
+struct Owner<J> {
+    /// The workers' supervisor, for a pool of its own (`start`); `None` in the user's
+    /// tree (`child_spec`), or once shut down.
     sup: Mutex<Option<Supervisor>>,
     shared: Arc<Shared<J>>,
+    /// In the user's tree: the tree owns the workers.
+    in_tree: bool,
 }
 
 impl<J> fmt::Debug for Pool<J> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.owner.shared;
         f.debug_struct("Pool")
-            .field("workers", &self.shared.slots.len())
-            .field("queued", &self.shared.queue_rx.len())
+            .field("workers", &shared.slots.len())
+            .field("queued", &shared.queue_rx.len())
+            .field("in_tree", &self.owner.in_tree)
             .finish_non_exhaustive()
     }
 }
 
 impl<J: Send + 'static> Pool<J> {
+    fn new(shared: Arc<Shared<J>>, sup: Option<Supervisor>) -> Pool<J> {
+        Pool {
+            owner: Arc::new(Owner {
+                in_tree: sup.is_none(),
+                sup: Mutex::new(sup),
+                shared,
+            }),
+        }
+    }
+
     /// Settings for a pool of `workers` running `work` on each job.
     pub fn builder<F>(workers: usize, work: F) -> PoolBuilder<J>
     where
@@ -563,7 +729,7 @@ impl<J: Send + 'static> Pool<J> {
     /// before it drains the queue. Both sides use `SeqCst`, so either the submitter sees
     /// `closed`, or the shutdown sees it announced and waits for its send.
     fn enqueue(&self, job: J, wait: bool) -> Result<(), SubmitError<J>> {
-        let shared = &self.shared;
+        let shared = &self.owner.shared;
         shared.submitting.fetch_add(1, Ordering::SeqCst);
         let result = self.send(job, wait);
         if result.is_ok() {
@@ -574,7 +740,7 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     fn send(&self, job: J, wait: bool) -> Result<(), SubmitError<J>> {
-        let shared = &self.shared;
+        let shared = &self.owner.shared;
         let mut entry = Entry { job, attempts: 0 };
         loop {
             if shared.closed.load(Ordering::SeqCst) {
@@ -609,7 +775,7 @@ impl<J: Send + 'static> Pool<J> {
     /// [`DrainError::Down`], at once, if jobs are pending and the pool is down (they
     /// will not run: `shutdown` hands them back).
     pub fn drain(&self, timeout: Duration) -> Result<(), DrainError> {
-        let shared = &self.shared;
+        let shared = &self.owner.shared;
         let settled = wait::until_some(timeout, "the pool to drain", || {
             if shared.pending() == 0 {
                 return Some(Ok(()));
@@ -622,17 +788,17 @@ impl<J: Send + 'static> Pool<J> {
     /// Whether the workers run: `false` once the pool is shut down, or down (then
     /// [`down_reason`](Pool::down_reason) says why).
     pub fn is_alive(&self) -> bool {
-        !self.shared.closed.load(Ordering::Acquire)
+        !self.owner.shared.closed.load(Ordering::Acquire)
     }
 
     /// Why the pool is down, if it is: its workers' supervisor gave up.
     pub fn down_reason(&self) -> Option<PoolDown> {
-        self.shared.down()
+        self.owner.shared.down()
     }
 
     /// The pool's counts.
     pub fn stats(&self) -> PoolStats {
-        let s = &self.shared;
+        let s = &self.owner.shared;
         let queued = s.queue_rx.len();
         PoolStats {
             submitted: s.submitted.load(Ordering::Acquire),
@@ -652,13 +818,17 @@ impl<J: Send + 'static> Pool<J> {
     ///
     /// A job whose worker had to be abandoned (still running past its shutdown timeout)
     /// is neither handed back nor counted; the log says so.
+    ///
+    /// A pool in your tree ([`PoolBuilder::child_spec`]) stops taking jobs and hands back
+    /// what is queued (and what a crashed worker left for its restart); the jobs running
+    /// finish and are counted, and the workers stop with your tree.
     pub fn shutdown(&self) -> Vec<J> {
-        let shared = &self.shared;
+        let shared = &self.owner.shared;
         shared.closed.store(true, Ordering::SeqCst);
         while shared.submitting.load(Ordering::SeqCst) > 0 {
             std::thread::yield_now();
         }
-        let sup = self.sup.lock().take();
+        let sup = self.owner.sup.lock().take();
         if let Some(sup) = sup {
             match sup.shutdown() {
                 Ok(()) | Err(SupervisorError::IntensityExceeded { .. }) => {}
@@ -666,9 +836,12 @@ impl<J: Send + 'static> Pool<J> {
             }
         }
         let mut back: Vec<J> = shared.queue_rx.try_iter().map(|e| e.job).collect();
+        let in_tree = self.owner.in_tree;
         for slot in &shared.slots {
             match slot.try_lock() {
                 Some(mut entry) => back.extend(entry.take().map(|e| e.job)),
+                // Its worker runs on (the tree owns it): the job settles as usual.
+                None if in_tree => {}
                 None => log::warn!("pool: a job is still running on an abandoned worker"),
             }
         }
@@ -679,7 +852,7 @@ impl<J: Send + 'static> Pool<J> {
     }
 }
 
-impl<J> Drop for Pool<J> {
+impl<J> Drop for Owner<J> {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         // Dropping the supervisor stops and joins the workers.

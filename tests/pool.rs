@@ -471,3 +471,70 @@ fn a_job_knows_its_attempt_across_panics_and_errors() {
     assert_eq!(current_attempt(), None, "not inside a job");
     assert_eq!(pool.stats().done, 4);
 }
+
+/// A pool in the user's own tree: its workers' supervisor is a child there, and the
+/// `Pool` handle keeps working across its restarts — it gives up (a worker crashes
+/// around a job, past an intensity of 0), the parent restarts it, and what was queued
+/// meanwhile runs on the next incarnation. Once the tree is gone, the pool is down.
+#[test]
+fn a_pool_in_your_tree_survives_its_restarts_and_is_down_once_the_tree_is_gone() {
+    let (open, gate) = unbounded::<()>();
+    let (ran_tx, ran) = unbounded();
+    let builder = Pool::builder(1, move |g: &Grenade, ctx| {
+        ran_tx.send(g.0)?;
+        if g.0 == 1 {
+            ctx.recv(&gate)?;
+        }
+        Ok(())
+    })
+    .intensity(0, Duration::from_secs(60));
+    // One set of settings, two pools (the builder clones).
+    let (spare_spec, _spare) = builder.clone().child_spec("spare").unwrap();
+    let (pool_spec, pool) = builder.child_spec("grenades").unwrap();
+    let events = unbounded();
+    let root = steadfast::Supervisor::builder()
+        .event_sink(events.0)
+        .child(pool_spec)
+        .child(spare_spec)
+        .start()
+        .unwrap();
+    pool.submit(Grenade(1)).unwrap();
+    assert_eq!(ran.recv_timeout(DEADLINE).unwrap(), 1);
+    for n in 2..5 {
+        pool.submit(Grenade(n)).unwrap(); // queued behind job 1
+    }
+    // Job 1 is done; dropping it crashes its worker: the pool's supervisor gives up,
+    // and the root restarts it.
+    open.send(()).unwrap();
+    briefs_through(&events.1, "restarted grenades");
+    let mut rest: Vec<u32> = (0..3)
+        .map(|_| ran.recv_timeout(DEADLINE).unwrap())
+        .collect();
+    rest.sort_unstable();
+    assert_eq!(
+        rest,
+        [2, 3, 4],
+        "what was queued ran on the next incarnation"
+    );
+    pool.drain(DEADLINE).unwrap();
+    assert!(pool.is_alive());
+    pool.submit(Grenade(5)).unwrap();
+    pool.drain(DEADLINE).unwrap();
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.submitted, stats.done, stats.dead_lettered),
+        (5, 5, 0)
+    );
+    // The tree ends: nothing can start the workers again.
+    root.shutdown().unwrap();
+    assert!(!pool.is_alive());
+    match pool.try_submit(Grenade(6)) {
+        Err(SubmitError::Down(job, why)) => {
+            assert_eq!(job.0, 6);
+            assert!(why.reason.contains("will not be restarted"), "{why}");
+            // The give-up before the restart is not why it ended.
+            assert!(!why.reason.contains("gave up"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
