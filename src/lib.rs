@@ -286,6 +286,7 @@ pub mod session;
 #[allow(unsafe_code)]
 mod shards;
 pub mod supervisor;
+pub mod task;
 pub mod tree;
 pub mod wait;
 
