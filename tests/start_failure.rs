@@ -246,7 +246,10 @@ fn a_failed_on_start_fails_the_start_and_leaves_nothing_behind() {
     let pid = pids.recv_timeout(DEADLINE).unwrap();
     assert!(!pid.is_alive());
     assert!(registry().lookup("sf-refuses").is_none());
-    assert_eq!(threads_named("sf-refuses"), 0);
+    // Joined before `start` returned; the kernel wakes a join before it reaps the
+    // thread, so /proc may list it a moment longer.
+    steadfast::wait::until(DEADLINE, || threads_named("sf-refuses") == 0)
+        .expect("no thread of that name left");
 
     let err = Supervisor::builder()
         .name("sf-panics")
@@ -267,7 +270,10 @@ fn a_failed_on_start_fails_the_start_and_leaves_nothing_behind() {
     let pid = pids.recv_timeout(DEADLINE).unwrap();
     assert!(!pid.is_alive());
     assert!(registry().lookup("sf-panics").is_none());
-    assert_eq!(threads_named("sf-panics"), 0);
+    // Joined before `start` returned; the kernel wakes a join before it reaps the
+    // thread, so /proc may list it a moment longer.
+    steadfast::wait::until(DEADLINE, || threads_named("sf-panics") == 0)
+        .expect("no thread of that name left");
 }
 
 /// Starts nest: a supervisor started from another's `on_start` starts as itself, and the
