@@ -269,3 +269,51 @@ fn a_tracked_handle_follows_a_nested_supervisor_across_its_restarts() {
         Err(steadfast::SupervisorError::NoSupervisor)
     ));
 }
+
+/// Hostile: a tracked handle read in a tight loop while its supervisor is made to give
+/// up and is restarted thirty times: every read is a live handle or `NoSupervisor`,
+/// every call through it an answer or `NoSupervisor` — never a hang, never another error.
+#[test]
+fn a_tracked_handle_raced_against_restarts_answers_or_says_no_supervisor() {
+    let (pool_spec, pool) = steadfast::DynamicSupervisor::builder()
+        .intensity(0, Duration::from_secs(60))
+        .build("raced");
+    let root = Supervisor::builder()
+        .intensity(100, Duration::from_secs(1))
+        .child(pool_spec)
+        .start()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut answered, mut absent) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match pool.get().and_then(|sup| sup.count_children()) {
+                    Ok(_) => answered += 1,
+                    Err(steadfast::SupervisorError::NoSupervisor) => absent += 1,
+                    Err(other) => panic!("unexpected: {other}"),
+                }
+            }
+            (answered, absent)
+        })
+    };
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..30 {
+        let sup = pool.wait(DEADLINE).unwrap();
+        assert!(seen.insert(sup.pid()), "a new incarnation each round");
+        let (crash, crashed) = unbounded::<()>();
+        let gone = steadfast::monitor(sup.pid());
+        sup.start_child(steadfast::ChildSpec::worker("doomed", move |ctx| {
+            ctx.recv(&crashed)?;
+            Err("crash".into())
+        }))
+        .unwrap();
+        crash.send(()).unwrap();
+        gone.recv_timeout(DEADLINE).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, _absent) = reader.join().unwrap();
+    assert!(answered > 0);
+    root.shutdown().unwrap();
+}

@@ -538,3 +538,62 @@ fn a_pool_in_your_tree_survives_its_restarts_and_is_down_once_the_tree_is_gone()
         other => panic!("{other:?}"),
     }
 }
+
+/// Hostile: a pool in a tree whose supervisor gives up every fiftieth job (a job whose
+/// `Drop` panics crashes its worker past an intensity of 0) and is restarted by the
+/// parent, while two threads submit 500 jobs: every job is done exactly once, and the
+/// handle worked throughout.
+#[test]
+fn a_pool_in_a_tree_loses_nothing_while_its_supervisor_restarts_under_submitters() {
+    steadfast::route_panics_to_log();
+    let runs: Arc<Vec<AtomicU8>> = Arc::new((0..500).map(|_| AtomicU8::new(0)).collect());
+    let r = runs.clone();
+    let (pool_spec, pool) = Pool::builder(2, move |g: &Grenade, _ctx| {
+        if let Some(n) = (g.0 as usize).checked_sub(1000) {
+            r[n].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    })
+    .intensity(0, Duration::from_secs(60))
+    .child_spec("storm")
+    .unwrap();
+    let (events_tx, events) = unbounded();
+    let root = steadfast::Supervisor::builder()
+        .intensity(1_000, Duration::from_secs(1))
+        .event_sink(events_tx)
+        .child(pool_spec)
+        .start()
+        .unwrap();
+    // Job numbers from 1000: a `Grenade` only goes off for 1.
+    let submitters: Vec<_> = (0..2u32)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for n in (t..500).step_by(2) {
+                    pool.submit(Grenade(1000 + n)).unwrap();
+                    if n % 50 == 0 {
+                        // A real grenade: crashes its worker once done.
+                        pool.submit(Grenade(1)).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in submitters {
+        s.join().unwrap();
+    }
+    pool.drain(Duration::from_secs(60)).unwrap();
+    let restarts = events
+        .try_iter()
+        .filter(|e| matches!(e, steadfast::Event::ChildRestarted { .. }))
+        .count();
+    assert!(restarts >= 1, "the pool's supervisor was restarted");
+    assert!(
+        runs.iter().all(|r| r.load(Ordering::Relaxed) == 1),
+        "each job once"
+    );
+    let stats = pool.stats();
+    assert_eq!((stats.submitted, stats.done), (510, 510));
+    assert!(pool.is_alive());
+    root.shutdown().unwrap();
+}

@@ -240,3 +240,50 @@ fn a_single_task_joins_yields_and_shuts_down() {
     assert!(!pid.is_alive());
     sup.shutdown().unwrap();
 }
+
+/// Hostile: maps over crashing, failing and slow items, dropped after a varying number
+/// of outcomes, under the map's own supervisor and under the test's: every task started
+/// has ended once the iterator is gone, and the given supervisor is left empty.
+#[test]
+fn maps_dropped_midway_among_crashes_leave_nothing_running() {
+    steadfast::route_panics_to_log(); // hundreds of planned panics: keep stderr readable
+    let sup = DynamicSupervisor::builder().start().unwrap();
+    for round in 0..40u32 {
+        let (pids_tx, pids) = unbounded::<Pid>();
+        let map = task::map(0..16u32, move |i, ctx| {
+            pids_tx.send(ctx.pid())?;
+            match (i + round) % 5 {
+                0 => panic!("item {i} crashes"),
+                1 => Err(format!("item {i} fails").into()),
+                2 => ctx
+                    .sleep(Duration::from_secs(60))
+                    .map(|_| i)
+                    .map_err(Into::into),
+                _ => Ok(i),
+            }
+        })
+        .max_concurrency(1 + (round as usize % 4))
+        .ordered(round % 2 == 0)
+        // Sleepers are stopped at their deadline (a `next` may wait for one).
+        .timeout(Duration::from_millis(100));
+        let under = round % 3 == 0;
+        let mut outcomes = if under { map.under(&sup) } else { map }.run().unwrap();
+        let take = (round % 6) as usize;
+        for _ in 0..take {
+            if outcomes.next().is_none() {
+                break;
+            }
+        }
+        drop(outcomes);
+        for pid in pids.try_iter() {
+            assert!(!pid.is_alive(), "round {round}: {pid} still running");
+        }
+        if under {
+            steadfast::wait::until(DEADLINE, || {
+                sup.count_children().is_ok_and(|c| c.active == 0)
+            })
+            .unwrap();
+        }
+    }
+    sup.shutdown().unwrap();
+}
