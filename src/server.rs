@@ -54,9 +54,9 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, Sender};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
@@ -120,6 +120,39 @@ pub enum CallError {
     /// No server is registered under that name (or with that request type).
     #[error("no server named {0:?}")]
     NoServer(String),
+    /// The server's bounded mailbox is full (see [`ServerSpec::capacity`]).
+    #[error("the server's mailbox is full")]
+    Full,
+}
+
+/// Why [`ServerRef::try_cast`] did not queue its message; the message comes back.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum TryCastError<M> {
+    /// The server's bounded mailbox is full.
+    #[error("the server's mailbox is full")]
+    Full(M),
+    /// The server is stopped.
+    #[error("the server is stopped")]
+    Stopped(M),
+}
+
+impl<M> fmt::Debug for TryCastError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryCastError::Full(_) => f.write_str("Full(..)"),
+            TryCastError::Stopped(_) => f.write_str("Stopped(..)"),
+        }
+    }
+}
+
+impl<M> TryCastError<M> {
+    /// The message that was not queued.
+    pub fn into_message(self) -> M {
+        match self {
+            TryCastError::Full(m) | TryCastError::Stopped(m) => m,
+        }
+    }
 }
 
 /// What reaches a server's mailbox.
@@ -161,6 +194,9 @@ struct Mailbox<S: Server> {
     /// The incarnation serving now (0: none), to refuse a server's call to itself.
     serving: AtomicU64,
     name: Option<Arc<str>>,
+    /// Bounded ([`ServerSpec::capacity`]): its loop waits on the stop signal too, and no
+    /// `Stop` envelope is ever posted (it would take a place a sender waits for).
+    bounded: bool,
 }
 
 thread_local! {
@@ -190,12 +226,30 @@ impl<S: Server> Mailbox<S> {
         self as *const Self as usize
     }
 
-    fn post(&self, envelope: Envelope<S>) -> Result<(), CallError> {
+    /// Posts `envelope`, waiting for room in a bounded mailbox until `room` says;
+    /// `Err` gives it back when there was none in time (or the door was shut).
+    fn post(&self, envelope: Envelope<S>, room: Room) -> Result<(), (Envelope<S>, CallError)> {
         if !self.is_open(Ordering::Acquire) {
-            return Err(CallError::Stopped);
+            return Err((envelope, CallError::Stopped));
         }
-        // The mailbox holds its own receiver: the send cannot fail.
-        let _ = self.tx.send(envelope);
+        // The mailbox holds its own receiver: a send fails only for want of room. A
+        // sender waiting for room is never stranded by a stop: the stop's drain makes
+        // room, and its second look then finds the door shut.
+        let sent = match room {
+            Room::Wait => self.tx.send(envelope).map_err(|e| (e.into_inner(), None)),
+            Room::Until(at, timeout) => self
+                .tx
+                .send_deadline(envelope, at)
+                .map_err(|e| (e.into_inner(), Some(timeout))),
+            Room::Now => self
+                .tx
+                .try_send(envelope)
+                .map_err(|e| (e.into_inner(), None)),
+        };
+        if let Err((envelope, timeout)) = sent {
+            let why = timeout.map_or(CallError::Full, CallError::Timeout);
+            return Err((envelope, why));
+        }
         self.look_again();
         Ok(())
     }
@@ -231,13 +285,35 @@ impl<S: Server> Mailbox<S> {
     }
 
     /// Fails the queued calls with `Stopped` (queued casts are dropped).
+    ///
+    /// A `Stop` envelope drained here is put back: it may be the only wake-up of a loop
+    /// whose stop was raised before this drain (an ordered stop's relay raises it first).
     fn fail_queued(&self) {
+        let mut woke = false;
         for envelope in self.rx.try_iter() {
-            if let Envelope::Call(_, reply) = envelope {
-                let _ = reply.send(Err(CallError::Stopped));
+            match envelope {
+                Envelope::Call(_, reply) => {
+                    let _ = reply.send(Err(CallError::Stopped));
+                }
+                Envelope::Stop => woke = true,
+                Envelope::Cast(_) => {}
             }
         }
+        if woke {
+            let _ = self.tx.try_send(Envelope::Stop);
+        }
     }
+}
+
+/// How long a post may wait for room in a bounded mailbox.
+#[derive(Clone, Copy)]
+enum Room {
+    /// As long as it takes.
+    Wait,
+    /// Until this instant (a call's deadline, of this timeout).
+    Until(Instant, Duration),
+    /// Not at all.
+    Now,
 }
 
 /// A handle on a server: call it, cast to it. Cheap to clone; valid across restarts
@@ -289,8 +365,16 @@ impl<S: Server> ServerRef<S> {
             return Err(CallError::WouldDeadlock);
         }
         let (reply_tx, reply) = bounded(1);
-        self.mailbox.post(Envelope::Call(request, reply_tx))?;
-        match reply.recv_timeout(timeout) {
+        // One deadline for the whole call: waiting for room, then for the reply.
+        let deadline = Instant::now().checked_add(timeout);
+        let room = deadline.map_or(Room::Wait, |at| Room::Until(at, timeout));
+        let posted = self.mailbox.post(Envelope::Call(request, reply_tx), room);
+        posted.map_err(|(_, why)| why)?;
+        let answer = match deadline {
+            Some(at) => reply.recv_deadline(at),
+            None => reply.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match answer {
             Ok(answer) => answer,
             Err(RecvTimeoutError::Timeout) => Err(CallError::Timeout(timeout)),
             // Dropped unanswered: the mailbox went away with its server.
@@ -298,13 +382,30 @@ impl<S: Server> ServerRef<S> {
         }
     }
 
-    /// Queues `message` for the server and returns at once.
+    /// Queues `message` for the server and returns: at once, or, when a bounded mailbox
+    /// ([`ServerSpec::capacity`]) is full, once there is room.
     ///
     /// # Errors
     ///
     /// [`CallError::Stopped`] if the server is stopped.
     pub fn cast(&self, message: S::Cast) -> Result<(), CallError> {
-        self.mailbox.post(Envelope::Cast(message))
+        let posted = self.mailbox.post(Envelope::Cast(message), Room::Wait);
+        posted.map_err(|(_, why)| why)
+    }
+
+    /// Queues `message` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TryCastError::Full`] when a bounded mailbox is full, [`TryCastError::Stopped`]
+    /// when the server is stopped; either gives the message back.
+    pub fn try_cast(&self, message: S::Cast) -> Result<(), TryCastError<S::Cast>> {
+        match self.mailbox.post(Envelope::Cast(message), Room::Now) {
+            Ok(()) => Ok(()),
+            Err((Envelope::Cast(message), CallError::Full)) => Err(TryCastError::Full(message)),
+            Err((Envelope::Cast(message), _)) => Err(TryCastError::Stopped(message)),
+            Err(_) => unreachable!("a cast comes back as a cast"),
+        }
     }
 
     /// The pid of the incarnation serving now, if one is.
@@ -349,6 +450,7 @@ pub struct ServerSpec<S: Server> {
     init: Arc<Init<S>>,
     name: Option<String>,
     init_timeout: Duration,
+    capacity: Option<usize>,
 }
 
 type Init<S> = dyn Fn(&Context) -> Result<S, ChildError> + Send + Sync;
@@ -359,6 +461,7 @@ impl<S: Server> fmt::Debug for ServerSpec<S> {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("init_timeout", &self.init_timeout)
+            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -374,6 +477,7 @@ impl<S: Server> ServerSpec<S> {
             init: Arc::new(init),
             name: None,
             init_timeout: DEFAULT_INIT_TIMEOUT,
+            capacity: None,
         }
     }
 
@@ -382,6 +486,41 @@ impl<S: Server> ServerSpec<S> {
     /// start.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Bounds the mailbox to `requests` calls and casts (at least 1; default: unbounded).
+    /// When it is full, [`cast`](ServerRef::cast) waits for room,
+    /// [`try_cast`](ServerRef::try_cast) returns `Full`, and a call waits for room within
+    /// its timeout. A stop fails what is queued and what waits for room, as always.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::server::{Server, ServerSpec, TryCastError};
+    /// use steadfast::{Context, Supervisor};
+    ///
+    /// struct Sink;
+    /// impl Server for Sink {
+    ///     type Call = ();
+    ///     type Reply = ();
+    ///     type Cast = u32;
+    ///     fn handle_call(&mut self, _: (), _: &Context) {}
+    /// }
+    ///
+    /// // Not started yet, so nothing takes from its mailbox of two.
+    /// let (spec, sink) = ServerSpec::new("sink", |_| Ok(Sink)).capacity(2).build();
+    /// sink.cast(1)?;
+    /// sink.cast(2)?;
+    /// assert!(matches!(sink.try_cast(3), Err(TryCastError::Full(3))));
+    /// let sup = Supervisor::builder().child(spec).start()?;
+    /// sink.call(())?; // served after the two casts
+    /// sink.try_cast(3).map_err(|e| e.to_string())?;
+    /// # drop(sup);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn capacity(mut self, requests: usize) -> Self {
+        self.capacity = Some(requests.max(1));
         self
     }
 
@@ -396,7 +535,10 @@ impl<S: Server> ServerSpec<S> {
     /// The spec is a permanent worker (change that with its own builder methods). One
     /// spec is one server: its clones share one mailbox, so start it once.
     pub fn build(self) -> (ChildSpec, ServerRef<S>) {
-        let (tx, rx) = unbounded();
+        let (tx, rx) = match self.capacity {
+            Some(requests) => bounded(requests),
+            None => unbounded(),
+        };
         let mailbox = Arc::new(Mailbox {
             tx,
             rx,
@@ -404,6 +546,7 @@ impl<S: Server> ServerSpec<S> {
             reopen: Mutex::new(()),
             serving: AtomicU64::new(0),
             name: self.name.as_deref().map(Arc::from),
+            bounded: self.capacity.is_some(),
         });
         let handle = ServerRef { mailbox };
         let served = HeldBySpec(handle.clone());
@@ -473,14 +616,26 @@ fn serve<S: Server>(
     }
     let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
     // Wakes the loop below, which blocks on the mailbox alone (a plain `recv`, as cheap
-    // as a hand-written server's), when the stop is raised.
-    let wake = mailbox.tx.clone();
-    ctx.on_stop(move || {
-        let _ = wake.send(Envelope::Stop);
-    });
+    // as a hand-written server's), when the stop is raised. A bounded mailbox's loop
+    // waits on the stop signal as well instead: an envelope would take a place.
+    if !mailbox.bounded {
+        let wake = mailbox.tx.clone();
+        ctx.on_stop(move || {
+            let _ = wake.send(Envelope::Stop);
+        });
+    }
     ctx.ready();
     while !ctx.is_stopping() {
-        match mailbox.rx.recv() {
+        let next = if mailbox.bounded {
+            select! {
+                recv(mailbox.rx) -> next => next,
+                // Raised: the loop condition sees the flag.
+                recv(ctx.stop_signal()) -> _ => continue,
+            }
+        } else {
+            mailbox.rx.recv()
+        };
+        match next {
             Ok(Envelope::Call(request, reply)) => {
                 let answer =
                     panic::catch_unwind(AssertUnwindSafe(|| state.handle_call(request, ctx)));
@@ -535,6 +690,7 @@ mod tests {
             reopen: Mutex::new(()),
             serving: AtomicU64::new(0),
             name: None,
+            bounded: false,
         }
     }
 
@@ -568,5 +724,23 @@ mod tests {
         mb.look_again();
         assert!(reply.try_recv().is_err(), "not failed");
         assert_eq!(mb.rx.len(), 1, "queued for the incarnation now serving");
+    }
+
+    /// A drain (a stop failing what is queued) must not eat the envelope that wakes the
+    /// loop: when an ordered stop's relay raised the stop first, that envelope is the
+    /// loop's only wake-up, and without it the loop sleeps until it is abandoned.
+    #[test]
+    fn a_drain_leaves_the_loop_its_wake_up() {
+        let mb = mailbox();
+        mb.open(Pid::current());
+        let (reply_tx, reply) = bounded(1);
+        let _ = mb.tx.send(Envelope::Call(7, reply_tx));
+        let _ = mb.tx.send(Envelope::Stop);
+        mb.shut();
+        assert_eq!(reply.try_recv(), Ok(Err(CallError::Stopped)));
+        assert!(
+            matches!(mb.rx.try_recv(), Ok(Envelope::Stop)),
+            "the wake-up is still there for the loop"
+        );
     }
 }

@@ -539,3 +539,69 @@ fn a_server_calling_itself_from_init_gets_would_deadlock() {
     assert_eq!(log.call(Req::Get), Ok(Answer::Items(vec![])));
     sup.shutdown().unwrap();
 }
+
+/// A bounded mailbox: a call waits for room within its own timeout (and times out when
+/// none comes); senders waiting for room when the server is stopped are all answered —
+/// `Stopped` or served — none waits out its timeout, none is left blocked.
+#[test]
+fn a_bounded_mailbox_makes_senders_wait_and_a_stop_releases_them_all() {
+    // The log server, with a mailbox of one.
+    let me = Arc::new(OnceCell::new());
+    let slot = me.clone();
+    let (spec, log) = ServerSpec::new("bounded", move |ctx: &Context| {
+        Ok(Log {
+            items: Vec::new(),
+            incarnation: ctx.incarnation(),
+            me: slot.clone(),
+        })
+    })
+    .capacity(1)
+    .build();
+    me.set(log.clone()).unwrap();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    // The server blocks in a handler; one cast fills the mailbox.
+    let (release, gate_rx) = gate();
+    log.cast(Msg::Block(gate_rx)).unwrap();
+    steadfast::wait::until(DEADLINE, || log.queued() == 0).unwrap();
+    log.cast(Msg::Push(1)).unwrap();
+    assert!(matches!(
+        log.try_cast(Msg::Push(2)),
+        Err(steadfast::server::TryCastError::Full(Msg::Push(2)))
+    ));
+    assert_eq!(
+        log.call_timeout(Req::Get, Duration::from_millis(50)),
+        Err(CallError::Timeout(Duration::from_millis(50))),
+        "no room within the call's time"
+    );
+    // Four threads wait for room, calling and casting; then the server is stopped.
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                for n in 0..20 {
+                    if (t + n) % 2 == 0 {
+                        outcomes.push(log.call_timeout(Req::Get, DEADLINE).map(|_| ()));
+                    } else {
+                        outcomes.push(log.cast(Msg::Push(n)));
+                    }
+                }
+                outcomes
+            })
+        })
+        .collect();
+    sup.terminate_child("bounded").unwrap();
+    drop(release);
+    for s in senders {
+        for outcome in s.join().unwrap() {
+            assert!(
+                matches!(outcome, Ok(()) | Err(CallError::Stopped)),
+                "{outcome:?}"
+            );
+        }
+    }
+    // Restarted by hand, it serves again.
+    sup.restart_child("bounded").unwrap();
+    assert_eq!(log.call(Req::Get), Ok(Answer::Items(vec![])));
+    sup.shutdown().unwrap();
+}
