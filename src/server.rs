@@ -42,6 +42,7 @@
 //! | a stop (terminate, shutdown, group restart), however the incarnation then ends (returns, panics, is abandoned), also while a restart waits out a backoff | queued and later calls fail [`CallError::Stopped`] until an incarnation starts again | finishes first (stops are cooperative) |
 //! | its spec is gone (its supervisor gave up or exited; a dynamic one let it go) | shut for good: queued and later calls fail [`CallError::Stopped`] | — |
 //! | the server calls itself (from `init`, a callback or `terminate`) | —  | [`CallError::WouldDeadlock`], at once |
+//! | a bounded mailbox ([`ServerSpec::capacity`]) is full | `cast` waits for room, `try_cast` returns `Full`, a call waits within its timeout; a stop releases every waiting sender (`Stopped`) | — |
 //!
 //! Each incarnation starts from `init` — state is not carried over a restart, only the
 //! mailbox is. `init` runs before the server counts as started (its spec waits for it,
