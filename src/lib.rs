@@ -122,6 +122,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Nested in a tree, a supervisor's spec can come with a handle that follows it across
+//! its restarts ([`SupervisorBuilder::build`], [`DynamicSupervisorBuilder::build`]:
+//! [`Tracked`]), and a child reaches its own supervisor and its tree's root from its
+//! context ([`Context::supervisor`], [`Context::root`]).
+//!
 //! ## Names: the registry
 //!
 //! A [`Registry`] maps unique keys to live processes. An entry goes when its owner exits,
@@ -169,14 +174,17 @@
 //! The [`wait`] module has blocking helpers with deadlines for code that did not wait on
 //! anything.
 //!
-//! ## Servers and pools
+//! ## Servers, pools and tasks
 //!
 //! [`server`] is OTP's `gen_server` on a thread: a child that owns a state value and
 //! serves typed calls and casts, through a handle that outlives its incarnations (a
 //! crash keeps the queue; the call being handled fails at once with the reason).
 //! [`pool`] runs supervised workers over one bounded job queue and loses nothing: jobs
-//! that crash their worker are retried, then dead-lettered; a shutdown hands back the
-//! rest. Both modules' docs start with an example.
+//! that fail or panic are retried, then dead-lettered; a shutdown hands back the rest; a
+//! pool can live in your own tree ([`pool::PoolBuilder::child_spec`]). [`task`] runs
+//! supervised tasks you wait for, one ([`task::spawn`]) or a bounded parallel map over
+//! many items ([`task::map`], Elixir's `Task.async_stream`). Each module's docs start
+//! with an example.
 //!
 //! ## The tree at a glance, and the process boundary
 //!
