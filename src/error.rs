@@ -45,6 +45,16 @@ pub enum StartError {
         /// Its readiness deadline.
         timeout: Duration,
     },
+    /// A server could not take its name: another live process holds it (OTP's
+    /// `{already_started, Pid}`).
+    AlreadyStarted {
+        /// The server's child id.
+        id: String,
+        /// The name it asked for.
+        name: String,
+        /// The process that holds the name.
+        holder: Pid,
+    },
     /// A nested supervisor could not start its own children.
     Nested {
         /// The nested supervisor's id in its parent.
@@ -70,6 +80,12 @@ impl fmt::Display for StartError {
                 write!(
                     f,
                     "supervisor name {name:?} is already registered to {holder}"
+                )
+            }
+            StartError::AlreadyStarted { id, name, holder } => {
+                write!(
+                    f,
+                    "child {id:?} is already started: its name {name:?} is held by {holder}"
                 )
             }
             StartError::ChildExited { id, reason } => {
@@ -98,6 +114,7 @@ impl StartError {
             StartError::ChildExited { id, .. }
             | StartError::ReadyTimeout { id, .. }
             | StartError::Nested { id, .. }
+            | StartError::AlreadyStarted { id, .. }
             | StartError::Spawn { id, .. } => Some(id),
             StartError::InvalidSpec(_) | StartError::NameTaken { .. } => None,
         }

@@ -61,9 +61,9 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, 
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use crate::child::context::Context;
+use crate::child::context::{Context, ReadyMsg};
 use crate::child::spec::ChildSpec;
-use crate::error::ChildError;
+use crate::error::{ChildError, RegistryError, StartError};
 use crate::exit::{panic_reason, ExitReason};
 use crate::pid::Pid;
 use crate::registry::{registry, AnyValue, Registry};
@@ -101,6 +101,42 @@ pub trait Server: Send + 'static {
         let _ = ctx;
     }
 }
+
+/// What `init` returns to decline the start (OTP's `ignore`): the supervisor's start
+/// goes on without this server (`start_child` answers
+/// [`SupervisorError::Ignored`](crate::SupervisorError::Ignored)), a static supervisor
+/// keeps its spec for a later `restart_child`, and calls fail `Stopped` meanwhile.
+///
+/// # Examples
+///
+/// ```
+/// use steadfast::server::{Ignore, Server, ServerSpec};
+/// use steadfast::{Context, Supervisor, SupervisorError};
+///
+/// struct Cache;
+/// impl Server for Cache {
+///     type Call = ();
+///     type Reply = ();
+///     type Cast = ();
+///     fn handle_call(&mut self, _: (), _: &Context) {}
+/// }
+///
+/// let enabled = false; // from the configuration, say
+/// let (spec, cache) = ServerSpec::new("cache", move |_ctx| {
+///     if !enabled {
+///         return Err(Ignore.into());
+///     }
+///     Ok(Cache)
+/// })
+/// .build();
+/// let sup = Supervisor::builder().start()?;
+/// assert!(matches!(sup.start_child(spec), Err(SupervisorError::Ignored)));
+/// assert!(cache.call(()).is_err()); // nothing serves it
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server declined to start")]
+pub struct Ignore;
 
 /// Why a call (or a cast) did not get through.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -604,7 +640,16 @@ fn serve<S: Server>(
 ) -> Result<(), ChildError> {
     let mailbox = &handle.mailbox;
     let _here = ServingHere::enter(mailbox.address());
-    let mut state = init(ctx)?;
+    let mut state = match init(ctx) {
+        Ok(state) => state,
+        // Declined (OTP's `ignore`): nothing serves this mailbox until a start succeeds.
+        Err(e) if e.downcast_ref::<Ignore>().is_some() => {
+            mailbox.shut();
+            ctx.ignore();
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     // Serving before it can be found: whoever finds the name (or the pid) finds this
     // incarnation's pid; however it ends, a crash included, it leaves no stale pid.
     mailbox.open(ctx.pid());
@@ -613,7 +658,17 @@ fn serve<S: Server>(
         pid: ctx.pid(),
     };
     if let Some(name) = name {
-        registry().register_value(name, handle.clone())?;
+        if let Err(RegistryError::AlreadyRegistered(holder)) =
+            registry().register_value(name, handle.clone())
+        {
+            mailbox.shut();
+            ctx.send_ready(ReadyMsg::Failed(StartError::AlreadyStarted {
+                id: ctx.id().to_owned(),
+                name: name.to_owned(),
+                holder,
+            }));
+            return Err(RegistryError::AlreadyRegistered(holder).into());
+        }
     }
     let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
     // Wakes the loop below, which blocks on the mailbox alone (a plain `recv`, as cheap

@@ -605,3 +605,87 @@ fn a_bounded_mailbox_makes_senders_wait_and_a_stop_releases_them_all() {
     assert_eq!(log.call(Req::Get), Ok(Answer::Items(vec![])));
     sup.shutdown().unwrap();
 }
+
+/// A server's start that says no: `init` declining (`Ignore`) lets the supervisor's
+/// start go on, keeps the spec, and fails calls at once until a later start succeeds; a
+/// second server taking a name already held fails its start with "already started" and
+/// the holder's pid (OTP's `{already_started, Pid}`).
+#[test]
+fn starts_that_say_no_decline_or_name_the_holder() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use steadfast::server::Ignore;
+    let enabled = Arc::new(AtomicBool::new(false));
+    let on = enabled.clone();
+    let me = Arc::new(OnceCell::new());
+    let slot = me.clone();
+    let (spec, optional) = ServerSpec::new("optional", move |ctx: &Context| {
+        if !on.load(Ordering::SeqCst) {
+            return Err(Ignore.into());
+        }
+        Ok(Log {
+            items: Vec::new(),
+            incarnation: ctx.incarnation(),
+            me: slot.clone(),
+        })
+    })
+    .build();
+    me.set(optional.clone()).unwrap();
+    let (first, holder) = log_server("first");
+    let sup = Supervisor::builder()
+        .child(spec)
+        .child(first)
+        .start()
+        .unwrap();
+    let listed = sup.which_children().unwrap();
+    assert_eq!(
+        listed[0].status,
+        steadfast::ChildStatus::Stopped,
+        "declined, kept"
+    );
+    assert_eq!(
+        optional.call_timeout(Req::Get, DEADLINE),
+        Err(CallError::Stopped),
+        "at once, not after the timeout"
+    );
+    enabled.store(true, Ordering::SeqCst);
+    sup.restart_child("optional").unwrap();
+    assert_eq!(optional.call(Req::Get), Ok(Answer::Items(vec![])));
+
+    // Two servers, one name.
+    let name = "servers-test-dup";
+    let (a_spec, a_ref) = ServerSpec::new("a", |_ctx: &Context| {
+        Ok(Log {
+            items: Vec::new(),
+            incarnation: 0,
+            me: Arc::new(OnceCell::new()),
+        })
+    })
+    .name(name)
+    .build();
+    let (b_spec, _b_ref) = ServerSpec::new("b", |_ctx: &Context| {
+        Ok(Log {
+            items: Vec::new(),
+            incarnation: 0,
+            me: Arc::new(OnceCell::new()),
+        })
+    })
+    .name(name)
+    .build();
+    sup.start_child(a_spec).unwrap();
+    let holder_pid = a_ref.pid().expect("a serves");
+    match sup.start_child(b_spec) {
+        Err(steadfast::SupervisorError::StartFailed(StartError::AlreadyStarted {
+            id,
+            name: taken,
+            holder,
+        })) => {
+            assert_eq!(
+                (id.as_str(), taken.as_str(), holder),
+                ("b", name, holder_pid)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(holder);
+    sup.shutdown().unwrap();
+}

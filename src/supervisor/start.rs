@@ -86,6 +86,8 @@ pub(super) fn start_child(
 pub(crate) fn not_started(id: String, report: Option<ReadyMsg>) -> StartError {
     match report {
         Some(ReadyMsg::Exited(reason)) => StartError::ChildExited { id, reason },
+        // A server whose name is taken says so itself.
+        Some(ReadyMsg::Failed(already @ StartError::AlreadyStarted { .. })) => already,
         Some(ReadyMsg::Failed(source)) => StartError::Nested {
             id,
             source: Box::new(source),
