@@ -25,12 +25,18 @@ thread_local! {
     static ATTEMPT: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Marks the attempt of the job about to run on this thread, until dropped.
+/// A worker incarnation's hold on `ATTEMPT`: what was there before is put back when it
+/// ends, so that no code after it on this thread sees an attempt.
 struct Attempt(u32);
 
 impl Attempt {
     fn enter(attempt: u32) -> Attempt {
         Attempt(ATTEMPT.with(|a| a.replace(attempt)))
+    }
+
+    /// The attempt of the job about to run on this thread.
+    fn set(attempt: u32) {
+        ATTEMPT.with(|a| a.set(attempt));
     }
 }
 
@@ -42,7 +48,7 @@ impl Drop for Attempt {
 
 /// Which attempt at its job the pool job running on this thread is: `Some(1)` on the
 /// first try, `Some(2)` on the first retry (after an `Err`, a panic or its worker's
-/// crash), and so on up to `max_attempts`; `None` when called outside a pool job. As
+/// crash), and so on up to `max_attempts`; `None` outside a pool's workers. As
 /// rayon's `current_thread_index`, it reads the calling thread, so a job need not count
 /// its own tries to log or change course on a retry.
 ///
@@ -128,6 +134,9 @@ impl<J: Send + 'static> Shared<J> {
     /// A worker incarnation: first the job a crashed incarnation left in the slot, then
     /// jobs from the queue until the stop.
     pub(super) fn worker(&self, ctx: &Context, slot: &Slot<J>) -> Result<(), ChildError> {
+        // Marks this thread as a pool worker's for this incarnation; each job sets its
+        // attempt (one thread-local write a job), and the mark goes when it ends.
+        let _attempt = Attempt::enter(0);
         let mut held = slot.lock();
         let retry = held.is_some() && {
             let reason = ctx.previous_exit().cloned();
@@ -159,7 +168,7 @@ impl<J: Send + 'static> Shared<J> {
         loop {
             let outcome = match held.as_ref() {
                 Some(entry) => {
-                    let _attempt = Attempt::enter(entry.attempts.saturating_add(1));
+                    Attempt::set(entry.attempts.saturating_add(1));
                     catch(ctx.id(), ctx.pid(), || (self.work)(&entry.job, ctx))
                 }
                 None => return,
