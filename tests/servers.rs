@@ -74,19 +74,32 @@ impl Server for Log {
     }
 }
 
-fn log_server(id: &str) -> (steadfast::ChildSpec, ServerRef<Log>) {
+/// The log server's spec, to refine before `build`, and the slot its handle goes in
+/// (`Req::CallMyself` reads it).
+fn log_spec(id: &str) -> (ServerSpec<Log>, Arc<OnceCell<ServerRef<Log>>>) {
     let me = Arc::new(OnceCell::new());
     let slot = me.clone();
-    let (spec, handle) = ServerSpec::new(id, move |ctx: &Context| {
+    let spec = ServerSpec::new(id, move |ctx: &Context| {
         Ok(Log {
             items: Vec::new(),
             incarnation: ctx.incarnation(),
             me: slot.clone(),
         })
-    })
-    .build();
+    });
+    (spec, me)
+}
+
+/// Builds a refined log server spec, and hands the server its own handle.
+fn built(
+    (spec, me): (ServerSpec<Log>, Arc<OnceCell<ServerRef<Log>>>),
+) -> (steadfast::ChildSpec, ServerRef<Log>) {
+    let (spec, handle) = spec.build();
     me.set(handle.clone()).unwrap();
     (spec, handle)
+}
+
+fn log_server(id: &str) -> (steadfast::ChildSpec, ServerRef<Log>) {
+    built(log_spec(id))
 }
 
 fn gate() -> (Sender<()>, Receiver<()>) {
@@ -207,17 +220,8 @@ fn a_server_calling_itself_gets_an_error_not_a_deadlock() {
 
 #[test]
 fn a_named_server_is_found_again_after_a_restart_and_old_handles_keep_working() {
-    let me = Arc::new(OnceCell::new());
-    let slot = me.clone();
-    let (spec, handle) = ServerSpec::new("named", move |ctx: &Context| {
-        Ok(Log {
-            items: Vec::new(),
-            incarnation: ctx.incarnation(),
-            me: slot.clone(),
-        })
-    })
-    .name("tests::servers::named")
-    .build();
+    let (spec, me) = log_spec("named");
+    let (spec, handle) = built((spec.name("tests::servers::named"), me));
     let sup = Supervisor::builder().child(spec).start().unwrap();
     let found = ServerRef::<Log>::whereis("tests::servers::named").unwrap();
     let first = found.pid().unwrap();
@@ -257,7 +261,6 @@ fn a_named_server_is_found_again_after_a_restart_and_old_handles_keep_working() 
     assert!(ServerRef::<Other>::whereis("tests::servers::named").is_none());
     drop(sup);
     assert!(ServerRef::<Log>::whereis("tests::servers::named").is_none());
-    drop(me);
 }
 
 #[test]
@@ -546,18 +549,8 @@ fn a_server_calling_itself_from_init_gets_would_deadlock() {
 #[test]
 fn a_bounded_mailbox_makes_senders_wait_and_a_stop_releases_them_all() {
     // The log server, with a mailbox of one.
-    let me = Arc::new(OnceCell::new());
-    let slot = me.clone();
-    let (spec, log) = ServerSpec::new("bounded", move |ctx: &Context| {
-        Ok(Log {
-            items: Vec::new(),
-            incarnation: ctx.incarnation(),
-            me: slot.clone(),
-        })
-    })
-    .capacity(1)
-    .build();
-    me.set(log.clone()).unwrap();
+    let (spec, me) = log_spec("bounded");
+    let (spec, log) = built((spec.capacity(1), me));
     let sup = Supervisor::builder().child(spec).start().unwrap();
     // The server blocks in a handler; one cast fills the mailbox.
     let (release, gate_rx) = gate();
@@ -653,24 +646,10 @@ fn starts_that_say_no_decline_or_name_the_holder() {
 
     // Two servers, one name.
     let name = "servers-test-dup";
-    let (a_spec, a_ref) = ServerSpec::new("a", |_ctx: &Context| {
-        Ok(Log {
-            items: Vec::new(),
-            incarnation: 0,
-            me: Arc::new(OnceCell::new()),
-        })
-    })
-    .name(name)
-    .build();
-    let (b_spec, _b_ref) = ServerSpec::new("b", |_ctx: &Context| {
-        Ok(Log {
-            items: Vec::new(),
-            incarnation: 0,
-            me: Arc::new(OnceCell::new()),
-        })
-    })
-    .name(name)
-    .build();
+    let (a_spec, a_me) = log_spec("a");
+    let (a_spec, a_ref) = built((a_spec.name(name), a_me));
+    let (b_spec, b_me) = log_spec("b");
+    let (b_spec, _b_ref) = built((b_spec.name(name), b_me));
     sup.start_child(a_spec).unwrap();
     let holder_pid = a_ref.pid().expect("a serves");
     match sup.start_child(b_spec) {
