@@ -5,6 +5,7 @@
 pub(crate) mod backoff;
 pub(crate) mod cap;
 pub(crate) mod context;
+pub(crate) mod launch;
 pub(crate) mod panic_hook;
 pub(crate) mod runner;
 pub(crate) mod spec;

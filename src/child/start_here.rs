@@ -56,7 +56,8 @@ pub(crate) fn start_here(
 mod tests {
     use super::*;
     use crate::child::context::Context;
-    use crate::child::runner::{spawn, SpawnArgs, Spawned};
+    use crate::child::launch::SpawnArgs;
+    use crate::child::runner::{spawn, Spawned};
     use crossbeam_channel::bounded;
     use std::sync::Arc;
     use std::thread;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::child::context::{History, ReadyMsg};
-use crate::child::runner::{self, Launch, RestartPermit, SpawnArgs, Spawned};
+use crate::child::launch::{Launch, RestartPermit, SpawnArgs};
+use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Readiness, Shutdown, StartHere};
 use crate::child::start_here;
 use crate::error::{StartError, SupervisorError};

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::child::runner::{Notify, Spawned};
+use crate::child::launch::Notify;
+use crate::child::runner::Spawned;
 use crate::child::spec::ChildSpec;
 use crate::error::SupervisorError;
 use crate::exit::ExitReason;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
-use crate::child::runner::{self, SpawnArgs, Spawned};
+use crate::child::launch::SpawnArgs;
+use crate::child::runner::{self, Spawned};
 use crate::child::spec::{Body, ChildSpec, Serve, StartHere};
 use crate::child::start_here;
 use crate::error::{RegistryError, StartError, SupervisorError};

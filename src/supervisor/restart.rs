@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::child::runner::{RestartPermit, RestartWindow};
+use crate::child::launch::{RestartPermit, RestartWindow};
 use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
 use crate::exit::ExitReason;
 use crate::supervisor::intensity::Intensity;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::child::context::{History, ReadyMsg};
-use crate::child::runner::{self, Launch, SpawnArgs, Spawned};
+use crate::child::launch::{Launch, SpawnArgs};
+use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Readiness};
 use crate::error::StartError;
 use crate::exit::ExitReason;
