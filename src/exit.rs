@@ -10,6 +10,7 @@ use std::sync::Arc;
 /// |-------------|-----------------------------------------------------------------|----------|
 /// | `Normal`    | the function returned `Ok(())` without being asked to stop      | no       |
 /// | `Shutdown`  | the function returned after its stop signal was raised          | no       |
+/// | `ShutdownWith` | the function returned `Err(ExitReason::ShutdownWith(..))`    | no       |
 /// | `Failed`    | the function returned `Err(..)` (not because it was stopped)    | yes      |
 /// | `Panicked`  | the function panicked; the message is the panic payload         | yes      |
 /// | `Killed`    | the process was abandoned: it did not stop within its shutdown  | yes      |
@@ -25,6 +26,11 @@ pub enum ExitReason {
     /// The function returned after its stop signal was raised (or a supervisor gave up
     /// after exceeding its restart intensity, as OTP's `shutdown`).
     Shutdown,
+    /// A shutdown with a detail (OTP's `{shutdown, Term}`): not a crash. A child ends
+    /// with it (or with any reason of its choosing) by returning
+    /// `Err(ExitReason::ShutdownWith(..).into())`; a server by
+    /// [`ServerContext::stop`](crate::server::ServerContext::stop).
+    ShutdownWith(Arc<str>),
     /// The function returned an error; the message is the error's `Display` text.
     Failed(Arc<str>),
     /// The function panicked; the message is the panic payload for `&str` and `String`
@@ -52,7 +58,15 @@ impl ExitReason {
     /// assert!(ExitReason::Killed.is_abnormal());
     /// ```
     pub fn is_abnormal(&self) -> bool {
-        !matches!(self, ExitReason::Normal | ExitReason::Shutdown)
+        !matches!(
+            self,
+            ExitReason::Normal | ExitReason::Shutdown | ExitReason::ShutdownWith(_)
+        )
+    }
+
+    /// A shutdown with `detail` ([`ExitReason::ShutdownWith`]).
+    pub fn shutdown_with(detail: impl fmt::Display) -> ExitReason {
+        ExitReason::ShutdownWith(detail.to_string().into())
     }
 
     pub(crate) fn failed(msg: impl fmt::Display) -> ExitReason {
@@ -65,6 +79,7 @@ impl fmt::Display for ExitReason {
         match self {
             ExitReason::Normal => f.write_str("normal"),
             ExitReason::Shutdown => f.write_str("shutdown"),
+            ExitReason::ShutdownWith(detail) => write!(f, "shutdown: {detail}"),
             ExitReason::Failed(m) => write!(f, "failed: {m}"),
             ExitReason::Panicked(m) => write!(f, "panicked: {m}"),
             ExitReason::Killed => f.write_str("killed (abandoned after its shutdown timeout)"),
@@ -72,6 +87,10 @@ impl fmt::Display for ExitReason {
         }
     }
 }
+
+/// A child (or a server) returning an `ExitReason` as its error exits with that reason,
+/// as OTP's `exit(Reason)`: `Err(ExitReason::shutdown_with("moved").into())`.
+impl std::error::Error for ExitReason {}
 
 /// The text of a panic payload: `&str` and `String` payloads as they are, anything else as
 /// a placeholder (its type cannot be named at run time). One allocation, straight from the

@@ -144,7 +144,9 @@ impl ChildSpec {
     /// accepted socket, a job) and must not run twice, use a [`task`](ChildSpec::task).
     ///
     /// `f` is called once per incarnation. It returns `Ok(())` to exit normally (or, after
-    /// its stop signal, with `Shutdown`), `Err(e)` to exit with [`ExitReason::Failed`].
+    /// its stop signal, with `Shutdown`), `Err(e)` to exit with [`ExitReason::Failed`],
+    /// or `Err(reason.into())` with an [`ExitReason`] to exit with that reason (a
+    /// [`ShutdownWith`](ExitReason::ShutdownWith), say, which is not a crash).
     /// Returning one of the context's stop errors ([`Stopped`](crate::Stopped),
     /// [`RecvError::Stopped`](crate::RecvError::Stopped), ...) with `?` counts as `Shutdown`.
     ///
@@ -166,7 +168,10 @@ impl ChildSpec {
             Ok(()) if ctx.is_stopping() => ExitReason::Shutdown,
             Ok(()) => ExitReason::Normal,
             Err(e) if is_stop_error(&e) => ExitReason::Shutdown,
-            Err(e) => ExitReason::failed(e),
+            Err(e) => match e.downcast::<ExitReason>() {
+                Ok(reason) => *reason,
+                Err(e) => ExitReason::failed(e),
+            },
         });
         ChildSpec {
             id: Arc::from(id.into()),

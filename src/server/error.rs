@@ -24,6 +24,10 @@ pub enum CallError {
     /// No server is registered under that name (or with that request type).
     #[error("no server named {0:?}")]
     NoServer(String),
+    /// The server dropped the call's reply token without answering (see
+    /// [`HandleLater`](crate::server::HandleLater)).
+    #[error("the server dropped the call without replying")]
+    NoReply,
     /// The server's bounded mailbox is full (see [`ServerSpec::capacity`](crate::server::ServerSpec::capacity)).
     #[error("the server's mailbox is full")]
     Full,

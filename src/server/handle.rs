@@ -6,25 +6,26 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, RecvTimeoutError};
 use once_cell::sync::Lazy;
 
 use crate::pid::Pid;
 use crate::registry::{registry, AnyValue, Registry};
-use crate::server::callbacks::Server;
+use crate::server::callbacks::{HandleCast, HandleInfo, HandleLater, Serve};
 use crate::server::error::{CallError, TryCastError};
+use crate::server::letter::{CallLetter, CastLetter, InfoLetter, Letter};
 use crate::server::mailbox::{Envelope, Mailbox, Room, SERVING_HERE};
+use crate::server::reply::{reply_slot, Waiter};
 
 /// How long a call waits for its reply by default (OTP's `gen_server:call` default).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A handle on a server: call it, cast to it. Cheap to clone; valid across restarts
 /// (requests queue while it restarts after a crash).
-pub struct ServerRef<S: Server> {
+pub struct ServerRef<S: Serve> {
     pub(super) mailbox: Arc<Mailbox<S>>,
 }
 
-impl<S: Server> Clone for ServerRef<S> {
+impl<S: Serve> Clone for ServerRef<S> {
     fn clone(&self) -> Self {
         ServerRef {
             mailbox: self.mailbox.clone(),
@@ -32,7 +33,7 @@ impl<S: Server> Clone for ServerRef<S> {
     }
 }
 
-impl<S: Server> fmt::Debug for ServerRef<S> {
+impl<S: Serve> fmt::Debug for ServerRef<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerRef")
             .field("name", &self.mailbox.name)
@@ -46,15 +47,23 @@ impl<S: Server> fmt::Debug for ServerRef<S> {
 /// `which_children`, a session) leads to the handle.
 pub(super) static BY_PID: Lazy<Registry<Pid, AnyValue>> = Lazy::new(Registry::new);
 
-impl<S: Server> ServerRef<S> {
-    /// Sends `request` and waits for the reply, up to 5 s ([`DEFAULT_CALL_TIMEOUT`]).
+impl<S: Serve> ServerRef<S> {
+    /// Sends `message` and waits for the reply, up to 5 s ([`DEFAULT_CALL_TIMEOUT`]).
+    /// The reply's type is the one the server's [`Handle<M>`](crate::server::Handle)
+    /// (or [`HandleLater<M>`]) gives.
     ///
     /// # Errors
     ///
-    /// [`CallError::Timeout`], [`CallError::Exited`] (it crashed handling this call),
-    /// [`CallError::Stopped`], [`CallError::WouldDeadlock`] (called from the server).
-    pub fn call(&self, request: S::Call) -> Result<S::Reply, CallError> {
-        self.call_timeout(request, DEFAULT_CALL_TIMEOUT)
+    /// [`CallError::Timeout`], [`CallError::Exited`] (it crashed handling this call, or
+    /// holding its reply token), [`CallError::Stopped`], [`CallError::NoReply`] (its
+    /// token was dropped unanswered), [`CallError::WouldDeadlock`] (called from the
+    /// server).
+    pub fn call<M>(&self, message: M) -> Result<<S as HandleLater<M>>::Reply, CallError>
+    where
+        S: HandleLater<M>,
+        M: Send + 'static,
+    {
+        self.call_timeout(message, DEFAULT_CALL_TIMEOUT)
     }
 
     /// [`call`](ServerRef::call) with a timeout of its own (`Duration::MAX`: no limit).
@@ -62,57 +71,109 @@ impl<S: Server> ServerRef<S> {
     /// # Errors
     ///
     /// As [`call`](ServerRef::call).
-    pub fn call_timeout(&self, request: S::Call, timeout: Duration) -> Result<S::Reply, CallError> {
+    pub fn call_timeout<M>(
+        &self,
+        message: M,
+        timeout: Duration,
+    ) -> Result<<S as HandleLater<M>>::Reply, CallError>
+    where
+        S: HandleLater<M>,
+        M: Send + 'static,
+    {
+        let (reply, waiter) = reply_slot();
+        self.request(Box::new(CallLetter { message, reply }), waiter, timeout)
+    }
+
+    /// Posts a letter that expects an answer, and waits for it within `timeout`.
+    pub(super) fn request<T>(
+        &self,
+        letter: Box<dyn Letter<S>>,
+        waiter: Waiter<T>,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
         if SERVING_HERE.with(Cell::get) == self.mailbox.address() {
             return Err(CallError::WouldDeadlock);
         }
-        let (reply_tx, reply) = bounded(1);
         // One deadline for the whole call: waiting for room, then for the reply.
         let deadline = Instant::now().checked_add(timeout);
-        let envelope = Envelope::Call(request, reply_tx);
-        match deadline {
-            Some(at) => {
-                let room = Room::Until(at, timeout);
-                self.mailbox
-                    .post_within(envelope, room)
-                    .map_err(|(_, why)| why)?;
-            }
-            None => self.mailbox.post(envelope)?,
-        }
-        let answer = match deadline {
-            Some(at) => reply.recv_deadline(at),
-            None => reply.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let envelope = Envelope::Letter(letter);
+        let posted = match deadline {
+            Some(at) => self
+                .mailbox
+                .post_within(envelope, Room::Until(at, timeout))
+                .map_err(|(envelope, why)| (Some(envelope), why)),
+            None => self.mailbox.post(envelope).map_err(|why| (None, why)),
         };
-        match answer {
-            Ok(answer) => answer,
-            Err(RecvTimeoutError::Timeout) => Err(CallError::Timeout(timeout)),
-            // Dropped unanswered: the mailbox went away with its server.
-            Err(RecvTimeoutError::Disconnected) => Err(CallError::Stopped),
+        if let Err((envelope, why)) = posted {
+            // Not posted: its token is dropped here, not by a server.
+            if let Some(Envelope::Letter(letter)) = envelope {
+                letter.refuse(why.clone());
+            }
+            return Err(why);
         }
+        waiter.wait(deadline, timeout)
     }
 
-    /// Queues `message` for the server and returns: at once, or, when a bounded mailbox
-    /// ([`ServerSpec::capacity`](crate::server::ServerSpec::capacity)) is full, once there is room.
+    /// Queues `message` for the server's [`HandleCast<M>`] and returns: at once, or,
+    /// when a bounded mailbox ([`ServerSpec::capacity`](crate::server::ServerSpec::capacity))
+    /// is full, once there is room.
     ///
     /// # Errors
     ///
     /// [`CallError::Stopped`] if the server is stopped.
-    pub fn cast(&self, message: S::Cast) -> Result<(), CallError> {
-        self.mailbox.post(Envelope::Cast(message))
+    #[inline]
+    pub fn cast<M>(&self, message: M) -> Result<(), CallError>
+    where
+        S: HandleCast<M>,
+        M: Send + 'static,
+    {
+        self.mailbox
+            .post(Envelope::Letter(Box::new(CastLetter(message))))
     }
 
-    /// Queues `message` if there is room now.
+    /// Queues `message` for the server's [`HandleInfo<M>`]: a message from outside its
+    /// API (OTP's plain `!`), queued with its calls and casts, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Stopped`] if the server is stopped.
+    pub fn send<M>(&self, message: M) -> Result<(), CallError>
+    where
+        S: HandleInfo<M>,
+        M: Send + 'static,
+    {
+        self.mailbox
+            .post(Envelope::Letter(Box::new(InfoLetter(message))))
+    }
+
+    /// Queues `message` for the server's [`HandleCast<M>`] if there is room now.
     ///
     /// # Errors
     ///
     /// [`TryCastError::Full`] when a bounded mailbox is full, [`TryCastError::Stopped`]
     /// when the server is stopped; either gives the message back.
-    pub fn try_cast(&self, message: S::Cast) -> Result<(), TryCastError<S::Cast>> {
-        match self.mailbox.post_within(Envelope::Cast(message), Room::Now) {
+    pub fn try_cast<M>(&self, message: M) -> Result<(), TryCastError<M>>
+    where
+        S: HandleCast<M>,
+        M: Send + 'static,
+    {
+        let letter: Box<dyn Letter<S>> = Box::new(CastLetter(message));
+        match self
+            .mailbox
+            .post_within(Envelope::Letter(letter), Room::Now)
+        {
             Ok(()) => Ok(()),
-            Err((Envelope::Cast(message), CallError::Full)) => Err(TryCastError::Full(message)),
-            Err((Envelope::Cast(message), _)) => Err(TryCastError::Stopped(message)),
-            Err(_) => unreachable!("a cast comes back as a cast"),
+            Err((Envelope::Letter(letter), why)) => {
+                let message = match letter.into_any().downcast::<CastLetter<M>>() {
+                    Ok(cast) => cast.0,
+                    Err(_) => unreachable!("a cast comes back as the cast it was"),
+                };
+                Err(match why {
+                    CallError::Full => TryCastError::Full(message),
+                    _ => TryCastError::Stopped(message),
+                })
+            }
+            Err((Envelope::Stop, _)) => unreachable!("a cast comes back as a cast"),
         }
     }
 

@@ -11,13 +11,14 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::pid::Pid;
-use crate::server::callbacks::Server;
+use crate::server::callbacks::Serve;
 use crate::server::error::CallError;
+use crate::server::letter::Letter;
 
 /// What reaches a server's mailbox.
-pub(super) enum Envelope<S: Server> {
-    Call(S::Call, Sender<Result<S::Reply, CallError>>),
-    Cast(S::Cast),
+pub(super) enum Envelope<S: Serve> {
+    /// A call, cast, info or system request.
+    Letter(Box<dyn Letter<S>>),
     /// Posted by the stop hook of an incarnation, so that its loop can block on the
     /// mailbox alone. One left over from an earlier incarnation is ignored.
     Stop,
@@ -43,7 +44,7 @@ pub(super) enum Door {
 /// itself, unless an incarnation has opened the door again meanwhile (which then serves
 /// it). Opening the door, and that drain, hold `reopen`: a drain never takes what an
 /// incarnation serves. A post costs one fence; the drains happen only around a stop.
-pub(super) struct Mailbox<S: Server> {
+pub(super) struct Mailbox<S: Serve> {
     pub(super) tx: Sender<Envelope<S>>,
     pub(super) rx: Receiver<Envelope<S>>,
     /// Open or stopped (see `Door`).
@@ -79,7 +80,7 @@ impl Drop for ServingHere {
     }
 }
 
-impl<S: Server> Mailbox<S> {
+impl<S: Serve> Mailbox<S> {
     /// What identifies this mailbox to `SERVING_HERE`.
     pub(super) fn address(&self) -> usize {
         self as *const Self as usize
@@ -160,7 +161,7 @@ impl<S: Server> Mailbox<S> {
         self.door.load(order) == Door::Open as u8
     }
 
-    /// Fails the queued calls with `Stopped` (queued casts are dropped).
+    /// Fails the queued calls with `Stopped` (queued casts and infos are dropped).
     ///
     /// A `Stop` envelope drained here is put back: it may be the only wake-up of a loop
     /// whose stop was raised before this drain (an ordered stop's relay raises it first).
@@ -168,11 +169,8 @@ impl<S: Server> Mailbox<S> {
         let mut woke = false;
         for envelope in self.rx.try_iter() {
             match envelope {
-                Envelope::Call(_, reply) => {
-                    let _ = reply.send(Err(CallError::Stopped));
-                }
+                Envelope::Letter(letter) => letter.refuse(CallError::Stopped),
                 Envelope::Stop => woke = true,
-                Envelope::Cast(_) => {}
             }
         }
         if woke {
@@ -194,16 +192,16 @@ pub(super) enum Room {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::child::context::Context;
-    use crossbeam_channel::{bounded, unbounded};
+    use crate::server::letter::CallLetter;
+    use crate::server::reply::{reply_slot, Waiter};
+    use crate::server::{Handle, ServerContext};
+    use crossbeam_channel::unbounded;
 
     struct Echo;
-
-    impl Server for Echo {
-        type Call = u32;
+    impl Serve for Echo {}
+    impl Handle<u32> for Echo {
         type Reply = u32;
-        type Cast = ();
-        fn handle_call(&mut self, n: u32, _: &Context) -> u32 {
+        fn handle(&mut self, n: u32, _: &mut ServerContext<'_, Self>) -> u32 {
             n
         }
     }
@@ -221,6 +219,16 @@ mod tests {
         }
     }
 
+    fn call(n: u32) -> (Envelope<Echo>, Waiter<u32>) {
+        let (reply, waiter) = reply_slot();
+        let letter = CallLetter { message: n, reply };
+        (Envelope::Letter(Box::new(letter)), waiter)
+    }
+
+    fn answered_now(waiter: Waiter<u32>) -> Result<u32, CallError> {
+        waiter.wait(Some(Instant::now()), Duration::ZERO)
+    }
+
     /// The door protocol's window, step by step: a poster found the door open, a stop
     /// shut it and drained the queue, and only then did the poster's request land.
     /// Its second look fails the request at once.
@@ -230,10 +238,10 @@ mod tests {
         mb.open(Pid::current());
         assert!(mb.is_open(Ordering::Acquire), "the poster's first look");
         mb.shut();
-        let (reply_tx, reply) = bounded(1);
-        let _ = mb.tx.send(Envelope::Call(7, reply_tx));
+        let (envelope, waiter) = call(7);
+        let _ = mb.tx.send(envelope);
         mb.look_again();
-        assert_eq!(reply.try_recv(), Ok(Err(CallError::Stopped)));
+        assert_eq!(answered_now(waiter), Err(CallError::Stopped));
         assert!(mb.rx.is_empty());
     }
 
@@ -246,11 +254,14 @@ mod tests {
         assert!(mb.is_open(Ordering::Acquire));
         mb.shut();
         mb.open(Pid::current());
-        let (reply_tx, reply) = bounded(1);
-        let _ = mb.tx.send(Envelope::Call(7, reply_tx));
+        let (envelope, waiter) = call(7);
+        let _ = mb.tx.send(envelope);
         mb.look_again();
-        assert!(reply.try_recv().is_err(), "not failed");
         assert_eq!(mb.rx.len(), 1, "queued for the incarnation now serving");
+        assert!(
+            matches!(answered_now(waiter), Err(CallError::Timeout(_))),
+            "not failed"
+        );
     }
 
     /// A drain (a stop failing what is queued) must not eat the envelope that wakes the
@@ -260,11 +271,11 @@ mod tests {
     fn a_drain_leaves_the_loop_its_wake_up() {
         let mb = mailbox();
         mb.open(Pid::current());
-        let (reply_tx, reply) = bounded(1);
-        let _ = mb.tx.send(Envelope::Call(7, reply_tx));
+        let (envelope, waiter) = call(7);
+        let _ = mb.tx.send(envelope);
         let _ = mb.tx.send(Envelope::Stop);
         mb.shut();
-        assert_eq!(reply.try_recv(), Ok(Err(CallError::Stopped)));
+        assert_eq!(answered_now(waiter), Err(CallError::Stopped));
         assert!(
             matches!(mb.rx.try_recv(), Ok(Envelope::Stop)),
             "the wake-up is still there for the loop"

@@ -51,12 +51,24 @@
 //! longer than the server takes to crash.
 
 mod callbacks;
+mod context;
 mod error;
 mod handle;
+mod letter;
 mod mailbox;
+mod reply;
+mod serve;
+mod sources;
 mod spec;
+mod sys;
+mod timers;
 
-pub use callbacks::{Ignore, Server};
+pub use callbacks::{Handle, HandleCast, HandleInfo, HandleLater, Ignore, Serve, Server};
+pub use context::ServerContext;
 pub use error::{CallError, TryCastError};
 pub use handle::{ServerRef, DEFAULT_CALL_TIMEOUT};
+pub use reply::ReplyTo;
+pub use sources::{Down, MonitorRef, WatchRef};
 pub use spec::{ServerSpec, DEFAULT_INIT_TIMEOUT};
+pub use sys::Statistics;
+pub use timers::TimerRef;

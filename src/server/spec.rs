@@ -1,32 +1,27 @@
-//! [`ServerSpec`]: a server's child spec and its handle, built together; and what one
-//! incarnation runs (set up, register, serve until stopped).
+//! [`ServerSpec`]: a server's child spec and its handle, built together.
 
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, select, unbounded};
+use crossbeam_channel::{bounded, unbounded};
 use parking_lot::Mutex;
 
-use crate::child::context::{Context, ReadyMsg};
+use crate::child::context::Context;
 use crate::child::spec::ChildSpec;
-use crate::error::{ChildError, RegistryError, StartError};
-use crate::exit::{panic_reason, ExitReason};
-use crate::pid::Pid;
-use crate::registry::registry;
-use crate::server::callbacks::{Ignore, Server};
-use crate::server::error::CallError;
-use crate::server::handle::{ServerRef, BY_PID};
-use crate::server::mailbox::{Door, Envelope, Mailbox, ServingHere};
+use crate::error::ChildError;
+use crate::server::callbacks::Serve;
+use crate::server::handle::ServerRef;
+use crate::server::mailbox::{Door, Mailbox};
+use crate::server::serve::{serve, Init};
 
 /// How long a server's `init` may take by default before its start fails.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds a server's child spec and its handle.
 #[must_use = "a server spec does nothing until `build` and a supervisor start it"]
-pub struct ServerSpec<S: Server> {
+pub struct ServerSpec<S: Serve> {
     id: String,
     init: Arc<Init<S>>,
     name: Option<String>,
@@ -34,9 +29,7 @@ pub struct ServerSpec<S: Server> {
     capacity: Option<usize>,
 }
 
-type Init<S> = dyn Fn(&Context) -> Result<S, ChildError> + Send + Sync;
-
-impl<S: Server> fmt::Debug for ServerSpec<S> {
+impl<S: Serve> fmt::Debug for ServerSpec<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerSpec")
             .field("id", &self.id)
@@ -47,7 +40,7 @@ impl<S: Server> fmt::Debug for ServerSpec<S> {
     }
 }
 
-impl<S: Server> ServerSpec<S> {
+impl<S: Serve> ServerSpec<S> {
     /// A server with child id `id`, whose every incarnation starts with `init`.
     pub fn new<F>(id: impl Into<String>, init: F) -> ServerSpec<S>
     where
@@ -151,128 +144,10 @@ impl<S: Server> ServerSpec<S> {
 /// serve the mailbox again: its door shuts for good, so that queued and later calls fail
 /// `Stopped` at once instead of waiting out their timeouts for a server that will not
 /// come.
-struct HeldBySpec<S: Server>(ServerRef<S>);
+struct HeldBySpec<S: Serve>(ServerRef<S>);
 
-impl<S: Server> Drop for HeldBySpec<S> {
+impl<S: Serve> Drop for HeldBySpec<S> {
     fn drop(&mut self) {
         self.0.mailbox.shut();
-    }
-}
-
-/// One incarnation: set up, register, serve until stopped.
-/// Clears the mailbox's serving pid when its incarnation ends (unless a later one has
-/// taken over), so that `ServerRef::pid` is `None` while a crashed server restarts.
-struct Serving<'a> {
-    serving: &'a AtomicU64,
-    pid: Pid,
-}
-
-impl Drop for Serving<'_> {
-    fn drop(&mut self) {
-        let me = self.pid.as_u64();
-        let _ = self
-            .serving
-            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
-    }
-}
-
-fn serve<S: Server>(
-    ctx: &Context,
-    init: &Init<S>,
-    name: Option<&str>,
-    handle: &ServerRef<S>,
-) -> Result<(), ChildError> {
-    let mailbox = &handle.mailbox;
-    let _here = ServingHere::enter(mailbox.address());
-    let mut state = match init(ctx) {
-        Ok(state) => state,
-        // Declined (OTP's `ignore`): nothing serves this mailbox until a start succeeds.
-        Err(e) if e.downcast_ref::<Ignore>().is_some() => {
-            mailbox.shut();
-            ctx.ignore();
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    // Serving before it can be found: whoever finds the name (or the pid) finds this
-    // incarnation's pid; however it ends, a crash included, it leaves no stale pid.
-    mailbox.open(ctx.pid());
-    let _serving = Serving {
-        serving: &mailbox.serving,
-        pid: ctx.pid(),
-    };
-    if let Some(name) = name {
-        if let Err(RegistryError::AlreadyRegistered(holder)) =
-            registry().register_value(name, handle.clone())
-        {
-            mailbox.shut();
-            ctx.send_ready(ReadyMsg::Failed(StartError::AlreadyStarted {
-                id: ctx.id().to_owned(),
-                name: name.to_owned(),
-                holder,
-            }));
-            return Err(RegistryError::AlreadyRegistered(holder).into());
-        }
-    }
-    let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
-    // Wakes the loop below, which blocks on the mailbox alone (a plain `recv`, as cheap
-    // as a hand-written server's), when the stop is raised. A bounded mailbox's loop
-    // waits on the stop signal as well instead: an envelope would take a place.
-    if !mailbox.bounded {
-        let wake = mailbox.tx.clone();
-        ctx.on_stop(move || {
-            let _ = wake.send(Envelope::Stop);
-        });
-    }
-    ctx.ready();
-    if mailbox.bounded {
-        while !ctx.is_stopping() {
-            select! {
-                recv(mailbox.rx) -> next => match next {
-                    Ok(envelope) => dispatch(&mut state, envelope, ctx),
-                    Err(_) => break,
-                },
-                // Raised: the loop condition sees the flag.
-                recv(ctx.stop_signal()) -> _ => {}
-            }
-        }
-    } else {
-        while !ctx.is_stopping() {
-            match mailbox.rx.recv() {
-                Ok(envelope) => dispatch(&mut state, envelope, ctx),
-                // The mailbox holds a sender itself: it never disconnects.
-                Err(_) => break,
-            }
-        }
-    }
-    // Shut already by its supervisor when it decided the stop (`on_stopped`, the one
-    // place that covers every way a stopped incarnation ends); again here in case an
-    // ordered stop's relay raised this stop a moment before the supervisor got to it.
-    mailbox.shut();
-    state.terminate(ctx);
-    Ok(())
-}
-
-/// Serves one envelope: a call (answered, or failed with the panic that crashes the
-/// server), a cast, or a wake-up (ours: the loop condition sees the flag; or a stale one).
-#[inline]
-fn dispatch<S: Server>(state: &mut S, envelope: Envelope<S>, ctx: &Context) {
-    match envelope {
-        Envelope::Call(request, reply) => {
-            let answer = panic::catch_unwind(AssertUnwindSafe(|| state.handle_call(request, ctx)));
-            match answer {
-                Ok(answer) => {
-                    let _ = reply.send(Ok(answer));
-                }
-                Err(payload) => {
-                    // The caller learns why at once; then the crash goes on as usual.
-                    let reason = ExitReason::Panicked(panic_reason(&*payload));
-                    let _ = reply.send(Err(CallError::Exited(reason)));
-                    panic::resume_unwind(payload);
-                }
-            }
-        }
-        Envelope::Cast(message) => state.handle_cast(message, ctx),
-        Envelope::Stop => {}
     }
 }
