@@ -29,7 +29,10 @@ mod group_floor;
 mod server_floor;
 
 use group_floor::HandGroup;
-use server_floor::{bare_call, bare_server, Bare, Counter};
+use server_floor::{
+    bare_call, bare_server, bare_ticker, lean_call, lean_server, spinning_call, spinning_server,
+    Bare, Chain, Counter, Ticker,
+};
 use steadfast::pool::Pool;
 use steadfast::server::ServerSpec;
 use steadfast::session::{NewSession, SessionManager};
@@ -431,6 +434,36 @@ fn registry(rows: &mut Vec<Row>) {
     });
 }
 
+/// What a waiting server burns: the CPU time of its thread (from the kernel's
+/// schedstat) over calls spaced 2 ms apart, per call. Printed as an `INFO` line.
+fn server_idle_cpu(counter: &steadfast::server::ServerRef<Counter>) {
+    let tid = counter
+        .get_state(|_| std::fs::read_link("/proc/thread-self").ok())
+        .unwrap()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let Some(tid) = tid else { return };
+    let cpu_ns = || -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+        stat.split_whitespace().next()?.parse().ok()
+    };
+    const CALLS: u32 = 200;
+    let (Some(before), t) = (cpu_ns(), Instant::now()) else {
+        return;
+    };
+    for _ in 0..CALLS {
+        black_box(counter.call(1).unwrap());
+        thread::sleep(Duration::from_millis(2));
+    }
+    let (Some(after), wall) = (cpu_ns(), t.elapsed()) else {
+        return;
+    };
+    println!(
+        "INFO server_cpu_per_paced_call_ns={} (calls 2 ms apart; server thread busy {:.2}% of the time)",
+        (after - before) / u64::from(CALLS),
+        (after - before) as f64 / wall.as_nanos() as f64 * 100.0
+    );
+}
+
 fn servers(rows: &mut Vec<Row>) {
     let (bare_tx, bare_thread) = bare_server();
     let bare_call = |n| bare_call(&bare_tx, n);
@@ -476,8 +509,77 @@ fn servers(rows: &mut Vec<Row>) {
         floor: f,
         target: 1.1,
     });
+    // Back to back: the caller's next call follows its reply at once. Samples of 1,000
+    // calls: a sample's first microseconds overlap the other side's server still
+    // spinning down (for 20 µs) from its own sample.
+    let (spinning_tx, spinning_thread) = spinning_server();
+    let (f, o) = paired(
+        301,
+        1_000,
+        || {
+            black_box(spinning_call(&spinning_tx, 1));
+        },
+        || {
+            black_box(counter.call(1).unwrap());
+        },
+    );
+    rows.push(Row {
+        name: "server_call_back_to_back",
+        floor_what: "hand-written server, spinning",
+        ours: o,
+        floor: f,
+        target: 1.3,
+    });
+    drop(spinning_tx);
+    spinning_thread.join().unwrap();
+    let (req, rep, lean_thread) = lean_server();
+    let (f, o) = paired(
+        301,
+        1_000,
+        || {
+            black_box(lean_call(&req, &rep, 1));
+        },
+        || {
+            black_box(counter.call(1).unwrap());
+        },
+    );
+    rows.push(Row {
+        name: "server_call_back_to_back_lean",
+        floor_what: "u64 each way, spinning",
+        ours: o,
+        floor: f,
+        target: 1.3,
+    });
+    drop(req);
+    lean_thread.join().unwrap();
+    server_idle_cpu(&counter);
     drop(bare_tx);
     bare_thread.join().unwrap();
+    drop(sup);
+
+    // A chain of timers, each armed when the one before fires.
+    let (tick_tx, tick_thread) = bare_ticker();
+    let (spec, ticker) = ServerSpec::new("ticker", |_| Ok(Ticker::new())).build();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let (f, o) = paired(
+        101,
+        1,
+        || {
+            let (done_tx, done) = bounded(1);
+            tick_tx.send(done_tx).unwrap();
+            done.recv().unwrap();
+        },
+        || ticker.call(Chain).unwrap(),
+    );
+    rows.push(Row {
+        name: "server_timer",
+        floor_what: "bare recv_timeout loop",
+        ours: o / server_floor::TICKS,
+        floor: f / server_floor::TICKS,
+        target: 1.2,
+    });
+    drop(tick_tx);
+    tick_thread.join().unwrap();
     drop(sup);
 
     // Pools of 2 workers, 10,000 trivial jobs.

@@ -2,6 +2,9 @@
 //! - a call round trip against a bare crossbeam request/reply pair between two threads
 //!   (a request channel, a reply channel per call: what users wrote by hand);
 //! - cast throughput against a bare channel into a thread;
+//! - calls back to back against the same hand-written server spinning instead of
+//!   parking, and against a bare `u64` exchange between two spinning threads;
+//! - a chain of twenty timers against a bare `recv_timeout` loop;
 //! - pool throughput on trivial jobs against a hand-rolled crossbeam worker pool.
 //!
 //! `cargo bench -p steadfast-benches --bench servers`
@@ -20,7 +23,10 @@ use steadfast::Supervisor;
 #[path = "server_floor.rs"]
 mod server_floor;
 
-use server_floor::{bare_call, bare_server, Bare, Counter};
+use server_floor::{
+    bare_call, bare_server, bare_ticker, lean_call, lean_server, spinning_call, spinning_server,
+    Bare, Chain, Counter, Ticker,
+};
 
 const CASTS: u64 = 1_000;
 
@@ -55,6 +61,44 @@ fn servers(c: &mut Criterion) {
     g.finish();
     drop(bare);
     bare_thread.join().unwrap();
+
+    // Calls back to back (criterion's loop makes them so), against hand-written servers
+    // whose threads spin too: the same protocol (a reply channel per call), and the
+    // leanest exchange there is (a u64 each way on two persistent channels).
+    let mut g = c.benchmark_group("server_back_to_back");
+    let (spinning, spinning_thread) = spinning_server();
+    g.bench_function("call/floor_spinning_hand_written", |b| {
+        b.iter(|| spinning_call(&spinning, 1))
+    });
+    let (req, rep, lean_thread) = lean_server();
+    g.bench_function("call/floor_spinning_u64", |b| {
+        b.iter(|| lean_call(&req, &rep, 1))
+    });
+    g.bench_function("call/steadfast", |b| b.iter(|| counter.call(1).unwrap()));
+    g.finish();
+    drop((spinning, req));
+    spinning_thread.join().unwrap();
+    lean_thread.join().unwrap();
+    drop(sup);
+
+    // Twenty 50 µs timers in a row: a server's send_after against a bare recv_timeout.
+    let mut g = c.benchmark_group("server_timer");
+    let (ticks, ticks_thread) = bare_ticker();
+    g.bench_function("chain_20/floor_recv_timeout", |b| {
+        b.iter(|| {
+            let (done_tx, done) = bounded(1);
+            ticks.send(done_tx).unwrap();
+            done.recv().unwrap()
+        })
+    });
+    let (spec, ticker) = ServerSpec::new("ticker", |_| Ok(Ticker::new())).build();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    g.bench_function("chain_20/steadfast", |b| {
+        b.iter(|| ticker.call(Chain).unwrap())
+    });
+    g.finish();
+    drop(ticks);
+    ticks_thread.join().unwrap();
     drop(sup);
 }
 

@@ -1,5 +1,6 @@
 //! A small realistic program on the session layer: three projects, each session with a
-//! manager server, a state server and an agent that crashes now and then; one session
+//! manager server, a state server and an agent server that takes its prompts from a
+//! channel (watched in its loop) and crashes now and then; one session
 //! crashing past its intensity; a duplicate project refused; everything listed and shut
 //! down. The session manager is a child of the application's own root supervisor, as
 //! the original system adds it to its application tree.
@@ -12,20 +13,25 @@ use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
-use steadfast::server::{Server, ServerRef, ServerSpec};
+use steadfast::server::{
+    Handle, HandleCast, HandleInfo, Serve, ServerContext, ServerRef, ServerSpec,
+};
 use steadfast::session::{NewSession, SessionError, SessionId, SessionManager};
-use steadfast::{monitor, ChildSpec, Context, Pid, Supervisor};
+use steadfast::{monitor, ChildSpec, Pid, Supervisor};
 
 /// The session's manager (Session.Manager): what the session is about.
 struct Manager {
     summary: String,
 }
 
-impl Server for Manager {
-    type Call = ();
+/// Asks a manager what its session is about.
+struct Summary;
+
+impl Serve for Manager {}
+
+impl Handle<Summary> for Manager {
     type Reply = String;
-    type Cast = ();
-    fn handle_call(&mut self, _: (), _: &Context) -> String {
+    fn handle(&mut self, _: Summary, _: &mut ServerContext<'_, Self>) -> String {
         self.summary.clone()
     }
 }
@@ -36,14 +42,20 @@ struct State {
     done: Vec<String>,
 }
 
-impl Server for State {
-    type Call = ();
+/// Asks the state for the work done; a `String` cast records one more.
+struct Done;
+
+impl Serve for State {}
+
+impl Handle<Done> for State {
     type Reply = Vec<String>;
-    type Cast = String;
-    fn handle_call(&mut self, _: (), _: &Context) -> Vec<String> {
+    fn handle(&mut self, _: Done, _: &mut ServerContext<'_, Self>) -> Vec<String> {
         self.done.clone()
     }
-    fn handle_cast(&mut self, task: String, _: &Context) {
+}
+
+impl HandleCast<String> for State {
+    fn handle_cast(&mut self, task: String, _: &mut ServerContext<'_, Self>) {
         self.done.push(task);
     }
 }
@@ -179,8 +191,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.name,
             s.status,
             s.restart_count,
-            get_manager(&manager, s.id)?.call(())?,
-            get_state(&manager, s.id)?.call(())?,
+            get_manager(&manager, s.id)?.call(Summary)?,
+            get_state(&manager, s.id)?.call(Done)?,
         );
     }
 
@@ -196,19 +208,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The session's agent: takes prompts from the channel the application keeps for its
+/// session, in its own loop (watched from `handle_continue`, once its start has been
+/// acknowledged), and records its work in the session's state.
+struct Agent {
+    name: String,
+    prompts: Receiver<Prompt>,
+    state: ServerRef<State>,
+    done: Sender<String>,
+}
+
+impl Serve for Agent {
+    fn handle_continue(&mut self, ctx: &mut ServerContext<'_, Self>) {
+        ctx.watch(self.prompts.clone());
+    }
+}
+
+impl HandleInfo<Prompt> for Agent {
+    fn handle_info(&mut self, prompt: Prompt, _: &mut ServerContext<'_, Self>) {
+        match prompt {
+            Prompt::Work(task) => {
+                let _ = self.state.cast(task.to_owned());
+                let _ = self.done.send(format!("[{}] done: {task}", self.name));
+            }
+            Prompt::Garbage => panic!("[{}] could not parse the model's answer", self.name),
+        }
+    }
+}
+
 fn agent(
     name: String,
     prompts: Receiver<Prompt>,
     state: ServerRef<State>,
     done: Sender<String>,
 ) -> ChildSpec {
-    ChildSpec::worker("agent", move |ctx| loop {
-        match ctx.recv(&prompts)? {
-            Prompt::Work(task) => {
-                state.cast(task.to_owned())?;
-                done.send(format!("[{name}] done: {task}"))?
-            }
-            Prompt::Garbage => panic!("[{name}] could not parse the model's answer"),
-        }
+    let (spec, _) = ServerSpec::new("agent", move |_| {
+        Ok(Agent {
+            name: name.clone(),
+            prompts: prompts.clone(),
+            state: state.clone(),
+            done: done.clone(),
+        })
     })
+    .build();
+    spec
 }

@@ -289,8 +289,8 @@ pub mod server;
 pub mod service;
 #[cfg(feature = "sessions")]
 pub mod session;
-// The one module with `unsafe`: a lock whose readers write no shared cache line (why, and
-// the protocol that makes it sound, in its doc).
+// One of the two modules with `unsafe` (the other: `server::packed`): a lock whose readers
+// write no shared cache line (why, and the protocol that makes it sound, in its doc).
 #[allow(unsafe_code)]
 mod shards;
 pub mod supervisor;

@@ -49,6 +49,7 @@ struct Every(Duration, u32);
 struct Cancel;
 struct StopWith(ExitReason);
 struct Incarnation;
+struct WatchTicks(Receiver<Tick>);
 /// Casts.
 struct Note(u32);
 struct Crash;
@@ -79,6 +80,13 @@ impl Handle<Incarnation> for Probe {
     type Reply = u64;
     fn handle(&mut self, _: Incarnation, _: &mut ServerContext<'_, Self>) -> u64 {
         self.incarnation
+    }
+}
+
+impl Handle<WatchTicks> for Probe {
+    type Reply = ();
+    fn handle(&mut self, WatchTicks(rx): WatchTicks, ctx: &mut ServerContext<'_, Self>) {
+        ctx.watch(rx);
     }
 }
 
@@ -813,6 +821,9 @@ fn loaded(
     let held = thread::spawn(move || probe.call_timeout(Hold, hour));
     s.held.recv_timeout(DEADLINE).unwrap();
     s.probe.call(Arm(hour, 9)).unwrap();
+    let (ticks_tx, ticks) = unbounded();
+    s.probe.call(WatchTicks(ticks)).unwrap();
+    std::mem::forget(ticks_tx); // the channel stays open: only the stop can end the watch
     let (gate_tx, gate) = bounded(1);
     let probe = s.probe.clone();
     let (inside_tx, inside) = bounded(1);
@@ -843,7 +854,12 @@ fn on_a_crash_queued_messages_wait_for_the_restart_and_the_rest_fail_with_the_cr
     assert_eq!(queued.join().unwrap(), Ok(5));
     assert_eq!(s.probe.call(Incarnation).unwrap(), 1);
     assert_eq!(logged(&s.log), ["1: cast 6", "1: info 7"]);
-    assert_eq!(s.probe.statistics().unwrap().timers, 0);
+    let stats = s.probe.statistics().unwrap();
+    assert_eq!(
+        (stats.timers, stats.sources),
+        (0, 0),
+        "timers and watches not carried"
+    );
     drop(s.sup);
 }
 
@@ -871,7 +887,12 @@ fn on_a_stop_the_call_being_handled_finishes_and_the_rest_fail_stopped_or_are_dr
     // Restart: a fresh incarnation, nothing carried over.
     sup.restart_child("probe").unwrap();
     assert_eq!(s.probe.call(Incarnation).unwrap(), 1);
-    assert_eq!(s.probe.statistics().unwrap().timers, 0);
+    let stats = s.probe.statistics().unwrap();
+    assert_eq!(
+        (stats.timers, stats.sources),
+        (0, 0),
+        "timers and watches not carried"
+    );
     assert_eq!(logged(&s.log), ["0: terminate shutdown"]);
 }
 
@@ -895,4 +916,41 @@ fn on_a_give_up_everything_still_waiting_fails_and_the_mailbox_shuts_for_good() 
         Vec::<String>::new(),
         "cast and info dropped"
     );
+}
+
+struct Polite(Vec<ReplyTo<&'static str>>, Sender<()>);
+struct Wait;
+impl Serve for Polite {
+    fn terminate(&mut self, _: &ExitReason, _: &mut ServerContext<'_, Self>) {
+        for token in self.0.drain(..) {
+            token.send("goodbye");
+        }
+    }
+}
+impl HandleLater<Wait> for Polite {
+    type Reply = &'static str;
+    fn handle_later(
+        &mut self,
+        _: Wait,
+        reply: ReplyTo<&'static str>,
+        _: &mut ServerContext<'_, Self>,
+    ) {
+        self.0.push(reply);
+        let _ = self.1.send(());
+    }
+}
+
+#[test]
+fn terminate_can_answer_the_tokens_it_holds() {
+    let (held_tx, held) = unbounded();
+    let (spec, polite) =
+        ServerSpec::new("polite", move |_| Ok(Polite(Vec::new(), held_tx.clone()))).build();
+    let sup = Supervisor::builder().child(spec).start().unwrap();
+    let caller = {
+        let polite = polite.clone();
+        thread::spawn(move || polite.call_timeout(Wait, Duration::from_secs(3600)))
+    };
+    held.recv_timeout(DEADLINE).unwrap();
+    sup.terminate_child("polite").unwrap();
+    assert_eq!(caller.join().unwrap(), Ok("goodbye"));
 }

@@ -13,7 +13,8 @@ use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
 use crate::server::callbacks::{HandleInfo, Serve};
 use crate::server::handle::ServerRef;
-use crate::server::letter::{InfoLetter, Letter};
+use crate::server::letter::InfoLetter;
+use crate::server::packed::Packed;
 use crate::server::sources::{Channel, Down, MonitorRef, Source, WatchRef};
 use crate::server::timers::{Fire, TimerRef, Timers};
 
@@ -36,7 +37,7 @@ pub(super) struct Run<S: Serve> {
     pub(super) stop: Option<ExitReason>,
     pub(super) suspended: bool,
     /// Requests taken while suspended, served in order once resumed.
-    pub(super) held: VecDeque<Box<dyn Letter<S>>>,
+    pub(super) held: VecDeque<Packed<S>>,
     pub(super) stats: Counts,
 }
 
@@ -143,7 +144,7 @@ impl<'a, S: Serve> ServerContext<'a, S> {
         S: HandleInfo<M>,
         M: Send + 'static,
     {
-        let letter: Box<dyn Letter<S>> = Box::new(InfoLetter(message));
+        let letter = Packed::pack(InfoLetter(message));
         self.run.timers.start(delay, Fire::Once(letter))
     }
 
@@ -156,7 +157,7 @@ impl<'a, S: Serve> ServerContext<'a, S> {
         M: Clone + Send + 'static,
     {
         let period = period.max(Duration::from_micros(1));
-        let make = move || -> Box<dyn Letter<S>> { Box::new(InfoLetter(message.clone())) };
+        let make = move || Packed::pack(InfoLetter(message.clone()));
         self.run
             .timers
             .start(period, Fire::Every(period, Box::new(make)))
@@ -189,7 +190,7 @@ impl<'a, S: Serve> ServerContext<'a, S> {
         self.run.sources.push(Box::new(Channel {
             id,
             rx,
-            wrap: Box::new(|message| Box::new(InfoLetter(message))),
+            wrap: Box::new(|message| Packed::pack(InfoLetter(message))),
             once: false,
         }));
         WatchRef(id)
@@ -212,7 +213,7 @@ impl<'a, S: Serve> ServerContext<'a, S> {
             id,
             rx: pid::monitor(pid),
             wrap: Box::new(move |reason| {
-                Box::new(InfoLetter(Down {
+                Packed::pack(InfoLetter(Down {
                     monitor,
                     pid,
                     reason,

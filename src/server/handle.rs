@@ -12,9 +12,10 @@ use crate::pid::Pid;
 use crate::registry::{registry, AnyValue, Registry};
 use crate::server::callbacks::{HandleCast, HandleInfo, HandleLater, Serve};
 use crate::server::error::{CallError, TryCastError};
-use crate::server::letter::{CallLetter, CastLetter, InfoLetter, Letter};
+use crate::server::letter::{CallLetter, CastLetter, InfoLetter};
 use crate::server::mailbox::{Envelope, Mailbox, Room, SERVING_HERE};
-use crate::server::reply::{reply_slot, Waiter};
+use crate::server::packed::Packed;
+use crate::server::reply::{reply_slot, Limit, Waiter};
 
 /// How long a call waits for its reply by default (OTP's `gen_server:call` default).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,37 +82,37 @@ impl<S: Serve> ServerRef<S> {
         M: Send + 'static,
     {
         let (reply, waiter) = reply_slot();
-        self.request(Box::new(CallLetter { message, reply }), waiter, timeout)
+        self.request(Packed::pack(CallLetter { message, reply }), waiter, timeout)
     }
 
     /// Posts a letter that expects an answer, and waits for it within `timeout`.
     pub(super) fn request<T>(
         &self,
-        letter: Box<dyn Letter<S>>,
+        letter: Packed<S>,
         waiter: Waiter<T>,
         timeout: Duration,
     ) -> Result<T, CallError> {
         if SERVING_HERE.with(Cell::get) == self.mailbox.address() {
             return Err(CallError::WouldDeadlock);
         }
+        let envelope = Envelope::Letter(letter);
+        if !self.mailbox.bounded {
+            // Posted at once: the timeout is all the reply's (the waiter reads the clock
+            // only once it has spun a while, so a prompt reply costs no clock read).
+            self.mailbox.post(envelope)?;
+            return waiter.wait(Limit::Timeout(timeout));
+        }
         // One deadline for the whole call: waiting for room, then for the reply.
         let deadline = Instant::now().checked_add(timeout);
-        let envelope = Envelope::Letter(letter);
         let posted = match deadline {
             Some(at) => self
                 .mailbox
                 .post_within(envelope, Room::Until(at, timeout))
-                .map_err(|(envelope, why)| (Some(envelope), why)),
-            None => self.mailbox.post(envelope).map_err(|why| (None, why)),
+                .map_err(|(envelope, why)| refused(envelope, why)),
+            None => self.mailbox.post(envelope),
         };
-        if let Err((envelope, why)) = posted {
-            // Not posted: its token is dropped here, not by a server.
-            if let Some(Envelope::Letter(letter)) = envelope {
-                letter.refuse(why.clone());
-            }
-            return Err(why);
-        }
-        waiter.wait(deadline, timeout)
+        posted?;
+        waiter.wait(Limit::Deadline(deadline, timeout))
     }
 
     /// Queues `message` for the server's [`HandleCast<M>`] and returns: at once, or,
@@ -128,7 +129,7 @@ impl<S: Serve> ServerRef<S> {
         M: Send + 'static,
     {
         self.mailbox
-            .post(Envelope::Letter(Box::new(CastLetter(message))))
+            .post(Envelope::Letter(Packed::pack(CastLetter(message))))
     }
 
     /// Queues `message` for the server's [`HandleInfo<M>`]: a message from outside its
@@ -143,7 +144,7 @@ impl<S: Serve> ServerRef<S> {
         M: Send + 'static,
     {
         self.mailbox
-            .post(Envelope::Letter(Box::new(InfoLetter(message))))
+            .post(Envelope::Letter(Packed::pack(InfoLetter(message))))
     }
 
     /// Queues `message` for the server's [`HandleCast<M>`] if there is room now.
@@ -157,7 +158,7 @@ impl<S: Serve> ServerRef<S> {
         S: HandleCast<M>,
         M: Send + 'static,
     {
-        let letter: Box<dyn Letter<S>> = Box::new(CastLetter(message));
+        let letter = Packed::pack(CastLetter(message));
         match self
             .mailbox
             .post_within(Envelope::Letter(letter), Room::Now)
@@ -210,4 +211,13 @@ impl<S: Serve> ServerRef<S> {
         let (_, any) = BY_PID.lookup(&pid)?;
         any.downcast_ref::<ServerRef<S>>().cloned()
     }
+}
+
+/// A request that was not posted: its token is dropped here, not by a server, and its
+/// caller is told `why`.
+fn refused<S: Serve>(envelope: Envelope<S>, why: CallError) -> CallError {
+    if let Envelope::Letter(letter) = envelope {
+        letter.refuse(why.clone());
+    }
+    why
 }

@@ -1,5 +1,6 @@
 //! What a mailbox carries: each message with what its server does with it (`Letter`),
-//! so that one mailbox takes calls, casts and infos of any number of message types.
+//! so that one mailbox takes calls, casts and infos of any number of message types
+//! (packed into its envelope by `packed`).
 
 use std::any::Any;
 
@@ -19,14 +20,16 @@ pub(super) enum Kind {
 }
 
 /// One message for a server of type `S`, with what the server does with it.
-pub(super) trait Letter<S: Serve>: Send {
-    fn kind(&self) -> Kind;
+pub(super) trait Letter<S: Serve>: Send + Sized + 'static {
+    const KIND: Kind;
     /// Serves it.
-    fn open(self: Box<Self>, state: &mut S, ctx: &mut ServerContext<'_, S>);
+    fn open(self, state: &mut S, ctx: &mut ServerContext<'_, S>);
     /// Not served (a stop): its caller, if it has one, is told `why`.
-    fn refuse(self: Box<Self>, why: CallError);
+    fn refuse(self, why: CallError);
     /// For giving a cast back to its sender (`try_cast`).
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    fn into_any(self) -> Box<dyn Any> {
+        Box::new(self)
+    }
 }
 
 /// A call: the message and its caller's token.
@@ -41,19 +44,13 @@ where
     M: Send + 'static,
     R: Send + 'static,
 {
-    fn kind(&self) -> Kind {
-        Kind::Call
-    }
+    const KIND: Kind = Kind::Call;
     #[inline]
-    fn open(self: Box<Self>, state: &mut S, ctx: &mut ServerContext<'_, S>) {
-        let CallLetter { message, reply } = *self;
-        state.handle_later(message, reply, ctx);
+    fn open(self, state: &mut S, ctx: &mut ServerContext<'_, S>) {
+        state.handle_later(self.message, self.reply, ctx);
     }
-    fn refuse(self: Box<Self>, why: CallError) {
+    fn refuse(self, why: CallError) {
         self.reply.fail(why);
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
     }
 }
 
@@ -61,34 +58,24 @@ where
 pub(super) struct CastLetter<M>(pub(super) M);
 
 impl<S: HandleCast<M>, M: Send + 'static> Letter<S> for CastLetter<M> {
-    fn kind(&self) -> Kind {
-        Kind::Cast
-    }
+    const KIND: Kind = Kind::Cast;
     #[inline]
-    fn open(self: Box<Self>, state: &mut S, ctx: &mut ServerContext<'_, S>) {
+    fn open(self, state: &mut S, ctx: &mut ServerContext<'_, S>) {
         state.handle_cast(self.0, ctx);
     }
-    fn refuse(self: Box<Self>, _: CallError) {}
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
+    fn refuse(self, _: CallError) {}
 }
 
 /// An info: sent from outside the API, a timer's message, a watched channel's message.
 pub(super) struct InfoLetter<M>(pub(super) M);
 
 impl<S: HandleInfo<M>, M: Send + 'static> Letter<S> for InfoLetter<M> {
-    fn kind(&self) -> Kind {
-        Kind::Info
-    }
+    const KIND: Kind = Kind::Info;
     #[inline]
-    fn open(self: Box<Self>, state: &mut S, ctx: &mut ServerContext<'_, S>) {
+    fn open(self, state: &mut S, ctx: &mut ServerContext<'_, S>) {
         state.handle_info(self.0, ctx);
     }
-    fn refuse(self: Box<Self>, _: CallError) {}
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
+    fn refuse(self, _: CallError) {}
 }
 
 /// A system request (state, statistics, suspend and resume): a function of the state
@@ -104,17 +91,11 @@ where
     F: FnOnce(&mut S, &mut ServerContext<'_, S>) -> T + Send + 'static,
     T: Send + 'static,
 {
-    fn kind(&self) -> Kind {
-        Kind::System
+    const KIND: Kind = Kind::System;
+    fn open(self, state: &mut S, ctx: &mut ServerContext<'_, S>) {
+        self.reply.send((self.f)(state, ctx));
     }
-    fn open(self: Box<Self>, state: &mut S, ctx: &mut ServerContext<'_, S>) {
-        let SystemLetter { f, reply } = *self;
-        reply.send(f(state, ctx));
-    }
-    fn refuse(self: Box<Self>, why: CallError) {
+    fn refuse(self, why: CallError) {
         self.reply.fail(why);
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
     }
 }

@@ -13,12 +13,12 @@ use parking_lot::Mutex;
 use crate::pid::Pid;
 use crate::server::callbacks::Serve;
 use crate::server::error::CallError;
-use crate::server::letter::Letter;
+use crate::server::packed::Packed;
 
 /// What reaches a server's mailbox.
 pub(super) enum Envelope<S: Serve> {
     /// A call, cast, info or system request.
-    Letter(Box<dyn Letter<S>>),
+    Letter(Packed<S>),
     /// Posted by the stop hook of an incarnation, so that its loop can block on the
     /// mailbox alone. One left over from an earlier incarnation is ignored.
     Stop,
@@ -193,7 +193,7 @@ pub(super) enum Room {
 mod tests {
     use super::*;
     use crate::server::letter::CallLetter;
-    use crate::server::reply::{reply_slot, Waiter};
+    use crate::server::reply::{reply_slot, Limit, Waiter};
     use crate::server::{Handle, ServerContext};
     use crossbeam_channel::unbounded;
 
@@ -222,11 +222,11 @@ mod tests {
     fn call(n: u32) -> (Envelope<Echo>, Waiter<u32>) {
         let (reply, waiter) = reply_slot();
         let letter = CallLetter { message: n, reply };
-        (Envelope::Letter(Box::new(letter)), waiter)
+        (Envelope::Letter(Packed::pack(letter)), waiter)
     }
 
     fn answered_now(waiter: Waiter<u32>) -> Result<u32, CallError> {
-        waiter.wait(Some(Instant::now()), Duration::ZERO)
+        waiter.wait(Limit::Deadline(Some(Instant::now()), Duration::ZERO))
     }
 
     /// The door protocol's window, step by step: a poster found the door open, a stop

@@ -6,7 +6,9 @@
 //! answered without either thread sleeping), then parked until its deadline. Whoever
 //! holds the token fills the slot once: with the reply, or, if the token is dropped
 //! unanswered, with why (`NoReply`; `Exited` after a crash; `Stopped` around a stop).
-//! A caller that gave up marks the slot, and a later reply is dropped.
+//! A caller that parks says so first (`PARKED`), so that a reply to a caller still
+//! spinning costs no wake-up; a caller that gave up says so too (`GONE`), and a later
+//! reply is dropped.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -25,9 +27,13 @@ use crate::server::error::CallError;
 /// enough that a waiting thread burns little (it parks after this, whatever comes).
 pub(super) const SPIN: Duration = Duration::from_micros(20);
 
+/// The caller waits, spinning: a reply needs no wake-up.
 const WAITING: u8 = 0;
-const FILLED: u8 = 1;
-const GONE: u8 = 2;
+/// The caller waits, parked: a reply must unpark it.
+const PARKED: u8 = 1;
+const FILLED: u8 = 2;
+/// The caller gave up: a reply is dropped.
+const GONE: u8 = 3;
 
 struct Slot<R> {
     state: AtomicU8,
@@ -66,7 +72,7 @@ impl<R: Send + 'static> ReplyTo<R> {
     pub fn is_waiting(&self) -> bool {
         self.slot
             .as_ref()
-            .is_some_and(|s| s.state.load(Ordering::Acquire) == WAITING)
+            .is_some_and(|s| matches!(s.state.load(Ordering::Acquire), WAITING | PARKED))
     }
 
     /// Fails the call with `why` (a request refused by a stop, say).
@@ -102,13 +108,11 @@ fn fill<R>(slot: &Slot<R>, answer: Result<R, CallError>) {
     }
     *slot.value.lock() = Some(answer);
     // Release: the value is visible to whoever sees FILLED. A caller that gave up at the
-    // same moment has set GONE: the exchange then fails and the reply is dropped.
-    if slot
-        .state
-        .compare_exchange(WAITING, FILLED, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        slot.caller.unpark();
+    // same moment has set GONE: its reply stays in the slot, dropped with it.
+    match slot.state.swap(FILLED, Ordering::AcqRel) {
+        PARKED => slot.caller.unpark(),
+        GONE => slot.state.store(GONE, Ordering::Release),
+        _ => {}
     }
 }
 
@@ -132,15 +136,31 @@ pub(super) fn reply_slot<R: Send + 'static>() -> (ReplyTo<R>, Waiter<R>) {
     )
 }
 
+/// How long a caller waits for its reply.
+pub(super) enum Limit {
+    /// Until this instant (`None`: for ever); the timeout it came from, to report.
+    Deadline(Option<Instant>, Duration),
+    /// For this long, from about now (read once the spin is over).
+    Timeout(Duration),
+}
+
 impl<R> Waiter<R> {
-    /// Waits until the reply comes or `deadline` passes (`None`: no deadline).
-    pub(super) fn wait(self, deadline: Option<Instant>, timeout: Duration) -> Result<R, CallError> {
-        let spin_until = Instant::now() + SPIN;
+    /// Waits until the reply comes or the limit passes: spinning for a moment first, the
+    /// clock read only every 64 spins.
+    pub(super) fn wait(self, limit: Limit) -> Result<R, CallError> {
+        let mut spun_until: Option<Instant> = None;
         let mut spins = 0u32;
         while self.slot.state.load(Ordering::Acquire) == WAITING {
-            spins += 1;
-            if spins % 64 == 0 && Instant::now() >= spin_until {
-                return self.park(deadline, timeout);
+            spins = spins.wrapping_add(1);
+            if spins % 64 == 0 {
+                let now = Instant::now();
+                if now >= *spun_until.get_or_insert(now + SPIN) {
+                    let (deadline, timeout) = match limit {
+                        Limit::Deadline(at, timeout) => (at, timeout),
+                        Limit::Timeout(timeout) => (now.checked_add(timeout), timeout),
+                    };
+                    return self.park(deadline, timeout);
+                }
             }
             hint::spin_loop();
         }
@@ -148,15 +168,22 @@ impl<R> Waiter<R> {
     }
 
     fn park(self, deadline: Option<Instant>, timeout: Duration) -> Result<R, CallError> {
-        while self.slot.state.load(Ordering::Acquire) == WAITING {
+        let state = &self.slot.state;
+        if state
+            .compare_exchange(WAITING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return self.take(); // filled meanwhile
+        }
+        while state.load(Ordering::Acquire) == PARKED {
             match deadline {
                 None => thread::park(),
                 Some(at) => {
                     let now = Instant::now();
                     if now >= at {
                         // Give up, unless the reply lands at this very moment.
-                        let gone = self.slot.state.compare_exchange(
-                            WAITING,
+                        let gone = state.compare_exchange(
+                            PARKED,
                             GONE,
                             Ordering::AcqRel,
                             Ordering::Acquire,
@@ -224,7 +251,7 @@ mod tests {
             thread::sleep(Duration::from_millis(5)); // past the spin: the caller parks
             token.send(7);
         });
-        assert_eq!(waiter.wait(None, Duration::MAX), Ok(7));
+        assert_eq!(waiter.wait(Limit::Timeout(Duration::MAX)), Ok(7));
         t.join().unwrap();
     }
 
@@ -232,11 +259,8 @@ mod tests {
     fn a_dropped_token_fails_its_caller_at_once_with_no_reply() {
         let (token, waiter) = reply_slot::<u32>();
         drop(token);
-        let at = Instant::now() + Duration::from_secs(60);
-        assert_eq!(
-            waiter.wait(Some(at), Duration::from_secs(60)),
-            Err(CallError::NoReply)
-        );
+        let hour = Duration::from_secs(3600);
+        assert_eq!(waiter.wait(Limit::Timeout(hour)), Err(CallError::NoReply));
     }
 
     #[test]
@@ -244,7 +268,7 @@ mod tests {
         let (token, waiter) = reply_slot::<u32>();
         let past = Instant::now();
         assert_eq!(
-            waiter.wait(Some(past), Duration::ZERO),
+            waiter.wait(Limit::Deadline(Some(past), Duration::ZERO)),
             Err(CallError::Timeout(Duration::ZERO))
         );
         assert!(!token.is_waiting());

@@ -24,8 +24,9 @@ use crate::server::callbacks::{Ignore, Serve};
 use crate::server::context::{Run, ServerContext};
 use crate::server::error::CallError;
 use crate::server::handle::{ServerRef, BY_PID};
-use crate::server::letter::{Kind, Letter};
+use crate::server::letter::Kind;
 use crate::server::mailbox::{Envelope, Mailbox, ServingHere};
+use crate::server::packed::Packed;
 use crate::server::reply::{ending, fail_orphans, SPIN};
 use crate::server::sources::Taken;
 
@@ -133,7 +134,7 @@ pub(super) fn serve<S: Serve>(
 
 /// What the loop does next.
 enum Next<S: Serve> {
-    Letter(Box<dyn Letter<S>>),
+    Letter(Packed<S>),
     Idle,
     /// Woken (a stop, something ready, a deadline): look again.
     Again,
@@ -173,7 +174,7 @@ fn serve_until_stopped<S: Serve>(
 
 /// Serves one letter, counting it.
 #[inline]
-fn open<S: Serve>(state: &mut S, letter: Box<dyn Letter<S>>, run: &mut Run<S>, ctx: &Context) {
+fn open<S: Serve>(state: &mut S, letter: Packed<S>, run: &mut Run<S>, ctx: &Context) {
     match letter.kind() {
         Kind::Call => run.stats.calls += 1,
         Kind::Cast => run.stats.casts += 1,
@@ -241,7 +242,7 @@ fn take_spinning<S: Serve>(mailbox: &Mailbox<S>) -> Envelope<S> {
     if let Ok(envelope) = mailbox.rx.try_recv() {
         return envelope;
     }
-    let until = Instant::now() + SPIN;
+    let mut spun_until: Option<Instant> = None;
     let mut spins = 0u32;
     loop {
         match mailbox.rx.try_recv() {
@@ -250,9 +251,12 @@ fn take_spinning<S: Serve>(mailbox: &Mailbox<S>) -> Envelope<S> {
             // The mailbox holds a sender itself: it never disconnects.
             Err(TryRecvError::Disconnected) => return Envelope::Stop,
         }
-        spins += 1;
-        if spins % 64 == 0 && Instant::now() >= until {
-            return mailbox.rx.recv().unwrap_or(Envelope::Stop);
+        spins = spins.wrapping_add(1);
+        if spins % 64 == 0 {
+            let now = Instant::now();
+            if now >= *spun_until.get_or_insert(now + SPIN) {
+                return mailbox.rx.recv().unwrap_or(Envelope::Stop);
+            }
         }
         hint::spin_loop();
     }

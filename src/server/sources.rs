@@ -6,7 +6,7 @@ use crossbeam_channel::{Receiver, Select, TryRecvError};
 use crate::exit::ExitReason;
 use crate::pid::Pid;
 use crate::server::callbacks::Serve;
-use crate::server::letter::Letter;
+use crate::server::packed::Packed;
 
 /// A channel watched with [`ServerContext::watch`](crate::server::ServerContext::watch),
 /// to stop watching it with.
@@ -31,10 +31,10 @@ pub struct Down {
 }
 
 pub(super) enum Taken<S: Serve> {
-    Letter(Box<dyn Letter<S>>),
+    Letter(Packed<S>),
     Empty,
     /// Disconnected, or a monitor that has delivered its one message: forget the source.
-    Done(Option<Box<dyn Letter<S>>>),
+    Done(Option<Packed<S>>),
 }
 
 /// One source, whatever its message type.
@@ -47,7 +47,7 @@ pub(super) trait Source<S: Serve> {
 pub(super) struct Channel<T, S: Serve> {
     pub(super) id: u64,
     pub(super) rx: Receiver<T>,
-    pub(super) wrap: Box<dyn Fn(T) -> Box<dyn Letter<S>>>,
+    pub(super) wrap: Box<dyn Fn(T) -> Packed<S>>,
     /// A monitor: one message, then done.
     pub(super) once: bool,
 }

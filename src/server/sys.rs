@@ -9,6 +9,7 @@ use crate::server::context::ServerContext;
 use crate::server::error::CallError;
 use crate::server::handle::{ServerRef, DEFAULT_CALL_TIMEOUT};
 use crate::server::letter::SystemLetter;
+use crate::server::packed::Packed;
 use crate::server::reply::reply_slot;
 
 /// A server's statistics (OTP's `sys:statistics`), from its current incarnation.
@@ -155,7 +156,7 @@ impl<S: Serve> ServerRef<S> {
         f: impl FnOnce(&mut S, &mut ServerContext<'_, S>) -> T + Send + 'static,
     ) -> Result<T, CallError> {
         let (reply, waiter) = reply_slot();
-        let letter = Box::new(SystemLetter { f, reply });
+        let letter = Packed::pack(SystemLetter { f, reply });
         self.request(letter, waiter, DEFAULT_CALL_TIMEOUT)
     }
 }

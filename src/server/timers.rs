@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::server::callbacks::Serve;
-use crate::server::letter::Letter;
+use crate::server::packed::Packed;
 
 /// A timer started by [`ServerContext::send_after`](crate::server::ServerContext::send_after)
 /// or [`send_interval`](crate::server::ServerContext::send_interval), to cancel it with.
@@ -16,8 +16,8 @@ pub struct TimerRef(u64);
 
 /// What a timer posts when it fires: a message, made once or at every period.
 pub(super) enum Fire<S: Serve> {
-    Once(Box<dyn Letter<S>>),
-    Every(Duration, Box<dyn FnMut() -> Box<dyn Letter<S>>>),
+    Once(Packed<S>),
+    Every(Duration, Box<dyn FnMut() -> Packed<S>>),
 }
 
 pub(super) struct Timers<S: Serve> {
@@ -65,7 +65,7 @@ impl<S: Serve> Timers<S> {
     /// The message of the earliest timer due by `now`, if any; an interval is started
     /// again for its next period (from its deadline, or from `now` if it fell behind by
     /// more than a period: no burst of catching up).
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Box<dyn Letter<S>>> {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Packed<S>> {
         let entry = self.due.first_entry()?;
         let (at, id) = *entry.key();
         if at > now {

@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 // also asks the table whether its caller runs inside the tree (`pid::is_within`).
 use crate::exit::panic_message;
 use crate::pid::{self, ExitHook, Pid};
-use crate::server::{Server, ServerRef};
+use crate::server::{Serve, ServerRef};
 use crate::session::info::{
     normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
 };
@@ -562,7 +562,7 @@ impl SessionManager {
     ///
     /// [`SessionError::NotFound`], [`SessionError::ChildNotFound`] (no such child, it is
     /// restarting, or it is not a server of type `S`).
-    pub fn server<S: Server>(
+    pub fn server<S: Serve>(
         &self,
         id: SessionId,
         child_id: &str,
