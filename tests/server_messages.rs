@@ -954,3 +954,111 @@ fn terminate_can_answer_the_tokens_it_holds() {
     sup.terminate_child("polite").unwrap();
     assert_eq!(caller.join().unwrap(), Ok("goodbye"));
 }
+
+/// Ticks an interval of its own and records, for each tick, whether it came from a timer
+/// of the incarnation taking it (a timer must never outlive its incarnation).
+struct Metronome {
+    incarnation: u64,
+    wrong: Arc<Mutex<Vec<String>>>,
+    ticks: Arc<std::sync::atomic::AtomicU64>,
+}
+#[derive(Clone)]
+struct Beat(u64);
+struct Ping;
+
+impl Serve for Metronome {
+    fn handle_continue(&mut self, ctx: &mut ServerContext<'_, Self>) {
+        ctx.send_interval(Duration::from_micros(200), Beat(self.incarnation));
+        ctx.send_after(Duration::from_micros(500), Beat(self.incarnation));
+    }
+}
+
+impl HandleInfo<Beat> for Metronome {
+    fn handle_info(&mut self, Beat(of): Beat, _: &mut ServerContext<'_, Self>) {
+        if of != self.incarnation {
+            self.wrong
+                .lock()
+                .push(format!("{of} ticked in {}", self.incarnation));
+        }
+        self.ticks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Handle<Ping> for Metronome {
+    type Reply = u64;
+    fn handle(&mut self, _: Ping, _: &mut ServerContext<'_, Self>) -> u64 {
+        self.incarnation
+    }
+}
+
+impl HandleCast<Crash> for Metronome {
+    fn handle_cast(&mut self, _: Crash, _: &mut ServerContext<'_, Self>) {
+        panic!("told to crash");
+    }
+}
+
+/// Timers raced against crashes, stops and restarts while callers call: every call is
+/// answered or told why, and no timer fires in an incarnation other than its own.
+#[test]
+fn timers_raced_against_crashes_stops_and_restarts_stay_with_their_incarnation() {
+    let wrong: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (w, t) = (wrong.clone(), ticks.clone());
+    let (spec, metronome) = ServerSpec::new("metronome", move |ctx| {
+        Ok(Metronome {
+            incarnation: ctx.incarnation(),
+            wrong: w.clone(),
+            ticks: t.clone(),
+        })
+    })
+    .build();
+    let sup = Arc::new(
+        Supervisor::builder()
+            .intensity(10_000, Duration::from_secs(60))
+            .child(spec)
+            .start()
+            .unwrap(),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (metronome, stop) = (metronome.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match metronome.call_timeout(Ping, Duration::from_secs(3600)) {
+                        Ok(_) | Err(CallError::Stopped | CallError::Exited(_)) => {}
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for round in 0..60 {
+        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        match round % 3 {
+            0 => {
+                let _ = metronome.cast(Crash);
+            }
+            1 => {
+                let _ = sup.terminate_child("metronome");
+                let _ = sup.restart_child("metronome");
+            }
+            _ => {
+                let _ = sup.restart_child("metronome");
+            }
+        }
+        // The new incarnation ticks (its timers started in handle_continue).
+        wait::until(DEADLINE, || {
+            ticks.load(std::sync::atomic::Ordering::Relaxed) > before + 2
+                || sup.restart_child("metronome").is_ok()
+        })
+        .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    assert_eq!(wrong.lock().clone(), Vec::<String>::new());
+    assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}

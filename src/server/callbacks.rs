@@ -89,6 +89,51 @@ pub trait Handle<M>: Serve {
 /// [`Exited`](crate::server::CallError::Exited)), never by a timeout.
 ///
 /// A message type has either a [`Handle`] or a `HandleLater`, not both.
+///
+/// ```
+/// use std::thread;
+/// use steadfast::server::{Handle, HandleLater, ReplyTo, Serve, ServerContext, ServerSpec};
+/// use steadfast::Supervisor;
+///
+/// /// Callers wait at the gate until it opens.
+/// #[derive(Default)]
+/// struct Gate { open: bool, waiting: Vec<ReplyTo<&'static str>> }
+/// struct Pass;
+/// struct Open;
+///
+/// impl Serve for Gate {}
+/// impl HandleLater<Pass> for Gate {
+///     type Reply = &'static str;
+///     fn handle_later(&mut self, _: Pass, reply: ReplyTo<&'static str>, _: &mut ServerContext<'_, Self>) {
+///         if self.open {
+///             reply.send("through at once");
+///         } else {
+///             self.waiting.push(reply); // answered by `Open`, later
+///         }
+///     }
+/// }
+/// impl Handle<Open> for Gate {
+///     type Reply = ();
+///     fn handle(&mut self, _: Open, _: &mut ServerContext<'_, Self>) {
+///         self.open = true;
+///         for reply in self.waiting.drain(..) {
+///             reply.send("through after waiting");
+///         }
+///     }
+/// }
+///
+/// let (spec, gate) = ServerSpec::new("gate", |_| Ok(Gate::default())).build();
+/// let sup = Supervisor::builder().child(spec).start()?;
+/// let waiter = { let gate = gate.clone(); thread::spawn(move || gate.call(Pass)) };
+/// steadfast::wait::until(std::time::Duration::from_secs(10), || {
+///     gate.get_state(|g| g.waiting.len() == 1).unwrap_or(false)
+/// })?;
+/// gate.call(Open)?;
+/// assert_eq!(waiter.join().unwrap()?, "through after waiting");
+/// assert_eq!(gate.call(Pass)?, "through at once");
+/// # drop(sup);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait HandleLater<M>: Serve {
     /// What the caller gets back.
     type Reply: Send + 'static;

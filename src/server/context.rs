@@ -124,6 +124,35 @@ impl<'a, S: Serve> ServerContext<'a, S> {
     /// the restart type. [`ExitReason::Normal`], [`ExitReason::Shutdown`] and
     /// [`ExitReason::ShutdownWith`] are not abnormal (a transient server is not
     /// restarted); any other reason is.
+    ///
+    /// ```
+    /// use steadfast::server::{Handle, Serve, ServerContext, ServerSpec};
+    /// use steadfast::{ExitReason, Restart, Supervisor};
+    ///
+    /// struct Job;
+    /// struct Finish;
+    /// impl Serve for Job {}
+    /// impl Handle<Finish> for Job {
+    ///     type Reply = &'static str;
+    ///     fn handle(&mut self, _: Finish, ctx: &mut ServerContext<'_, Self>) -> &'static str {
+    ///         ctx.stop(ExitReason::shutdown_with("finished"));
+    ///         "bye" // sent before the server stops
+    ///     }
+    /// }
+    ///
+    /// let (spec, job) = ServerSpec::new("job", |_| Ok(Job)).build();
+    /// let sup = Supervisor::builder().start()?;
+    /// let events = sup.events()?;
+    /// sup.start_child(spec.restart(Restart::Transient))?;
+    /// assert_eq!(job.call(Finish)?, "bye");
+    /// let exit = events.iter().find_map(|e| match e {
+    ///     steadfast::Event::ChildExited { reason, .. } => Some(reason),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(exit, Some(ExitReason::ShutdownWith("finished".into())));
+    /// assert!(job.call(Finish).is_err()); // not restarted: a shutdown is not a crash
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stop(&mut self, reason: ExitReason) {
         self.run.stop = Some(reason);
     }
@@ -203,6 +232,43 @@ impl<'a, S: Serve> ServerContext<'a, S> {
 
     /// Monitors `pid`: its exit arrives as a [`Down`] message, with the reason
     /// ([`ExitReason::NoProcess`] at once if it has already exited).
+    ///
+    /// ```
+    /// use crossbeam_channel::{unbounded, Sender};
+    /// use steadfast::server::{Down, Handle, HandleInfo, Serve, ServerContext, ServerSpec};
+    /// use steadfast::{ChildSpec, Pid, Restart, Supervisor};
+    ///
+    /// struct Watchdog(Sender<String>);
+    /// impl Serve for Watchdog {}
+    /// impl Handle<Pid> for Watchdog {
+    ///     type Reply = ();
+    ///     fn handle(&mut self, pid: Pid, ctx: &mut ServerContext<'_, Self>) {
+    ///         ctx.monitor(pid);
+    ///     }
+    /// }
+    /// impl HandleInfo<Down> for Watchdog {
+    ///     fn handle_info(&mut self, down: Down, _: &mut ServerContext<'_, Self>) {
+    ///         let _ = self.0.send(format!("{} went down: {}", down.pid, down.reason));
+    ///     }
+    /// }
+    ///
+    /// let (tx, seen) = unbounded();
+    /// let (spec, dog) = ServerSpec::new("watchdog", move |_| Ok(Watchdog(tx.clone()))).build();
+    /// let sup = Supervisor::builder().child(spec).start()?;
+    /// let (go, gate) = unbounded::<()>();
+    /// let worker = ChildSpec::worker("brief", move |_| {
+    ///     let _ = gate.recv();
+    ///     Err("out of work".into())
+    /// });
+    /// let others = Supervisor::builder().child(worker.restart(Restart::Temporary)).start()?;
+    /// let pid = others.which_children()?[0].pid.unwrap();
+    /// dog.call(pid)?;
+    /// go.send(())?;
+    /// let heard = seen.recv_timeout(std::time::Duration::from_secs(10))?;
+    /// assert_eq!(heard, format!("{pid} went down: failed: out of work"));
+    /// # drop(sup);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn monitor(&mut self, pid: Pid) -> MonitorRef
     where
         S: HandleInfo<Down>,
