@@ -3,9 +3,17 @@
 //!
 //! ```text
 //! service-app (one_for_one)
-//! ├── heartbeat  worker: ticks
+//! ├── heartbeat  worker: ticks (and panics when told to, by GET /crash)
 //! ├── jobs       dynamic supervisor
 //! └── http       worker: GET /livez, /readyz (Kubernetes probes), /tree (the tree)
+//! ```
+//!
+//! With the `observer` feature, the tree is also shown live in a browser (the address
+//! from `STEADFAST_OBSERVER_ADDR`, any free loopback port by default):
+//!
+//! ```sh
+//! cargo run --example service --features observer   # prints the page's address
+//! curl localhost:8080/crash                          # watch heartbeat restart there
 //! ```
 //!
 //! The probes are answered from the tree's state ([`service::health`]): live while the
@@ -20,6 +28,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use steadfast::channel::Sender;
@@ -31,6 +40,9 @@ use steadfast::{
 /// The root's name in the global registry (the http worker finds it there).
 pub const APP: &str = "service-app";
 
+/// Set by `GET /crash`: the heartbeat panics at its next tick (and is restarted).
+static CRASH: AtomicBool = AtomicBool::new(false);
+
 /// Builds and starts the tree; the http worker listens on `addr` (port 0: any).
 pub fn start(
     addr: &str,
@@ -41,7 +53,11 @@ pub fn start(
     let mut app = Supervisor::builder()
         .name(APP)
         .child(ChildSpec::worker("heartbeat", |ctx| {
-            while ctx.sleep(Duration::from_millis(100)).is_ok() {}
+            while ctx.sleep(Duration::from_millis(20)).is_ok() {
+                if CRASH.swap(false, Ordering::AcqRel) {
+                    panic!("told to crash by GET /crash");
+                }
+            }
             Ok(())
         }))
         .child(ChildSpec::supervisor("jobs", DynamicSupervisor::builder()))
@@ -88,7 +104,17 @@ fn answer(app: &SupervisorRef, stream: TcpStream) -> std::io::Result<()> {
             Ok(tree) => ("200 OK", tree.to_string()),
             Err(e) => ("503 Service Unavailable", format!("{e}\n")),
         },
-        _ => ("404 Not Found", "try /livez, /readyz or /tree\n".to_owned()),
+        "/crash" => {
+            CRASH.store(true, Ordering::Release);
+            (
+                "200 OK",
+                "heartbeat will crash at its next tick\n".to_owned(),
+            )
+        }
+        _ => (
+            "404 Not Found",
+            "try /livez, /readyz, /tree or /crash\n".to_owned(),
+        ),
     };
     // One write for the whole response: `write!` on a raw socket writes each piece of
     // the format separately, and a client then waits on Nagle's algorithm and delayed
@@ -106,6 +132,13 @@ fn main() -> Result<Outcome, Box<dyn std::error::Error>> {
     let addr = std::env::var("STEADFAST_SERVICE_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let (app, bound) = start(&addr, None)?;
     println!("probes on http://{bound}/livez and /readyz, the tree on /tree");
+    #[cfg(feature = "observer")]
+    let _page = {
+        let at = std::env::var("STEADFAST_OBSERVER_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+        let page = steadfast::observer::serve(at, app.handle())?;
+        println!("the tree, live: http://{}/", page.addr());
+        page
+    };
     println!("stop with SIGTERM or Ctrl-C (twice: at once)");
     let outcome = Service::new(app).run();
     println!("service: {outcome}");

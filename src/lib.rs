@@ -282,6 +282,8 @@ mod exit;
 mod groups;
 mod hash;
 mod listeners;
+#[cfg(feature = "observer")]
+pub mod observer;
 mod pid;
 pub mod pool;
 mod registry;
@@ -295,6 +297,7 @@ pub mod session;
 mod shards;
 pub mod supervisor;
 pub mod task;
+pub mod telemetry;
 pub mod tree;
 pub mod wait;
 

@@ -2,13 +2,34 @@
 //! like `pstree`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use once_cell::sync::Lazy;
 
 use crate::child::spec::ChildKind;
 use crate::exit::ExitReason;
 use crate::pid::Pid;
+use crate::pool::PoolStats;
+use crate::registry::Registry;
 use crate::supervisor::event::{ChildInfo, ChildStatus};
 use crate::supervisor::{Address, SUPERVISORS};
+
+/// What a snapshot shows of a server or a pool besides its place in the tree, read when
+/// the snapshot is taken.
+pub(crate) enum Load {
+    /// A server's mailbox: requests waiting.
+    Server(usize),
+    /// A pool (its workers' supervisor).
+    Pool(PoolStats),
+}
+
+/// Reads a process's [`Load`].
+pub(crate) type ReadLoad = Arc<dyn Fn() -> Load + Send + Sync>;
+
+/// Servers' and pools' loads, by the pid of the process they show on (a server's
+/// incarnation, a pool's supervisor); an entry goes with its process.
+pub(crate) static LOADS: Lazy<Registry<Pid, ReadLoad>> = Lazy::new(Registry::new);
 
 /// A snapshot of a supervision tree, nested supervisors included; see
 /// [`SupervisorRef::snapshot`](crate::SupervisorRef::snapshot).
@@ -46,6 +67,10 @@ pub struct Node {
     pub children: Vec<Node>,
     /// For a supervisor: whether its children could be read (`false`: it exited first).
     pub complete: bool,
+    /// For a server: the requests waiting in its mailbox.
+    pub mailbox: Option<usize>,
+    /// For a pool's supervisor: the pool's counts.
+    pub pool: Option<PoolStats>,
 }
 
 impl Node {
@@ -60,6 +85,18 @@ impl Node {
             uptime: info.started_at.map(|t| now.saturating_duration_since(t)),
             children: Vec::new(),
             complete: true,
+            mailbox: None,
+            pool: None,
+        }
+    }
+
+    /// Reads the load of the server or pool this node is, if it is one.
+    fn read_load(&mut self) {
+        let read = self.pid.and_then(|pid| LOADS.lookup(&pid)).map(|(_, r)| r);
+        match read.map(|read| read()) {
+            Some(Load::Server(queued)) => self.mailbox = Some(queued),
+            Some(Load::Pool(stats)) => self.pool = Some(stats),
+            None => {}
         }
     }
 
@@ -87,7 +124,10 @@ pub(crate) fn snapshot(handle: &Address) -> Result<TreeSnapshot, crate::Supervis
         uptime: None,
         children: Vec::new(),
         complete: true,
+        mailbox: None,
+        pool: None,
     };
+    root.read_load();
     root.children = children_of(handle, now)?;
     Ok(TreeSnapshot { root })
 }
@@ -96,6 +136,7 @@ fn children_of(handle: &Address, now: Instant) -> Result<Vec<Node>, crate::Super
     let mut nodes = Vec::new();
     for info in handle.which_children()? {
         let mut node = Node::from_info(info, now);
+        node.read_load();
         if node.kind == ChildKind::Supervisor {
             let nested = node
                 .pid
@@ -170,8 +211,156 @@ fn write_line(f: &mut fmt::Formatter<'_>, node: &Node) -> fmt::Result {
     if let Some(why) = &node.last_exit {
         write!(f, " (last: {why})")?;
     }
+    if let Some(queued) = node.mailbox {
+        write!(f, ", {queued} queued")?;
+    }
+    if let Some(pool) = &node.pool {
+        write!(
+            f,
+            ", pool: {} done, {} queued, {} in flight, {} dead-lettered",
+            pool.done, pool.queued, pool.in_flight, pool.dead_lettered
+        )?;
+    }
     if !node.complete {
         write!(f, " [exited before it could be read]")?;
     }
     writeln!(f)
+}
+
+impl TreeSnapshot {
+    /// The tree in Graphviz's DOT language: one box per process, coloured by state
+    /// (running green, restarting orange, stopped grey), supervisors bold, an edge from
+    /// each supervisor to each child. Render with `dot -Tsvg`.
+    ///
+    /// ```
+    /// use steadfast::{ChildSpec, Supervisor};
+    ///
+    /// let sup = Supervisor::builder()
+    ///     .name("app")
+    ///     .child(ChildSpec::worker("db", |ctx| { let _ = ctx.stop_signal().recv(); Ok(()) }))
+    ///     .start()?;
+    /// let dot = sup.snapshot()?.to_dot();
+    /// assert!(dot.starts_with("digraph steadfast {"));
+    /// assert!(dot.contains("\"app\" -> \"app/db\""));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph steadfast {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"sans-serif\"];\n");
+        dot_node(&mut out, &self.root, &self.root.id);
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// Appends `node` (known as `path`) and its subtree.
+fn dot_node(out: &mut String, node: &Node, path: &str) {
+    use std::fmt::Write;
+    let colour = match node.status {
+        ChildStatus::Running => "#c8f0c8",
+        ChildStatus::Restarting => "#ffd9a0",
+        ChildStatus::Stopped => "#dddddd",
+    };
+    // Lines of the box, joined by DOT's `\n`.
+    let mut lines = vec![escape(&node.id)];
+    if let Some(pid) = node.pid {
+        lines.push(pid.to_string());
+    }
+    if node.restarts > 0 {
+        lines.push(format!("{} restarts", node.restarts));
+    }
+    let bold = if node.kind == ChildKind::Supervisor {
+        ", penwidth=2"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "  \"{}\" [label=\"{}\", fillcolor=\"{colour}\"{bold}];",
+        escape(path),
+        lines.join("\\n")
+    );
+    for child in &node.children {
+        let child_path = format!("{path}/{}", child.id);
+        let _ = writeln!(
+            out,
+            "  \"{}\" -> \"{}\";",
+            escape(path),
+            escape(&child_path)
+        );
+        dot_node(out, child, &child_path);
+    }
+}
+
+/// A DOT string's contents: backslashes and quotes escaped.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The snapshot as data (feature `serde`): `{"root": node}`, each node
+/// `{"id", "kind": "worker"|"supervisor", "pid": "<0.7>"|null, "status":
+/// "running"|"restarting"|"stopped", "restarts", "last_exit": {"reason", "abnormal"}|null,
+/// "uptime_seconds"|null, "mailbox"|null, "pool": {"submitted", "done",
+/// "dead_lettered", "handed_back", "queued", "in_flight"}|null, "complete", "children"}`.
+#[cfg(feature = "serde")]
+impl serde::Serialize for TreeSnapshot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("TreeSnapshot", 1)?;
+        out.serialize_field("root", &self.root)?;
+        out.end()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Node {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+
+        struct Exit<'a>(&'a ExitReason);
+        impl serde::Serialize for Exit<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut out = s.serialize_struct("Exit", 2)?;
+                out.serialize_field("reason", &self.0.to_string())?;
+                out.serialize_field("abnormal", &self.0.is_abnormal())?;
+                out.end()
+            }
+        }
+        struct Counts<'a>(&'a PoolStats);
+        impl serde::Serialize for Counts<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let p = self.0;
+                let mut out = s.serialize_struct("PoolStats", 6)?;
+                out.serialize_field("submitted", &p.submitted)?;
+                out.serialize_field("done", &p.done)?;
+                out.serialize_field("dead_lettered", &p.dead_lettered)?;
+                out.serialize_field("handed_back", &p.handed_back)?;
+                out.serialize_field("queued", &p.queued)?;
+                out.serialize_field("in_flight", &p.in_flight)?;
+                out.end()
+            }
+        }
+
+        let mut out = s.serialize_struct("Node", 11)?;
+        out.serialize_field("id", &self.id)?;
+        let kind = match self.kind {
+            ChildKind::Worker => "worker",
+            ChildKind::Supervisor => "supervisor",
+        };
+        out.serialize_field("kind", kind)?;
+        out.serialize_field("pid", &self.pid.map(|p| p.to_string()))?;
+        let status = match self.status {
+            ChildStatus::Running => "running",
+            ChildStatus::Restarting => "restarting",
+            ChildStatus::Stopped => "stopped",
+        };
+        out.serialize_field("status", status)?;
+        out.serialize_field("restarts", &self.restarts)?;
+        out.serialize_field("last_exit", &self.last_exit.as_ref().map(Exit))?;
+        out.serialize_field("uptime_seconds", &self.uptime.map(|d| d.as_secs_f64()))?;
+        out.serialize_field("mailbox", &self.mailbox)?;
+        out.serialize_field("pool", &self.pool.as_ref().map(Counts))?;
+        out.serialize_field("complete", &self.complete)?;
+        out.serialize_field("children", &self.children)?;
+        out.end()
+    }
 }

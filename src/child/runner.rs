@@ -23,6 +23,7 @@ use crate::child::spec::{Body, Serve};
 use crate::error::SpawnError;
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
+use crate::telemetry::{self, note};
 
 /// A running process, as its supervisor holds it.
 ///
@@ -367,10 +368,12 @@ impl ProcessThread {
         loop {
             Pid::set_current(Some(inc.pid));
             let this = ctx.incarnation();
+            let span = telemetry::child_span(self.parent, &self.id, inc.pid, this);
             let reason = match serve.take() {
                 Some(serve) => run_body(&self.id, inc.pid, || serve(&ctx)),
                 None => run_body(&self.id, inc.pid, || (self.body)(&ctx)),
             };
+            drop(span);
             pid::exit(inc.pid, &reason);
             ctx.report_early_exit(&reason);
             ctx.end_incarnation();
@@ -513,7 +516,7 @@ fn run_body(id: &str, pid: Pid, body: impl FnOnce() -> ExitReason) -> ExitReason
     match catch(id, pid, body) {
         Ok(reason) => {
             if let ExitReason::Failed(msg) = &reason {
-                log::warn!("child {id:?} ({pid}) failed: {msg}");
+                note!(warn, "child {id:?} ({pid}) failed: {msg}");
             }
             reason
         }

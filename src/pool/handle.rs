@@ -13,10 +13,12 @@ use crate::child::context::Context;
 use crate::child::spec::ChildSpec;
 use crate::error::{ChildError, StartError, SupervisorError};
 use crate::hash::Padded;
+use crate::pid::Pid;
 use crate::pool::outcome::{DeadLetter, DrainError, PoolDown, PoolStats, SubmitError};
 use crate::pool::work::{Entry, Shared, Slot, Work, MAX_QUEUE_BYTES};
 use crate::supervisor::event::Event;
 use crate::supervisor::{Supervisor, SupervisorBuilder};
+use crate::tree::{self, Load};
 use crate::wait;
 
 /// Settings for a [`Pool`]; from [`Pool::builder`].
@@ -213,6 +215,8 @@ impl<J: Send + 'static> PoolBuilder<J> {
             done: Padded(AtomicU64::new(0)),
             dead: AtomicU64::new(0),
             handed_back: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            label: self.name.clone().unwrap_or_else(|| "pool".to_owned()),
         })
     }
 
@@ -244,16 +248,25 @@ impl<J: Send + 'static> PoolBuilder<J> {
                     GiveUp::Escalate(_tree) => *shared.gave_up.lock() = Some(why.to_string()),
                 }
             });
-        if escalates {
-            // A new incarnation: an earlier give-up is history, not the reason it ends.
-            let started = Arc::downgrade(shared);
-            sup = sup.on_start(move |_| {
-                if let Some(shared) = started.upgrade() {
-                    shared.gave_up.lock().take();
-                }
-                Ok(())
-            });
-        }
+        let started = Arc::downgrade(shared);
+        sup = sup.on_start(move |_| {
+            let Some(shared) = started.upgrade() else {
+                return Ok(());
+            };
+            if escalates {
+                // A new incarnation: an earlier give-up is history, not the reason it ends.
+                shared.gave_up.lock().take();
+            }
+            // The pool's counts, shown on its supervisor in a tree snapshot.
+            let counted = Arc::downgrade(&shared);
+            let _ = tree::LOADS.register(
+                Pid::current(),
+                Arc::new(move || {
+                    Load::Pool(counted.upgrade().map(|s| s.stats()).unwrap_or_default())
+                }),
+            );
+            Ok(())
+        });
         if let Some(name) = &self.name {
             sup = sup.name(name.clone());
         }
@@ -446,17 +459,7 @@ impl<J: Send + 'static> Pool<J> {
 
     /// The pool's counts.
     pub fn stats(&self) -> PoolStats {
-        let s = &self.owner.shared;
-        let queued = s.queue_rx.len();
-        PoolStats {
-            submitted: s.submitted.load(Ordering::Acquire),
-            done: s.done.load(Ordering::Acquire),
-            dead_lettered: s.dead.load(Ordering::Acquire),
-            handed_back: s.handed_back.load(Ordering::Acquire),
-            queued,
-            // Whatever is pending and not queued is in a worker's slot.
-            in_flight: s.pending().saturating_sub(queued as u64),
-        }
+        self.owner.shared.stats()
     }
 
     /// Stops taking jobs, stops the workers (a job being run finishes first, within the

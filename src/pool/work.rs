@@ -14,7 +14,7 @@ use crate::child::panic_hook::catch;
 use crate::error::{ChildError, RecvError};
 use crate::exit::ExitReason;
 use crate::hash::Padded;
-use crate::pool::outcome::{DeadLetter, PoolDown};
+use crate::pool::outcome::{DeadLetter, PoolDown, PoolStats};
 
 /// A job's function: runs on a worker's thread, with the job by reference (so that the
 /// job outlives a panic in it).
@@ -115,6 +115,9 @@ pub(super) struct Shared<J> {
     pub(super) done: Padded<AtomicU64>,
     pub(super) dead: AtomicU64,
     pub(super) handed_back: AtomicU64,
+    /// Its name, or "pool": telemetry's label.
+    #[cfg(feature = "metrics")]
+    pub(super) label: String,
 }
 
 impl<J> Shared<J> {
@@ -127,6 +130,17 @@ impl<J> Shared<J> {
 
     pub(super) fn down(&self) -> Option<PoolDown> {
         self.down.lock().clone()
+    }
+
+    /// A job settled (`outcome`): counted, and the queue and in-flight levels set.
+    #[cfg(feature = "metrics")]
+    fn report(&self, outcome: &'static str) {
+        crate::telemetry::metric::pool_job(&self.label, outcome);
+        let settled = self.done.load(Ordering::Relaxed) + self.dead.load(Ordering::Relaxed);
+        let queued = self.queue_rx.len();
+        let submitted = self.submitted.load(Ordering::Relaxed);
+        let in_flight = submitted.saturating_sub(settled + queued as u64);
+        crate::telemetry::metric::pool_levels(&self.label, queued, in_flight);
     }
 }
 
@@ -179,6 +193,8 @@ impl<J: Send + 'static> Shared<J> {
                     // outside the lock: a job whose `Drop` panics is done all the same.
                     let finished = held.take();
                     self.done.fetch_add(1, Ordering::AcqRel);
+                    #[cfg(feature = "metrics")]
+                    self.report("done");
                     drop(held);
                     drop(finished);
                     return;
@@ -202,11 +218,15 @@ impl<J: Send + 'static> Shared<J> {
         };
         entry.attempts = entry.attempts.saturating_add(1);
         if entry.attempts < self.max_attempts {
+            #[cfg(feature = "metrics")]
+            self.report("retried");
             return true;
         }
         let Entry { job, attempts } = slot.take().expect("checked above");
         log::warn!("pool: a job failed {attempts} times and is dead-lettered: {reason}");
         self.dead.fetch_add(1, Ordering::AcqRel);
+        #[cfg(feature = "metrics")]
+        self.report("dead_lettered");
         if let Some(sink) = &self.dead_letters {
             let _ = sink.send(DeadLetter {
                 job,
@@ -215,6 +235,20 @@ impl<J: Send + 'static> Shared<J> {
             });
         }
         false
+    }
+
+    /// The counts `Pool::stats` reports.
+    pub(super) fn stats(&self) -> PoolStats {
+        let queued = self.queue_rx.len();
+        PoolStats {
+            submitted: self.submitted.load(Ordering::Acquire),
+            done: self.done.load(Ordering::Acquire),
+            dead_lettered: self.dead.load(Ordering::Acquire),
+            handed_back: self.handed_back.load(Ordering::Acquire),
+            queued,
+            // Whatever is pending and not queued is in a worker's slot.
+            in_flight: self.pending().saturating_sub(queued as u64),
+        }
     }
 
     /// Not done, not dead-lettered: in the queue or in the slots. Quiet moments only.

@@ -39,6 +39,9 @@ pub(super) struct Run<S: Serve> {
     /// Requests taken while suspended, served in order once resumed.
     pub(super) held: VecDeque<Packed<S>>,
     pub(super) stats: Counts,
+    /// The mailbox-depth gauge, set after each message.
+    #[cfg(feature = "metrics")]
+    pub(super) depth: metrics::Gauge,
 }
 
 /// What the loop counts for [`ServerRef::statistics`].
@@ -55,7 +58,6 @@ pub(super) struct Counts {
 impl<S: Serve> Run<S> {
     pub(super) fn new(me: ServerRef<S>) -> Self {
         Run {
-            me,
             timers: Timers::new(),
             sources: Vec::new(),
             next_source: 0,
@@ -67,6 +69,9 @@ impl<S: Serve> Run<S> {
             suspended: false,
             held: VecDeque::new(),
             stats: Counts::default(),
+            #[cfg(feature = "metrics")]
+            depth: crate::telemetry::metric::mailbox_depth(&me.mailbox.label),
+            me,
         }
     }
 

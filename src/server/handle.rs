@@ -95,6 +95,20 @@ impl<S: Serve> ServerRef<S> {
         if SERVING_HERE.with(Cell::get) == self.mailbox.address() {
             return Err(CallError::WouldDeadlock);
         }
+        #[cfg(feature = "metrics")]
+        let began = Instant::now();
+        let answer = self.post_and_wait(letter, waiter, timeout);
+        #[cfg(feature = "metrics")]
+        crate::telemetry::metric::server_call(&self.mailbox.label, began.elapsed());
+        answer
+    }
+
+    fn post_and_wait<T>(
+        &self,
+        letter: Packed<S>,
+        waiter: Waiter<T>,
+        timeout: Duration,
+    ) -> Result<T, CallError> {
         let envelope = Envelope::Letter(letter);
         if !self.mailbox.bounded {
             // Posted at once: the timeout is all the reply's (the waiter reads the clock

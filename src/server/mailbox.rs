@@ -54,6 +54,9 @@ pub(super) struct Mailbox<S: Serve> {
     /// The incarnation serving now (0: none), to refuse a server's call to itself.
     pub(super) serving: AtomicU64,
     pub(super) name: Option<Arc<str>>,
+    /// Its name, else its child id: telemetry's label.
+    #[cfg(feature = "metrics")]
+    pub(super) label: Arc<str>,
     /// Bounded ([`ServerSpec::capacity`]): its loop waits on the stop signal too, and no
     /// `Stop` envelope is ever posted (it would take a place a sender waits for).
     pub(super) bounded: bool,
@@ -215,6 +218,8 @@ mod tests {
             reopen: Mutex::new(()),
             serving: AtomicU64::new(0),
             name: None,
+            #[cfg(feature = "metrics")]
+            label: Arc::from("echo"),
             bounded: false,
         }
     }

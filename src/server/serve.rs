@@ -29,6 +29,7 @@ use crate::server::mailbox::{Envelope, Mailbox, ServingHere};
 use crate::server::packed::Packed;
 use crate::server::reply::{ending, fail_orphans, SPIN};
 use crate::server::sources::Taken;
+use crate::tree::{self, Load};
 
 /// A server's set-up function, run at the start of each incarnation.
 pub(super) type Init<S> = dyn Fn(&Context) -> Result<S, ChildError> + Send + Sync;
@@ -88,6 +89,8 @@ pub(super) fn serve<S: Serve>(
         }
     }
     let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
+    let queued = handle.clone();
+    let _ = tree::LOADS.register(ctx.pid(), Arc::new(move || Load::Server(queued.queued())));
     // Wakes the loop, which blocks on the mailbox alone on its fast path, when the stop
     // is raised. A bounded mailbox's loop waits on the stop signal as well instead: an
     // envelope would take a place.
@@ -162,7 +165,11 @@ fn serve_until_stopped<S: Serve>(
         }
         turn = turn.wrapping_add(1);
         match next(run, ctx, mailbox, turn) {
-            Next::Letter(letter) => open(state, letter, run, ctx),
+            Next::Letter(letter) => {
+                open(state, letter, run, ctx);
+                #[cfg(feature = "metrics")]
+                run.depth.set(mailbox.rx.len() as f64);
+            }
             Next::Idle => {
                 run.idle_armed = false;
                 state.handle_idle(&mut ServerContext { ctx, run });

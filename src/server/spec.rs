@@ -120,6 +120,8 @@ impl<S: Serve> ServerSpec<S> {
             reopen: Mutex::new(()),
             serving: AtomicU64::new(0),
             name: self.name.as_deref().map(Arc::from),
+            #[cfg(feature = "metrics")]
+            label: Arc::from(self.name.as_deref().unwrap_or(&self.id)),
             bounded: self.capacity.is_some(),
         });
         let handle = ServerRef { mailbox };

@@ -18,12 +18,18 @@ use crate::error::SupervisorError;
 use crate::supervisor::event::Event;
 use crate::supervisor::inbox::{Inbox, Request};
 use crate::supervisor::table::ChildTable;
+use crate::telemetry;
 
 /// A watcher of a supervisor's events, called on the supervisor's thread.
 pub(crate) type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Where a supervisor's events go: its `on_event`, then each subscriber in turn.
 pub(super) struct Events {
+    /// The supervisor's label, for telemetry.
+    label: Arc<str>,
+    /// When each child last exited, to time its restart (telemetry's histogram).
+    #[cfg(feature = "metrics")]
+    exited_at: RefCell<std::collections::HashMap<Arc<str>, std::time::Instant>>,
     observer: Option<Observer>,
     /// In a `RefCell` so that a subscription can be taken while the events are lent.
     subscribers: RefCell<Vec<Sender<Event>>>,
@@ -33,11 +39,15 @@ pub(super) struct Events {
 
 impl Events {
     pub(super) fn new(
+        label: Arc<str>,
         observer: Option<Observer>,
         sinks: Vec<Sender<Event>>,
         inbox: Arc<Inbox>,
     ) -> Events {
         let events = Events {
+            label,
+            #[cfg(feature = "metrics")]
+            exited_at: RefCell::default(),
             observer,
             subscribers: RefCell::new(sinks),
             inbox,
@@ -49,10 +59,17 @@ impl Events {
     /// Emits the event `make` builds, building it only if someone observes events.
     /// `on_event` runs with `table` lent (see the module docs).
     pub(super) fn emit_with(&self, table: &ChildTable, make: impl FnOnce() -> Event) {
-        if self.observer.is_none() && self.subscribers.borrow().is_empty() {
+        let watched = self.observer.is_some() || !self.subscribers.borrow().is_empty();
+        if !watched && !telemetry::EVERY_EVENT {
             return;
         }
         let event = make();
+        if telemetry::EVERY_EVENT {
+            self.report(table, &event);
+            if !watched {
+                return;
+            }
+        }
         if let Some(observe) = &self.observer {
             lending(table, self, || observe(&event));
         }
@@ -65,6 +82,31 @@ impl Events {
         }
     }
 
+    /// Hands `event` to telemetry, with what the table adds to it.
+    fn report(&self, table: &ChildTable, event: &Event) {
+        let mut about = telemetry::About::default();
+        if let Event::ChildRestarted { id, .. } = event {
+            let child = table.find_id(id).and_then(|seq| table.get(seq));
+            about.previous_exit = child.and_then(|c| c.last_exit.as_ref());
+        }
+        #[cfg(feature = "metrics")]
+        {
+            about.states = Some(table.states());
+            match event {
+                Event::ChildExited { id, .. } => {
+                    let now = std::time::Instant::now();
+                    self.exited_at.borrow_mut().insert(id.clone(), now);
+                }
+                Event::ChildRestarted { id, .. } => {
+                    let exited = self.exited_at.borrow_mut().remove(id);
+                    about.restart_took = exited.map(|at| at.elapsed());
+                }
+                _ => {}
+            }
+        }
+        telemetry::event(&self.label, event, about);
+    }
+
     pub(super) fn emit(&self, table: &ChildTable, event: Event) {
         self.emit_with(table, || event);
     }
@@ -75,7 +117,9 @@ impl Events {
     }
 
     fn update_watched(&self) {
-        let watched = !self.subscribers.borrow().is_empty() || self.observer.is_some();
+        let watched = !self.subscribers.borrow().is_empty()
+            || self.observer.is_some()
+            || telemetry::EVERY_EVENT;
         self.inbox.set_watched(watched);
     }
 }

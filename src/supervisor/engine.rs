@@ -36,6 +36,7 @@ use crate::supervisor::stop::{self, Around, Joins, Settled, Until, Waiting};
 use crate::supervisor::strategy::Strategy;
 use crate::supervisor::strategy::{auto_shutdown, check_significant, should_restart};
 use crate::supervisor::table::{ChildTable, Due};
+use crate::telemetry::note;
 
 /// Whether the loop goes on.
 enum Flow {
@@ -100,7 +101,12 @@ impl Engine {
         };
         Engine {
             table: ChildTable::new(cfg.strategy(), handover.clone()),
-            events: Events::new(cfg.observer.clone(), cfg.sinks.clone(), inbox.clone()),
+            events: Events::new(
+                cfg.label.clone(),
+                cfg.observer.clone(),
+                cfg.sinks.clone(),
+                inbox.clone(),
+            ),
             handover,
             intensity,
             cfg,
@@ -373,7 +379,11 @@ impl Engine {
         };
         if !matches!(reason, ExitReason::Panicked(_) | ExitReason::Failed(_)) {
             // Crashes were reported once already, by the child's own thread.
-            log::debug!("{}: child {id:?} ({pid}) exited: {reason}", self.cfg.label);
+            note!(
+                debug,
+                "{}: child {id:?} ({pid}) exited: {reason}",
+                self.cfg.label
+            );
         }
         if !restart {
             // Gone before it is reported: whoever sees the exit finds its place free.
@@ -444,7 +454,8 @@ impl Engine {
     /// Intensity exceeded: say so; the loop then stops everything.
     fn give_up(&mut self) {
         let (restarts, period) = (self.cfg.intensity, self.cfg.period);
-        log::error!(
+        note!(
+            error,
             "{}: restart intensity exceeded ({restarts} in {period:?}); stopping",
             self.cfg.label
         );
@@ -468,7 +479,8 @@ impl Engine {
         };
         self.table.schedule(seq, due, &group[pos + 1..]);
         let id = self.table.get(seq).expect("scheduled").spec.id.clone();
-        log::info!(
+        note!(
+            info,
             "{}: child {id:?} restarts in {delay:?} (backoff)",
             self.cfg.label
         );
@@ -558,12 +570,13 @@ impl Engine {
                     let label = &self.cfg.label;
                     match &self.table.get(k).expect("running").last_exit {
                         Some(why) => {
-                            log::info!(
+                            note!(
+                                info,
                                 "{label}: child {:?} restarted as {pid} (exited: {why})",
                                 spec.id
                             )
                         }
-                        None => log::info!("{label}: child {:?} restarted as {pid}", spec.id),
+                        None => note!(info, "{label}: child {:?} restarted as {pid}", spec.id),
                     }
                     self.emit(Event::ChildRestarted { id: spec.id, pid });
                 }
@@ -579,7 +592,12 @@ impl Engine {
                     self.table.forget_if_done(k);
                 }
                 Err(e) => {
-                    log::warn!("{}: restart of {:?} failed: {e}", self.cfg.label, spec.id);
+                    note!(
+                        warn,
+                        "{}: restart of {:?} failed: {e}",
+                        self.cfg.label,
+                        spec.id
+                    );
                     self.emit(Event::RestartFailed {
                         id: spec.id.clone(),
                         error: e.to_string(),

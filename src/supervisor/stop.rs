@@ -23,6 +23,7 @@ use crate::supervisor::answers::{answer, lending, Events};
 use crate::supervisor::event::Event;
 use crate::supervisor::inbox::{Inbox, Msg};
 use crate::supervisor::table::{ChildTable, Stopping};
+use crate::telemetry::note;
 
 /// How many times a wait for a child's exit looks for it, yielding in between, before it
 /// parks (a stopped child usually exits within microseconds; parking costs a wake-up).
@@ -281,7 +282,8 @@ fn abandon(at: &Around, w: &mut Waiting, now: Instant) {
 
 /// The one log line for a child that did not stop in time.
 pub(super) fn log_abandoned(label: &str, id: &str, pid: Pid) {
-    log::warn!(
+    note!(
+        warn,
         "{label}: child {id:?} ({pid}) did not stop in time; abandoned (its thread is detached)"
     );
 }
@@ -432,7 +434,8 @@ pub(super) fn report_local_restart(
     new: Pid,
     reason: ExitReason,
 ) {
-    log::info!(
+    note!(
+        info,
         "{}: child {id:?} restarted as {new} on its own thread ({old} exited: {reason})",
         at.label
     );

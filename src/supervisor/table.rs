@@ -137,6 +137,20 @@ impl ChildTable {
         }
     }
 
+    /// How many children are running, restarting and stopped (telemetry's gauge).
+    #[cfg(feature = "metrics")]
+    pub(super) fn states(&self) -> [usize; 3] {
+        let mut n = [0; 3];
+        for c in self.children.values() {
+            n[match c.status {
+                ChildStatus::Running => 0,
+                ChildStatus::Restarting => 1,
+                ChildStatus::Stopped => 2,
+            }] += 1;
+        }
+        n
+    }
+
     pub(super) fn find_id(&self, id: &str) -> Option<u64> {
         self.children
             .iter()
