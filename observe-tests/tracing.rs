@@ -54,6 +54,17 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Collect {
         }
     }
 
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        values.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            let mut ext = span.extensions_mut();
+            if let Some(known) = ext.get_mut::<BTreeMap<String, String>>() {
+                known.extend(fields.0);
+            }
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);

@@ -374,6 +374,7 @@ impl ProcessThread {
                 None => run_body(&self.id, inc.pid, || (self.body)(&ctx)),
             };
             drop(span);
+            telemetry::exited_here();
             pid::exit(inc.pid, &reason);
             ctx.report_early_exit(&reason);
             ctx.end_incarnation();
@@ -393,6 +394,7 @@ impl ProcessThread {
                         previous_exit: Some(reason.clone()),
                     };
                     let at = Instant::now();
+                    telemetry::restarted_here(self.parent, &self.id, inc.pid, new, &reason, at);
                     notify.restarted(inc.pid, new, reason, at, inc.signal.flag());
                     ctx.begin_incarnation(new, history);
                     inc.pid = new;

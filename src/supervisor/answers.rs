@@ -59,12 +59,22 @@ impl Events {
     /// Emits the event `make` builds, building it only if someone observes events.
     /// `on_event` runs with `table` lent (see the module docs).
     pub(super) fn emit_with(&self, table: &ChildTable, make: impl FnOnce() -> Event) {
+        self.emit_and_report(table, make, telemetry::EVERY_EVENT);
+    }
+
+    /// As `emit_with`, for an event telemetry has had already (a restart a child made on
+    /// its own thread reports itself there and then: its notice may wait here a while).
+    pub(super) fn emit_reported(&self, table: &ChildTable, make: impl FnOnce() -> Event) {
+        self.emit_and_report(table, make, false);
+    }
+
+    fn emit_and_report(&self, table: &ChildTable, make: impl FnOnce() -> Event, report: bool) {
         let watched = self.observer.is_some() || !self.subscribers.borrow().is_empty();
-        if !watched && !telemetry::EVERY_EVENT {
+        if !watched && !report {
             return;
         }
         let event = make();
-        if telemetry::EVERY_EVENT {
+        if report {
             self.report(table, &event);
             if !watched {
                 return;
@@ -117,9 +127,7 @@ impl Events {
     }
 
     fn update_watched(&self) {
-        let watched = !self.subscribers.borrow().is_empty()
-            || self.observer.is_some()
-            || telemetry::EVERY_EVENT;
+        let watched = !self.subscribers.borrow().is_empty() || self.observer.is_some();
         self.inbox.set_watched(watched);
     }
 }

@@ -426,7 +426,7 @@ fn take_for_wait(
 }
 
 /// Reports a restart a child made on its own thread: one log record, and its two
-/// events.
+/// events (telemetry had them from the child's thread, at the time).
 pub(super) fn report_local_restart(
     at: &Around,
     id: Arc<str>,
@@ -439,11 +439,11 @@ pub(super) fn report_local_restart(
         "{}: child {id:?} restarted as {new} on its own thread ({old} exited: {reason})",
         at.label
     );
-    at.events.emit_with(at.table, || Event::ChildExited {
+    at.events.emit_reported(at.table, || Event::ChildExited {
         id: id.clone(),
         pid: old,
         reason,
     });
     at.events
-        .emit_with(at.table, || Event::ChildRestarted { id, pid: new });
+        .emit_reported(at.table, || Event::ChildRestarted { id, pid: new });
 }

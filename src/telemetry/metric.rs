@@ -3,9 +3,11 @@
 //! supervisor's label, a child's id — never a pid — a reason's class, a server's or a
 //! pool's name).
 
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 use crate::exit::ExitReason;
 use crate::supervisor::event::Event;
@@ -15,20 +17,21 @@ use crate::supervisor::event::Event;
 pub(crate) type States = [usize; 3];
 
 pub(super) fn event(
-    supervisor: &str,
+    supervisor: &Arc<str>,
     e: &Event,
     states: Option<States>,
     restart: Option<Duration>,
 ) {
-    let sup = supervisor.to_owned();
+    // Labels share the supervisor's and the child's `Arc<str>`: no copy per event.
+    let sup = supervisor.clone();
     match e {
         Event::ChildExited { id, reason, .. } => {
-            counter!("steadfast_child_exits_total", "supervisor" => sup, "child" => id.to_string(),
+            counter!("steadfast_child_exits_total", "supervisor" => sup, "child" => id.clone(),
                 "reason" => reason_class(reason))
             .increment(1);
         }
         Event::ChildRestarted { id, .. } => {
-            let child = id.to_string();
+            let child = id.clone();
             counter!("steadfast_child_restarts_total", "supervisor" => sup.clone(),
                 "child" => child.clone())
             .increment(1);
@@ -39,11 +42,11 @@ pub(super) fn event(
             }
         }
         Event::ChildAbandoned { id, .. } => {
-            counter!("steadfast_child_abandoned_total", "supervisor" => sup, "child" => id.to_string())
+            counter!("steadfast_child_abandoned_total", "supervisor" => sup, "child" => id.clone())
                 .increment(1);
         }
         Event::RestartFailed { id, .. } => {
-            counter!("steadfast_restart_failures_total", "supervisor" => sup, "child" => id.to_string())
+            counter!("steadfast_restart_failures_total", "supervisor" => sup, "child" => id.clone())
                 .increment(1);
         }
         Event::IntensityExceeded { .. } => {
@@ -59,22 +62,82 @@ pub(super) fn event(
             ("restarting", restarting),
             ("stopped", stopped),
         ] {
-            gauge!("steadfast_children", "supervisor" => supervisor.to_owned(), "state" => state)
+            gauge!("steadfast_children", "supervisor" => supervisor.clone(), "state" => state)
                 .set(n as f64);
         }
     }
 }
 
+/// The classes of exit reasons, as label values.
+const CLASSES: [&str; 6] = [
+    "normal", "shutdown", "failed", "panicked", "killed", "noproc",
+];
+
 /// The class of an exit reason, as a label value.
 fn reason_class(reason: &ExitReason) -> &'static str {
+    CLASSES[class_index(reason)]
+}
+
+fn class_index(reason: &ExitReason) -> usize {
     match reason {
-        ExitReason::Normal => "normal",
-        ExitReason::Shutdown | ExitReason::ShutdownWith(_) => "shutdown",
-        ExitReason::Failed(_) => "failed",
-        ExitReason::Panicked(_) => "panicked",
-        ExitReason::Killed => "killed",
-        ExitReason::NoProcess => "noproc",
+        ExitReason::Normal => 0,
+        ExitReason::Shutdown | ExitReason::ShutdownWith(_) => 1,
+        ExitReason::Failed(_) => 2,
+        ExitReason::Panicked(_) => 3,
+        ExitReason::Killed => 4,
+        ExitReason::NoProcess => 5,
     }
+}
+
+/// The metric handles of the child this thread runs, kept across its restarts on this
+/// thread: registered once, then each restart costs a few increments (with no recorder
+/// installed, none at all). A recorder is to be installed before the tree starts, as
+/// the `metrics` crate asks of every handle.
+struct Here {
+    supervisor: Arc<str>,
+    child: Arc<str>,
+    exits: [Option<Counter>; 6],
+    restarts: Counter,
+    took: Histogram,
+}
+
+thread_local! {
+    static HERE: RefCell<Option<Here>> = const { RefCell::new(None) };
+}
+
+/// A restart a child made on its own thread: its exit and its restart, counted.
+pub(super) fn restarted_here(
+    supervisor: &Arc<str>,
+    child: &Arc<str>,
+    reason: &ExitReason,
+    took: Option<Duration>,
+) {
+    HERE.with(|here| {
+        let mut here = here.borrow_mut();
+        let known = matches!(&*here, Some(h) if Arc::ptr_eq(&h.supervisor, supervisor) && Arc::ptr_eq(&h.child, child));
+        if !known {
+            *here = Some(Here {
+                supervisor: supervisor.clone(),
+                child: child.clone(),
+                exits: Default::default(),
+                restarts: counter!("steadfast_child_restarts_total", "supervisor" => supervisor.clone(),
+                    "child" => child.clone()),
+                took: histogram!("steadfast_restart_duration_seconds", "supervisor" => supervisor.clone(),
+                    "child" => child.clone()),
+            });
+        }
+        let h = here.as_mut().expect("set above");
+        let i = class_index(reason);
+        let exits = h.exits[i].get_or_insert_with(|| {
+            counter!("steadfast_child_exits_total", "supervisor" => h.supervisor.clone(),
+                "child" => h.child.clone(), "reason" => CLASSES[i])
+        });
+        exits.increment(1);
+        h.restarts.increment(1);
+        if let Some(took) = took {
+            h.took.record(took.as_secs_f64());
+        }
+    });
 }
 
 /// A call's round trip, as its caller saw it.

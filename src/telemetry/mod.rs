@@ -71,11 +71,70 @@ pub(crate) struct About<'a> {
 
 /// Reports `event` of supervisor `label` (nothing without the features).
 #[allow(unused_variables)]
-pub(crate) fn event(label: &str, event: &Event, about: About<'_>) {
+pub(crate) fn event(label: &std::sync::Arc<str>, event: &Event, about: About<'_>) {
     #[cfg(feature = "tracing")]
     trace::event(label, event, &about);
     #[cfg(feature = "metrics")]
     metric::event(label, event, about.states, about.restart_took);
+}
+
+/// A restart a child made on its own thread, reported from that thread as it happens
+/// (its supervisor reads the notice later, and tells only its subscribers): the exit
+/// and the restart, as `observe::event` would.
+#[allow(unused_variables)]
+pub(crate) fn restarted_here(
+    parent: Option<crate::pid::Pid>,
+    id: &std::sync::Arc<str>,
+    old: crate::pid::Pid,
+    new: crate::pid::Pid,
+    reason: &crate::exit::ExitReason,
+    at: std::time::Instant,
+) {
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
+    {
+        let Some((_, address)) = parent.and_then(|p| crate::supervisor::SUPERVISORS.lookup(&p))
+        else {
+            return;
+        };
+        let took = EXITED_AT
+            .with(|e| e.take())
+            .map(|t| at.saturating_duration_since(t));
+        #[cfg(feature = "metrics")]
+        metric::restarted_here(&address.label, id, reason, took);
+        // With no subscriber ever set, nothing would record these: not even built.
+        #[cfg(feature = "tracing")]
+        if tracing::dispatcher::has_been_set() {
+            let exited = Event::ChildExited {
+                id: id.clone(),
+                pid: old,
+                reason: reason.clone(),
+            };
+            trace::event(&address.label, &exited, &About::default());
+            let restarted = Event::ChildRestarted {
+                id: id.clone(),
+                pid: new,
+            };
+            let about = About {
+                previous_exit: Some(reason),
+                restart_took: took,
+                ..About::default()
+            };
+            trace::event(&address.label, &restarted, &about);
+        }
+    }
+}
+
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+thread_local! {
+    /// When this thread's incarnation last exited (to time a restart on the same thread).
+    static EXITED_AT: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Notes that this thread's incarnation has just exited (with `metrics`: the restart's
+/// duration is timed from here).
+pub(crate) fn exited_here() {
+    #[cfg(feature = "metrics")]
+    EXITED_AT.with(|e| e.set(Some(std::time::Instant::now())));
 }
 
 /// A log line for a happening that also has an event: with `tracing` on, the event is

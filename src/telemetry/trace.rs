@@ -10,22 +10,28 @@ use crate::supervisor::SUPERVISORS;
 use crate::telemetry::About;
 
 pub(super) fn child_span(parent: Option<Pid>, id: &str, pid: Pid, incarnation: u64) -> Span {
-    let supervisor = parent
-        .and_then(|p| SUPERVISORS.lookup(&p))
-        .map(|(_, address)| address.label.clone());
-    let supervisor = supervisor.as_deref().unwrap_or("");
-    span!(
+    let span = span!(
         target: "steadfast",
         Level::INFO,
         "child",
-        supervisor,
+        supervisor = tracing::field::Empty,
         child = id,
         pid = %pid,
         incarnation
-    )
+    );
+    // The label is looked up only for a span someone records.
+    if !span.is_disabled() {
+        if let Some((_, address)) = parent.and_then(|p| SUPERVISORS.lookup(&p)) {
+            span.record("supervisor", &*address.label);
+        }
+    }
+    span
 }
 
 pub(super) fn event(supervisor: &str, e: &Event, about: &About<'_>) {
+    if !tracing::dispatcher::has_been_set() {
+        return; // no subscriber ever: nothing would record it
+    }
     match e {
         Event::ChildStarted { id, pid } => {
             event!(target: "steadfast", Level::DEBUG, supervisor, child = &**id, pid = %pid, "child started");
