@@ -6,7 +6,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -21,6 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::exit::panic_message;
 use crate::pid::{self, ExitHook, Pid};
 use crate::server::{Serve, ServerRef};
+use crate::session::builder::SessionManagerBuilder;
 use crate::session::info::{
     normalize_project, NewSession, SessionError, SessionId, SessionInfo, SessionStatus,
 };
@@ -31,83 +32,7 @@ use crate::{
     Registry, Restart, Shutdown, StartError, Strategy, Supervisor, SupervisorError, SupervisorRef,
 };
 
-/// The session supervisors' defaults: 3 restarts in 5 s, as a supervisor's, and 5 s for
-/// a session's tree to stop, as a worker's.
-const DEFAULT_INTENSITY: u32 = 3;
-const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
-const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
-
-/// Makes the children every session runs.
-type Factory = Arc<dyn Fn(&SessionInfo) -> Vec<ChildSpec> + Send + Sync>;
-
-/// Settings for a [`SessionManager`]; from [`SessionManager::builder`].
-#[derive(Clone)]
-#[must_use = "a builder does nothing until `start` is called"]
-pub struct SessionManagerBuilder {
-    max_sessions: usize,
-    factory: Factory,
-    intensity: u32,
-    period: Duration,
-    shutdown: Duration,
-    name: Option<String>,
-}
-
-impl fmt::Debug for SessionManagerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionManagerBuilder")
-            .field("max_sessions", &self.max_sessions)
-            .field("intensity", &self.intensity)
-            .field("period", &self.period)
-            .field("shutdown", &self.shutdown)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
 impl SessionManagerBuilder {
-    /// The most sessions alive (or starting) at once (default 100; must be at least 1).
-    pub fn max_sessions(mut self, n: usize) -> Self {
-        self.max_sessions = n;
-        self
-    }
-
-    /// The children every session runs, made from its [`SessionInfo`] (status
-    /// `Initializing`, no pid yet). Default: none.
-    ///
-    /// # Panics
-    ///
-    /// A panic in `factory` is caught; `create_session` returns
-    /// [`SessionError::FactoryPanicked`] and nothing is left behind.
-    pub fn children<F>(mut self, factory: F) -> Self
-    where
-        F: Fn(&SessionInfo) -> Vec<ChildSpec> + Send + Sync + 'static,
-    {
-        self.factory = Arc::new(factory);
-        self
-    }
-
-    /// Each session's restart intensity (default 3 in 5 s). A session that exceeds it ends
-    /// and is removed.
-    pub fn intensity(mut self, restarts: u32, period: Duration) -> Self {
-        self.intensity = restarts;
-        self.period = period;
-        self
-    }
-
-    /// How long terminating a session waits for its tree to stop before abandoning it
-    /// (default 5 s).
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown = timeout;
-        self
-    }
-
-    /// Registers the manager under `name` in the global registry; find it again with
-    /// [`SessionManager::whereis`].
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
     /// Starts the session supervisor, owned by the returned manager.
     ///
     /// # Errors
@@ -160,7 +85,7 @@ impl SessionManagerBuilder {
         Ok((spec, SessionManager { inner }))
     }
 
-    fn inner(self, child: bool) -> Result<Arc<Inner>, StartError> {
+    pub(super) fn inner(self, child: bool) -> Result<Arc<Inner>, StartError> {
         if self.max_sessions == 0 {
             return Err(StartError::InvalidSpec(
                 "max_sessions must be at least 1".into(),
@@ -191,7 +116,7 @@ impl SessionManagerBuilder {
     /// lock. Not also `max_children`: a session leaves the table as its process exits, a
     /// moment before the supervisor reads that exit, and a create in that moment must not
     /// be refused.
-    fn supervisor(&self, inner: &Arc<Inner>) -> DynamicSupervisorBuilder {
+    pub(super) fn supervisor(&self, inner: &Arc<Inner>) -> DynamicSupervisorBuilder {
         let mut dynamic = DynamicSupervisor::builder();
         if let Some(name) = &self.name {
             dynamic = dynamic.name(format!("{name}.sessions"));
@@ -207,7 +132,7 @@ impl SessionManagerBuilder {
 impl Inner {
     /// A (re)started session supervisor: the manager's calls go to it from now on, and
     /// the manager's name points at it (registered for its pid: gone with it).
-    fn attach(&self, sup: &DynamicSupervisorRef) -> Result<(), StartError> {
+    pub(super) fn attach(&self, sup: &DynamicSupervisorRef) -> Result<(), StartError> {
         *self.handle.write() = sup.clone();
         let Some(name) = &self.cfg.name else {
             return Ok(());
@@ -241,39 +166,26 @@ impl Inner {
 /// manager shuts down every session (as [`shutdown`](SessionManager::shutdown) does).
 #[derive(Clone)]
 pub struct SessionManager {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     /// The session supervisor running now (a handle on none before the first start).
-    handle: RwLock<DynamicSupervisorRef>,
+    pub(super) handle: RwLock<DynamicSupervisorRef>,
     /// The owned session supervisor, taken by `shutdown` (`None` when it is a child of
     /// the user's tree: see `child_spec`).
-    sessions: Mutex<Option<DynamicSupervisor>>,
-    me: Weak<Inner>,
+    pub(super) sessions: Mutex<Option<DynamicSupervisor>>,
+    pub(super) me: Weak<Inner>,
     /// Whether the session supervisor is a child of the user's tree.
-    child: bool,
-    table: Arc<Table>,
-    hook: Weak<dyn ExitHook>,
-    cfg: SessionManagerBuilder,
+    pub(super) child: bool,
+    pub(super) table: Arc<Table>,
+    pub(super) hook: Weak<dyn ExitHook>,
+    pub(super) cfg: SessionManagerBuilder,
 }
 
 /// The global registry's value for a named manager.
 #[derive(Clone)]
 struct WeakManager(Weak<Inner>);
-
-impl Default for SessionManagerBuilder {
-    fn default() -> Self {
-        SessionManagerBuilder {
-            max_sessions: 100,
-            factory: Arc::new(|_| Vec::new()),
-            intensity: DEFAULT_INTENSITY,
-            period: DEFAULT_PERIOD,
-            shutdown: DEFAULT_SHUTDOWN,
-            name: None,
-        }
-    }
-}
 
 impl fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

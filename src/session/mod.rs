@@ -44,9 +44,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod builder;
 mod info;
 mod manager;
 mod table;
 
+pub use builder::SessionManagerBuilder;
 pub use info::{NewSession, SessionError, SessionId, SessionInfo, SessionStatus};
-pub use manager::{SessionManager, SessionManagerBuilder};
+pub use manager::SessionManager;
