@@ -298,6 +298,8 @@ mod shards;
 pub mod supervisor;
 pub mod task;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tree;
 pub mod wait;
 
