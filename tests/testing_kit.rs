@@ -177,3 +177,107 @@ fn waits_for_names_and_mailboxes() {
     tree.wait_unregistered("testing-kit-slow");
     assert!(registry().lookup("testing-kit-slow").is_none());
 }
+
+/// A worker that reads its channel through its context, forever: what injected faults
+/// act on, without its code knowing.
+fn listener(id: &str) -> (ChildSpec, crossbeam_channel::Sender<()>) {
+    let (tx, rx) = unbounded::<()>();
+    let spec = ChildSpec::worker(id, move |ctx| loop {
+        ctx.recv(&rx)?;
+    });
+    (spec, tx)
+}
+
+#[test]
+fn an_injected_crash_ends_the_child_with_the_chosen_reason_at_its_next_call() {
+    let (spec, poke) = listener("svc");
+    let tree = TestTree::of(spec);
+    let pid = tree.wait_running("svc");
+    tree.crash("svc", ExitReason::Failed("injected".into()));
+    poke.send(()).unwrap(); // its next `recv` is where it crashes
+    tree.expect_exit(pid, &ExitReason::Failed("injected".into()));
+    let next = tree.expect_restart("svc");
+    // A panic, too: reported with the chosen message, and expected here.
+    tree.crash("svc", ExitReason::Panicked("injected panic".into()));
+    poke.send(()).unwrap();
+    tree.expect_exit(next, &ExitReason::Panicked("injected panic".into()));
+    tree.expect_restart("svc");
+}
+
+#[test]
+fn a_next_start_can_be_made_to_fail_or_decline() {
+    // A child that reports readiness: its restart fails, and is retried.
+    let (tx, rx) = unbounded::<()>();
+    let spec = ChildSpec::worker("ready", move |ctx| {
+        ctx.ready();
+        ctx.recv(&rx)?;
+        Err("poked".into())
+    })
+    .ready_timeout(Duration::from_secs(10));
+    let tree = TestTree::of(spec);
+    tree.fail_next_start("ready", "no database");
+    tx.send(()).unwrap();
+    tree.expect_crash("ready");
+    let failed = tree.expect("the restart to fail", |e| {
+        matches!(e, steadfast::Event::RestartFailed { error, .. } if error.contains("no database"))
+    });
+    assert!(matches!(failed, steadfast::Event::RestartFailed { .. }));
+    tree.expect_restart("ready");
+    drop(tree);
+
+    // Declined (a child that reports readiness: declining is part of that handshake):
+    // `restart_child` says so, the child stays stopped, its spec kept.
+    let (_poke, never) = unbounded::<()>();
+    let spec = ChildSpec::worker("svc", move |ctx| {
+        ctx.ready();
+        ctx.recv(&never)?;
+        Ok(())
+    })
+    .ready_timeout(Duration::from_secs(10));
+    let tree = TestTree::of(spec);
+    tree.wait_running("svc");
+    tree.handle().terminate_child("svc").unwrap();
+    tree.decline_next_start("svc");
+    assert!(matches!(
+        tree.handle().restart_child("svc"),
+        Err(steadfast::SupervisorError::Ignored)
+    ));
+    let status = tree.handle().which_children().unwrap()[0].status;
+    assert_eq!(status, steadfast::ChildStatus::Stopped);
+    assert!(
+        tree.handle().restart_child("svc").is_ok(),
+        "a later start runs its code"
+    );
+    tree.wait_running("svc");
+}
+
+#[test]
+fn a_deafened_child_is_abandoned_by_its_stop_and_released_when_the_tree_ends() {
+    let (ended_tx, ended) = unbounded::<()>();
+    let (_poke, rx) = unbounded::<()>();
+    let spec = ChildSpec::worker("deaf", move |ctx| {
+        let result = ctx.recv(&rx).map(drop);
+        let _ = ended_tx.send(()); // its thread is about to end
+        Ok(result?)
+    })
+    .shutdown(Shutdown::Timeout(Duration::from_millis(20)));
+    let tree = TestTree::of(spec);
+    tree.wait_running("deaf");
+    tree.deafen_next_start("deaf");
+    tree.handle().terminate_child("deaf").unwrap();
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first incarnation hears its stop");
+    let pid = tree.handle().restart_child("deaf").unwrap();
+    tree.handle().terminate_child("deaf").unwrap();
+    tree.expect(
+        &format!("{pid} to be abandoned"),
+        |e| matches!(e, steadfast::Event::ChildAbandoned { pid: p, .. } if *p == pid),
+    );
+    tree.expect_exit(pid, &ExitReason::Killed);
+    assert!(ended.try_recv().is_err(), "deaf: its stop did not reach it");
+    drop(tree); // expected: no failure; its thread is let go
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("released when the tree ended");
+}

@@ -364,7 +364,36 @@ impl Context {
 
     /// Whether the supervisor has asked this child to stop.
     pub fn is_stopping(&self) -> bool {
+        #[cfg(feature = "testing")]
+        if self.injected_deafness() {
+            return false;
+        }
         self.stop.flag.load(Ordering::Acquire)
+    }
+
+    /// With the test kit: a crash injected for this process unwinds here; `true` if it
+    /// has been made deaf to its stop.
+    #[cfg(feature = "testing")]
+    fn injected_deafness(&self) -> bool {
+        crate::testing::faults::at_call(self.pid);
+        crate::testing::faults::deaf(self.pid).is_some()
+    }
+
+    /// What a wait of the child's listens to for its stop: its stop signal (with the
+    /// test kit, a channel only the test ends, if it has been made deaf).
+    #[cfg(feature = "testing")]
+    fn stop_for_wait(&self) -> std::borrow::Cow<'_, Receiver<()>> {
+        crate::testing::faults::at_call(self.pid);
+        match crate::testing::faults::deaf(self.pid) {
+            Some(deaf) => std::borrow::Cow::Owned(deaf),
+            None => std::borrow::Cow::Borrowed(&self.stop_rx),
+        }
+    }
+
+    #[cfg(not(feature = "testing"))]
+    #[inline]
+    fn stop_for_wait(&self) -> std::borrow::Cow<'_, Receiver<()>> {
+        std::borrow::Cow::Borrowed(&self.stop_rx)
     }
 
     /// The stop signal as a channel, for `select!` alongside the child's own channels.
@@ -404,7 +433,8 @@ impl Context {
         if self.is_stopping() {
             return Err(Stopped);
         }
-        match self.stop_rx.recv_timeout(d) {
+        let stop = self.stop_for_wait();
+        match stop.recv_timeout(d) {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(()),
             _ => Err(Stopped),
         }
@@ -420,9 +450,11 @@ impl Context {
         if let Some(done) = self.poll_briefly(rx) {
             return done;
         }
+        let stop = self.stop_for_wait();
+        let stop: &Receiver<()> = &stop;
         select! {
             recv(rx) -> msg => msg.map_err(|_| RecvError::Disconnected),
-            recv(self.stop_rx) -> _ => Err(RecvError::Stopped),
+            recv(stop) -> _ => Err(RecvError::Stopped),
         }
     }
 
@@ -445,9 +477,11 @@ impl Context {
         if let Some(done) = self.poll_briefly(rx) {
             return done.map_err(RecvTimeoutError::from);
         }
+        let stop = self.stop_for_wait();
+        let stop: &Receiver<()> = &stop;
         select! {
             recv(rx) -> msg => msg.map_err(|_| RecvTimeoutError::Disconnected),
-            recv(self.stop_rx) -> _ => Err(RecvTimeoutError::Stopped),
+            recv(stop) -> _ => Err(RecvTimeoutError::Stopped),
             default(deadline.saturating_duration_since(Instant::now())) => Err(RecvTimeoutError::Timeout),
         }
     }

@@ -84,6 +84,11 @@ pub(crate) fn catch<T>(id: &str, pid: Pid, f: impl FnOnce() -> T) -> Result<T, E
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Ok(value),
         Err(payload) => {
+            // A crash the test kit injected ends with the reason the test chose.
+            #[cfg(feature = "testing")]
+            if let Some(injected) = payload.downcast_ref::<crate::testing::faults::Injected>() {
+                return Err(injected.0.clone());
+            }
             let msg = panic_reason(&*payload);
             let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
             match location {

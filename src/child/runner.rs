@@ -369,9 +369,10 @@ impl ProcessThread {
             Pid::set_current(Some(inc.pid));
             let this = ctx.incarnation();
             let span = telemetry::child_span(self.parent, &self.id, inc.pid, this);
-            let reason = match serve.take() {
-                Some(serve) => run_body(&self.id, inc.pid, || serve(&ctx)),
-                None => run_body(&self.id, inc.pid, || (self.body)(&ctx)),
+            let reason = match (self.injected_start(&ctx), serve.take()) {
+                (Some(reason), _) => reason,
+                (None, Some(serve)) => run_body(&self.id, inc.pid, || serve(&ctx)),
+                (None, None) => run_body(&self.id, inc.pid, || (self.body)(&ctx)),
             };
             drop(span);
             telemetry::exited_here();
@@ -402,6 +403,32 @@ impl ProcessThread {
                 _ => return reason,
             }
         }
+    }
+}
+
+impl ProcessThread {
+    /// With the test kit: how this start ends instead of running the child, if the test
+    /// has made it fail or decline.
+    #[cfg(feature = "testing")]
+    fn injected_start(&self, ctx: &Context) -> Option<ExitReason> {
+        use crate::testing::faults::{at_start, StartFault};
+        match at_start(self.parent, &self.id, ctx.pid())? {
+            StartFault::Fail(why) => Some(ExitReason::Failed(why.into())),
+            StartFault::Decline => {
+                ctx.ignore();
+                Some(ExitReason::Normal)
+            }
+            StartFault::Deaf => {
+                crate::testing::faults::deafen(ctx.pid(), self.parent?);
+                None
+            }
+        }
+    }
+
+    #[cfg(not(feature = "testing"))]
+    #[inline]
+    fn injected_start(&self, _: &Context) -> Option<ExitReason> {
+        None
     }
 }
 

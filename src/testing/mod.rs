@@ -31,6 +31,8 @@
 //! sent. They cover the root's own children; the checks on drop cover the whole tree.
 
 mod expect;
+pub(crate) mod faults;
+mod inject;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -61,6 +63,8 @@ pub struct TestTree {
     /// Every event received, in order, with whether an expectation took it.
     log: RefCell<Log>,
     timeout: Duration,
+    /// Children the test made deaf (`deafen`): their abandonment is expected.
+    deaf: RefCell<Vec<String>>,
 }
 
 #[derive(Default)]
@@ -100,6 +104,7 @@ impl TestTree {
             events,
             log: RefCell::default(),
             timeout: DEFAULT_TIMEOUT,
+            deaf: RefCell::default(),
         }
     }
 
@@ -160,16 +165,25 @@ impl Drop for TestTree {
                 }
             }
         }
+        let root = sup.pid();
         let _ = sup.shutdown();
+        // Faults end with the tree; a deaf child's abandoned thread is let go.
+        let mut ours: Vec<_> = pids.iter().copied().collect();
+        ours.push(root);
+        faults::clear(&ours);
         if thread::panicking() {
             return;
         }
+        let deaf = self.deaf.borrow();
         self.receive_ready();
         let log = self.log.borrow();
         let mut problems = Vec::new();
         let deeper = nested.iter().flat_map(|(_, events)| events.try_iter());
         for event in log.events.iter().cloned().chain(deeper) {
             if let Event::ChildAbandoned { id, pid } = event {
+                if deaf.iter().any(|d| **d == *id) {
+                    continue; // the test asked for it
+                }
                 problems.push(format!(
                     "a thread outlived the tree: child {id:?} ({pid}) did not stop in time and was abandoned"
                 ));
