@@ -1,5 +1,6 @@
 //! Panics are contained: whatever a child panics with, the supervisor carries on, and each
-//! supervised panic is logged once through `log` with the child id and message.
+//! supervised panic is logged once through `log` with the child id and message. (Uses
+//! the crate's test kit, `steadfast::testing`, as a user's tests would.)
 
 mod common;
 
@@ -8,7 +9,8 @@ use std::sync::Once;
 use common::*;
 use crossbeam_channel::unbounded;
 use parking_lot::Mutex;
-use steadfast::{ChildSpec, Event, ExitReason, Supervisor};
+use steadfast::testing::TestTree;
+use steadfast::{ChildSpec, ExitReason, Supervisor};
 
 static LINES: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
 
@@ -45,29 +47,19 @@ fn lines_with(needle: &str) -> Vec<(log::Level, String)> {
 }
 
 fn crash_once(id: &str, body: impl Fn() + Send + Sync + 'static) -> ExitReason {
-    let (sink, events) = unbounded();
     let (go_tx, go) = unbounded::<()>();
-    let sup = Supervisor::builder()
-        .event_sink(sink)
-        .child(
-            ChildSpec::worker(id, move |ctx| {
-                ctx.recv(&go)?;
-                body();
-                Ok(())
-            })
-            .restart(steadfast::Restart::Temporary),
-        )
-        .start()
-        .unwrap();
+    let tree = TestTree::of(
+        ChildSpec::worker(id, move |ctx| {
+            ctx.recv(&go)?;
+            body();
+            Ok(())
+        })
+        .restart(steadfast::Restart::Temporary),
+    );
     go_tx.send(()).unwrap();
-    let reason = loop {
-        if let Event::ChildExited { reason, .. } = next(&events) {
-            break reason;
-        }
-    };
+    let reason = tree.expect_crash(id);
     // The supervisor survived and still answers.
-    assert!(sup.which_children().unwrap().is_empty());
-    sup.shutdown().unwrap();
+    assert!(tree.handle().which_children().unwrap().is_empty());
     reason
 }
 
@@ -126,19 +118,13 @@ fn a_payload_whose_drop_panics_is_contained() {
 #[test]
 fn a_panicking_child_does_not_disturb_its_siblings() {
     let (a, tx) = controlled("a");
-    let sup = Supervisor::builder()
-        .child(a)
-        .child(idle("b"))
-        .start()
-        .unwrap();
-    let events = sup.events().unwrap();
-    let b_before = pid_of(&sup.which_children().unwrap(), "b");
+    let tree = TestTree::start(Supervisor::builder().child(a).child(idle("b")));
+    let b_before = tree.wait_running("b");
     for _ in 0..3 {
         tx.send(Cmd::Panic("again")).unwrap();
-        briefs_through(&events, "restarted a");
+        tree.expect_restart("a");
     }
-    assert_eq!(pid_of(&sup.which_children().unwrap(), "b"), b_before);
-    sup.shutdown().unwrap();
+    assert_eq!(tree.wait_running("b"), b_before);
 }
 
 #[test]
