@@ -178,7 +178,10 @@ fn pool_jobs_by_outcome_and_levels() {
         )
     };
     assert_eq!((of("done"), of("retried"), of("dead_lettered")), (4, 1, 1));
-    let queued = gauge("steadfast_pool_queued", &[("pool", "metered-pool")]);
-    assert_eq!(queued, Some(0.0));
+    // The levels are set after each job settles: read them once they do.
+    steadfast::wait::until(DEADLINE, || {
+        gauge("steadfast_pool_queued", &[("pool", "metered-pool")]) == Some(0.0)
+    })
+    .unwrap();
     drop(pool);
 }

@@ -132,10 +132,9 @@ impl<J> Shared<J> {
         self.down.lock().clone()
     }
 
-    /// A job settled (`outcome`): counted, and the queue and in-flight levels set.
+    /// A job settled: the queue and in-flight levels set.
     #[cfg(feature = "metrics")]
-    fn report(&self, outcome: &'static str) {
-        crate::telemetry::metric::pool_job(&self.label, outcome);
+    fn report_levels(&self) {
         let settled = self.done.load(Ordering::Relaxed) + self.dead.load(Ordering::Relaxed);
         let queued = self.queue_rx.len();
         let submitted = self.submitted.load(Ordering::Relaxed);
@@ -192,9 +191,12 @@ impl<J: Send + 'static> Shared<J> {
                     // Out of the slot, then counted: never run again. Dropped last,
                     // outside the lock: a job whose `Drop` panics is done all the same.
                     let finished = held.take();
+                    // Counted before it is settled: once `drain` sees it, so do metrics.
+                    #[cfg(feature = "metrics")]
+                    crate::telemetry::metric::pool_job(&self.label, "done");
                     self.done.fetch_add(1, Ordering::AcqRel);
                     #[cfg(feature = "metrics")]
-                    self.report("done");
+                    self.report_levels();
                     drop(held);
                     drop(finished);
                     return;
@@ -219,14 +221,16 @@ impl<J: Send + 'static> Shared<J> {
         entry.attempts = entry.attempts.saturating_add(1);
         if entry.attempts < self.max_attempts {
             #[cfg(feature = "metrics")]
-            self.report("retried");
+            crate::telemetry::metric::pool_job(&self.label, "retried");
             return true;
         }
         let Entry { job, attempts } = slot.take().expect("checked above");
         log::warn!("pool: a job failed {attempts} times and is dead-lettered: {reason}");
+        #[cfg(feature = "metrics")]
+        crate::telemetry::metric::pool_job(&self.label, "dead_lettered");
         self.dead.fetch_add(1, Ordering::AcqRel);
         #[cfg(feature = "metrics")]
-        self.report("dead_lettered");
+        self.report_levels();
         if let Some(sink) = &self.dead_letters {
             let _ = sink.send(DeadLetter {
                 job,
