@@ -11,7 +11,9 @@ mkdir -p "$out"
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (Debian's package)..." >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
+  ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium) >&2
 fi
 
 cargo build -q --example service --features observer
@@ -45,11 +47,18 @@ for _ in $(seq 1 200); do
 done
 [ "$(restarts)" -ge 1 ] || { echo "the crash was not restarted within 20 s"; exit 1; }
 
-# As a person sees it: the page, rendered by a browser, after its scripts ran.
+# As a person sees it: the page, rendered by a browser, after its scripts ran. With no
+# background networking (this kind of machine has a closed network: Chromium's own
+# connections are refused and its look-ups fail) and a fresh profile each time.
 browse() {
+  local profile
+  profile=$(mktemp -d)
   timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+    --disable-quic --no-first-run --disable-background-networking \
+    --disable-component-update --disable-sync --user-data-dir="$profile" \
     --hide-scrollbars --virtual-time-budget=3000 --window-size=1280,640 "$@" \
     "http://$page/" 2>>"$out/chromium.err"
+  rm -rf "$profile"
 }
 browse --dump-dom >"$out/page.html"
 browse --screenshot="$out/observer.png" >/dev/null
