@@ -13,9 +13,9 @@ use crate::registry::{registry, AnyValue, Registry};
 use crate::server::callbacks::{HandleCast, HandleInfo, HandleLater, Serve};
 use crate::server::error::{CallError, TryCastError};
 use crate::server::letter::{CallLetter, CastLetter, InfoLetter};
-use crate::server::mailbox::{Envelope, Mailbox, Room, SERVING_HERE};
+use crate::server::mailbox::{Envelope, Mailbox, Room};
 use crate::server::packed::Packed;
-use crate::server::reply::{reply_slot, Limit, Waiter};
+use crate::server::reply::{reply_slot, Limit, Waiter, SERVING_HERE};
 
 /// How long a call waits for its reply by default (OTP's `gen_server:call` default).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -2,7 +2,6 @@
 //! and the posts that wait for room in a bounded one (the protocol is explained on
 //! `Mailbox`).
 
-use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,27 +59,6 @@ pub(super) struct Mailbox<S: Serve> {
     /// Bounded ([`ServerSpec::capacity`]): its loop waits on the stop signal too, and no
     /// `Stop` envelope is ever posted (it would take a place a sender waits for).
     pub(super) bounded: bool,
-}
-
-thread_local! {
-    /// The mailbox this thread serves (its address; 0: none), from the start of `init`
-    /// to the end of `terminate`: a call to it from here could only deadlock.
-    pub(super) static SERVING_HERE: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Marks the calling thread as serving a mailbox until dropped.
-pub(super) struct ServingHere(usize);
-
-impl ServingHere {
-    pub(super) fn enter(address: usize) -> ServingHere {
-        ServingHere(SERVING_HERE.with(|s| s.replace(address)))
-    }
-}
-
-impl Drop for ServingHere {
-    fn drop(&mut self) {
-        SERVING_HERE.with(|s| s.set(self.0));
-    }
 }
 
 impl<S: Serve> Mailbox<S> {

@@ -1,5 +1,6 @@
 //! A call's reply: the token the server answers through ([`ReplyTo`]) and the caller's
-//! side of it (`Waiter`), one slot between them.
+//! side of it (`Waiter`), one slot between them; and which mailbox a thread serves
+//! (`SERVING_HERE`), which decides a self-call and an orphaned token.
 //!
 //! The protocol: the caller makes the slot, posts the token with its request, and waits
 //! on the slot — spinning for a few microseconds first (a server that answers at once is
@@ -10,7 +11,7 @@
 //! spinning costs no wake-up; a caller that gave up says so too (`GONE`), and a later
 //! reply is dropped.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::hint;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -221,7 +222,29 @@ thread_local! {
 }
 
 fn on_a_server_thread() -> bool {
-    crate::server::mailbox::SERVING_HERE.with(|s| s.get() != 0)
+    SERVING_HERE.with(|s| s.get() != 0)
+}
+
+thread_local! {
+    /// The mailbox this thread serves (its address; 0: none), from the start of `init`
+    /// to the end of `terminate`: a call to it from here could only deadlock, and a token
+    /// dropped here while unwinding is its crash's to fail.
+    pub(super) static SERVING_HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as serving a mailbox until dropped.
+pub(super) struct ServingHere(usize);
+
+impl ServingHere {
+    pub(super) fn enter(address: usize) -> ServingHere {
+        ServingHere(SERVING_HERE.with(|s| s.replace(address)))
+    }
+}
+
+impl Drop for ServingHere {
+    fn drop(&mut self) {
+        SERVING_HERE.with(|s| s.set(self.0));
+    }
 }
 
 /// Fails the tokens dropped while this thread unwound (their server crashed with `why`).

@@ -25,9 +25,9 @@ use crate::server::context::{Run, ServerContext};
 use crate::server::error::CallError;
 use crate::server::handle::{ServerRef, BY_PID};
 use crate::server::letter::Kind;
-use crate::server::mailbox::{Envelope, Mailbox, ServingHere};
+use crate::server::mailbox::{Envelope, Mailbox};
 use crate::server::packed::Packed;
-use crate::server::reply::{ending, fail_orphans, SPIN};
+use crate::server::reply::{ending, fail_orphans, ServingHere, SPIN};
 use crate::server::sources::Taken;
 use crate::tree::{self, Load};
 
