@@ -1,6 +1,7 @@
 //! The tree at a glance: a snapshot of a supervisor and everything under it, printable
 //! like `pstree`.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,12 +25,18 @@ pub(crate) enum Load {
     Pool(PoolStats),
 }
 
-/// Reads a process's [`Load`].
-pub(crate) type ReadLoad = Arc<dyn Fn() -> Load + Send + Sync>;
+/// A process a snapshot shows more of — a server's incarnation (its mailbox), a pool's
+/// supervisor (its counts) — registered by its pid while it runs. A server's entry is
+/// its handle, which is also how `ServerRef::from_pid` finds it: one registration.
+pub(crate) trait Shown: Send + Sync + 'static {
+    /// What it shows now.
+    fn load(&self) -> Load;
+    /// Itself, to be downcast to the handle it is.
+    fn as_any(&self) -> &dyn Any;
+}
 
-/// Servers' and pools' loads, by the pid of the process they show on (a server's
-/// incarnation, a pool's supervisor); an entry goes with its process.
-pub(crate) static LOADS: Lazy<Registry<Pid, ReadLoad>> = Lazy::new(Registry::new);
+/// Servers and pools by the pid of the process they show on; an entry goes with it.
+pub(crate) static SHOWN: Lazy<Registry<Pid, Arc<dyn Shown>>> = Lazy::new(Registry::new);
 
 /// A snapshot of a supervision tree, nested supervisors included; see
 /// [`SupervisorRef::snapshot`](crate::SupervisorRef::snapshot).
@@ -92,8 +99,8 @@ impl Node {
 
     /// Reads the load of the server or pool this node is, if it is one.
     fn read_load(&mut self) {
-        let read = self.pid.and_then(|pid| LOADS.lookup(&pid)).map(|(_, r)| r);
-        match read.map(|read| read()) {
+        let shown = self.pid.and_then(|pid| SHOWN.lookup(&pid)).map(|(_, s)| s);
+        match shown.map(|shown| shown.load()) {
             Some(Load::Server(queued)) => self.mailbox = Some(queued),
             Some(Load::Pool(stats)) => self.pool = Some(stats),
             None => {}

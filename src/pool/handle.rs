@@ -18,7 +18,7 @@ use crate::pool::outcome::{DeadLetter, DrainError, PoolDown, PoolStats, SubmitEr
 use crate::pool::work::{Entry, Shared, Slot, Work, MAX_QUEUE_BYTES};
 use crate::supervisor::event::Event;
 use crate::supervisor::{Supervisor, SupervisorBuilder};
-use crate::tree::{self, Load};
+use crate::tree::{self, Load, Shown};
 use crate::wait;
 
 /// Settings for a [`Pool`]; from [`Pool::builder`].
@@ -258,13 +258,8 @@ impl<J: Send + 'static> PoolBuilder<J> {
                 shared.gave_up.lock().take();
             }
             // The pool's counts, shown on its supervisor in a tree snapshot.
-            let counted = Arc::downgrade(&shared);
-            let _ = tree::LOADS.register(
-                Pid::current(),
-                Arc::new(move || {
-                    Load::Pool(counted.upgrade().map(|s| s.stats()).unwrap_or_default())
-                }),
-            );
+            let _ =
+                tree::SHOWN.register(Pid::current(), Arc::new(Counted(Arc::downgrade(&shared))));
             Ok(())
         });
         if let Some(name) = &self.name {
@@ -508,5 +503,17 @@ impl<J> Drop for Owner<J> {
         self.shared.closed.store(true, Ordering::SeqCst);
         // Dropping the supervisor stops and joins the workers.
         drop(self.sup.lock().take());
+    }
+}
+
+/// A pool's counts, as a tree snapshot shows them on its supervisor.
+struct Counted<J>(Weak<Shared<J>>);
+
+impl<J: Send + 'static> Shown for Counted<J> {
+    fn load(&self) -> Load {
+        Load::Pool(self.0.upgrade().map(|s| s.stats()).unwrap_or_default())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

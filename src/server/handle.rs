@@ -1,21 +1,21 @@
 //! [`ServerRef`]: the handle that calls and casts to a server, valid across its restarts.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use once_cell::sync::Lazy;
-
 use crate::pid::Pid;
-use crate::registry::{registry, AnyValue, Registry};
+use crate::registry::registry;
 use crate::server::callbacks::{HandleCast, HandleInfo, HandleLater, Serve};
 use crate::server::error::{CallError, TryCastError};
 use crate::server::letter::{CallLetter, CastLetter, InfoLetter};
 use crate::server::mailbox::{Envelope, Mailbox, Room};
 use crate::server::packed::Packed;
 use crate::server::reply::{reply_slot, Limit, Waiter, SERVING_HERE};
+use crate::tree::{self, Load, Shown};
 
 /// How long a call waits for its reply by default (OTP's `gen_server:call` default).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,10 +43,6 @@ impl<S: Serve> fmt::Debug for ServerRef<S> {
             .finish()
     }
 }
-
-/// Servers by the pid of their running incarnation, so that a pid (from
-/// `which_children`, a session) leads to the handle.
-pub(super) static BY_PID: Lazy<Registry<Pid, AnyValue>> = Lazy::new(Registry::new);
 
 impl<S: Serve> ServerRef<S> {
     /// Sends `message` and waits for the reply, up to 5 s ([`DEFAULT_CALL_TIMEOUT`]).
@@ -222,8 +218,18 @@ impl<S: Serve> ServerRef<S> {
 
     /// The server of these types whose incarnation runs as `pid`, if any.
     pub fn from_pid(pid: Pid) -> Option<ServerRef<S>> {
-        let (_, any) = BY_PID.lookup(&pid)?;
-        any.downcast_ref::<ServerRef<S>>().cloned()
+        let (_, shown) = tree::SHOWN.lookup(&pid)?;
+        shown.as_any().downcast_ref::<ServerRef<S>>().cloned()
+    }
+}
+
+/// A running server, as a tree snapshot shows it (and as `from_pid` finds it).
+impl<S: Serve> Shown for ServerRef<S> {
+    fn load(&self) -> Load {
+        Load::Server(self.queued())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

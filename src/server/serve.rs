@@ -23,13 +23,13 @@ use crate::registry::registry;
 use crate::server::callbacks::{Ignore, Serve};
 use crate::server::context::{Run, ServerContext};
 use crate::server::error::CallError;
-use crate::server::handle::{ServerRef, BY_PID};
+use crate::server::handle::ServerRef;
 use crate::server::letter::Kind;
 use crate::server::mailbox::{Envelope, Mailbox};
 use crate::server::packed::Packed;
 use crate::server::reply::{ending, fail_orphans, ServingHere, SPIN};
 use crate::server::sources::Taken;
-use crate::tree::{self, Load};
+use crate::tree;
 
 /// A server's set-up function, run at the start of each incarnation.
 pub(super) type Init<S> = dyn Fn(&Context) -> Result<S, ChildError> + Send + Sync;
@@ -88,9 +88,7 @@ pub(super) fn serve<S: Serve>(
             return Err(RegistryError::AlreadyRegistered(holder).into());
         }
     }
-    let _ = BY_PID.register(ctx.pid(), Arc::new(handle.clone()));
-    let queued = handle.clone();
-    let _ = tree::LOADS.register(ctx.pid(), Arc::new(move || Load::Server(queued.queued())));
+    let _ = tree::SHOWN.register(ctx.pid(), Arc::new(handle.clone()));
     // Wakes the loop, which blocks on the mailbox alone on its fast path, when the stop
     // is raised. A bounded mailbox's loop waits on the stop signal as well instead: an
     // envelope would take a place.
