@@ -39,16 +39,21 @@ pub fn bare_server() -> (Sender<Bare>, thread::JoinHandle<()>) {
     let handle = thread::spawn(move || {
         let mut state = 0u64;
         for msg in rx {
-            match msg {
-                Bare::Call(n, reply) => {
-                    state += n;
-                    let _ = reply.send(state);
-                }
-                Bare::Cast(n) => state += n,
-            }
+            serve_bare(&mut state, msg);
         }
     });
     (tx, handle)
+}
+
+/// What the hand-written server does with a request (both floors share it).
+fn serve_bare(state: &mut u64, msg: Bare) {
+    match msg {
+        Bare::Call(n, reply) => {
+            *state += n;
+            let _ = reply.send(*state);
+        }
+        Bare::Cast(n) => *state += n,
+    }
 }
 
 /// A call to the hand-written server, with a timeout as `ServerRef::call` has.
@@ -71,13 +76,7 @@ pub fn spinning_server() -> (Sender<Bare>, thread::JoinHandle<()>) {
     let handle = thread::spawn(move || {
         let mut state = 0u64;
         while let Some(msg) = spin_then_block(&rx) {
-            match msg {
-                Bare::Call(n, reply) => {
-                    state += n;
-                    let _ = reply.send(state);
-                }
-                Bare::Cast(n) => state += n,
-            }
+            serve_bare(&mut state, msg);
         }
     });
     (tx, handle)
