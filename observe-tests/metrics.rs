@@ -1,17 +1,19 @@
 //! With the `metrics` feature: the counters, gauges and histograms in `telemetry`'s
 //! table, read back through `metrics-util`'s debugging recorder.
 
+#[path = "common.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crossbeam_channel::unbounded;
 use metrics::Key;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use parking_lot::Mutex;
 use steadfast::pool::Pool;
 use steadfast::server::{Handle, Serve, ServerContext, ServerSpec};
-use steadfast::{ChildSpec, Supervisor};
+use steadfast::Supervisor;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -78,16 +80,11 @@ fn histogram_len(name: &str, labels: &[(&str, &str)]) -> usize {
 #[test]
 fn exits_restarts_give_ups_and_children_by_state() {
     LazyLock::force(&SNAPSHOTTER);
-    let (crash_tx, crash) = unbounded::<()>();
+    let (flaky, crash_tx) = common::flaky("boom");
     let sup = Supervisor::builder()
         .name("metered")
         .intensity(2, Duration::from_secs(60))
-        .child(ChildSpec::worker("flaky", move |ctx| {
-            if ctx.recv(&crash).is_ok() {
-                panic!("boom");
-            }
-            Ok(())
-        }))
+        .child(flaky)
         .start()
         .unwrap();
     let labels = [("supervisor", "metered"), ("child", "flaky")];

@@ -2,13 +2,15 @@
 //! view, and a restart showing up in both the tree and the events. (What a browser shows
 //! is tested by `tests/browser/observer.sh`, which `.ci/run` runs.)
 
+#[path = "common.rs"]
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crossbeam_channel::unbounded;
 use serde_json::Value;
-use steadfast::{observer, ChildSpec, Supervisor};
+use steadfast::{observer, Supervisor};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -39,15 +41,10 @@ fn tree_json(addr: SocketAddr) -> Value {
 
 #[test]
 fn the_page_the_data_and_a_restart_in_both() {
-    let (crash_tx, crash) = unbounded::<()>();
+    let (flaky, crash_tx) = common::flaky("observed crash");
     let app = Supervisor::builder()
         .name("observed")
-        .child(ChildSpec::worker("flaky", move |ctx| {
-            if ctx.recv(&crash).is_ok() {
-                panic!("observed crash");
-            }
-            Ok(())
-        }))
+        .child(flaky)
         .start()
         .unwrap();
     let page = observer::serve("127.0.0.1:0", app.handle()).unwrap();

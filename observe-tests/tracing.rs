@@ -2,6 +2,9 @@
 //! pid, incarnation), so a child's own events are attributed to it; crashes, restarts,
 //! backoff, give-ups, abandonment and stops are structured events with fields.
 
+#[path = "common.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock as Lazy};
 use std::time::Duration;
@@ -148,15 +151,10 @@ fn a_childs_own_events_are_attributed_to_its_span() {
 #[test]
 fn crashes_restarts_and_stops_are_structured_events() {
     Lazy::force(&SEEN);
-    let (crash_tx, crash) = unbounded::<()>();
+    let (flaky, crash_tx) = common::flaky("boom");
     let sup = Supervisor::builder()
         .name("traced-crashes")
-        .child(ChildSpec::worker("flaky", move |ctx| {
-            if ctx.recv(&crash).is_ok() {
-                panic!("boom");
-            }
-            Ok(())
-        }))
+        .child(flaky)
         .start()
         .unwrap();
     crash_tx.send(()).unwrap();
