@@ -277,6 +277,7 @@
 #![warn(missing_debug_implementations)]
 
 mod child;
+mod clock;
 mod error;
 mod exit;
 mod groups;

@@ -4,11 +4,12 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{select, Receiver, Sender, TryRecvError};
 use parking_lot::Mutex;
 
+use crate::clock;
 use crate::error::{RecvError, RecvTimeoutError, StartError, Stopped};
 use crate::exit::{panic_reason, ExitReason};
 use crate::pid::Pid;
@@ -434,7 +435,7 @@ impl Context {
             return Err(Stopped);
         }
         let stop = self.stop_for_wait();
-        match stop.recv_timeout(d) {
+        match clock::recv_timeout(&stop, d) {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(()),
             _ => Err(Stopped),
         }
@@ -471,7 +472,7 @@ impl Context {
         timeout: Duration,
     ) -> Result<T, RecvTimeoutError> {
         // A timeout too large to represent means no deadline.
-        let Some(deadline) = Instant::now().checked_add(timeout) else {
+        let Some(deadline) = clock::now().checked_add(timeout) else {
             return self.recv(rx).map_err(RecvTimeoutError::from);
         };
         if let Some(done) = self.poll_briefly(rx) {
@@ -479,10 +480,15 @@ impl Context {
         }
         let stop = self.stop_for_wait();
         let stop: &Receiver<()> = &stop;
+        let alarm = clock::alarm(deadline);
         select! {
             recv(rx) -> msg => msg.map_err(|_| RecvTimeoutError::Disconnected),
             recv(stop) -> _ => Err(RecvTimeoutError::Stopped),
-            default(deadline.saturating_duration_since(Instant::now())) => Err(RecvTimeoutError::Timeout),
+            recv(alarm.rx) -> _ => rx.try_recv().map_err(|e| match e.is_disconnected() {
+                true => RecvTimeoutError::Disconnected,
+                false => RecvTimeoutError::Timeout,
+            }),
+            default(alarm.timeout) => Err(RecvTimeoutError::Timeout),
         }
     }
 

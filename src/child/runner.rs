@@ -20,6 +20,7 @@ use crate::child::context::{
 use crate::child::launch::{Launch, Notify, RestartPermit, SpawnArgs};
 use crate::child::panic_hook::{self, catch, SUPERVISED};
 use crate::child::spec::{Body, Serve};
+use crate::clock::{self, Clock};
 use crate::error::SpawnError;
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -238,11 +239,16 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
         signal,
         history,
     };
-    let spawned = builder.spawn(move || thread.run(first, ready_tx, done_tx, guard));
+    // The thread runs on its spawner's clock (see `clock`).
+    let clock = Clock::current();
+    let spawned = builder.spawn(move || {
+        let _clock = clock.install();
+        thread.run(first, ready_tx, done_tx, guard)
+    });
     match spawned {
         Ok(join) => Ok(Spawned {
             pid,
-            started_at: Instant::now(),
+            started_at: clock::now(),
             shared,
             stop,
             done,
@@ -394,7 +400,7 @@ impl ProcessThread {
                         incarnation: this.saturating_add(1),
                         previous_exit: Some(reason.clone()),
                     };
-                    let at = Instant::now();
+                    let at = clock::now();
                     telemetry::restarted_here(self.parent, &self.id, inc.pid, new, &reason, at);
                     notify.restarted(inc.pid, new, reason, at, inc.signal.flag());
                     ctx.begin_incarnation(new, history);

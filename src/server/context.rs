@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::child::context::Context;
+use crate::clock;
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
 use crate::server::callbacks::{HandleInfo, Serve};
@@ -64,7 +65,7 @@ impl<S: Serve> Run<S> {
             continues: VecDeque::new(),
             idle: None,
             idle_armed: false,
-            last_activity: Instant::now(),
+            last_activity: clock::now(),
             stop: None,
             suspended: false,
             held: VecDeque::new(),
@@ -208,7 +209,7 @@ impl<'a, S: Serve> ServerContext<'a, S> {
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.run.idle = timeout;
         self.run.idle_armed = timeout.is_some();
-        self.run.last_activity = Instant::now();
+        self.run.last_activity = clock::now();
     }
 
     /// Takes the messages of `rx` in this server's loop, as [`HandleInfo<T>`] messages,

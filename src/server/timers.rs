@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use crate::clock;
 use crate::server::callbacks::Serve;
 use crate::server::packed::Packed;
 
@@ -42,7 +43,7 @@ impl<S: Serve> Timers<S> {
     pub(super) fn start(&mut self, delay: Duration, fire: Fire<S>) -> TimerRef {
         self.next_id += 1;
         let id = self.next_id;
-        if let Some(at) = Instant::now().checked_add(delay) {
+        if let Some(at) = clock::now().checked_add(delay) {
             self.due.insert((at, id), fire);
             self.at.insert(id, at);
         }

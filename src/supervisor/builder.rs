@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use crate::child::spec::{check_name, check_period, ChildSpec};
+use crate::clock::Clock;
 use crate::error::{StartError, SupervisorError};
 use crate::supervisor::answers::Observer;
 use crate::supervisor::config::{Config, Mode, OnStart};
@@ -38,6 +39,7 @@ pub struct SupervisorBuilder {
     sinks: Vec<Sender<Event>>,
     observer: Option<Observer>,
     on_start: Option<OnStart>,
+    clock: Clock,
 }
 
 impl fmt::Debug for SupervisorBuilder {
@@ -67,6 +69,7 @@ impl Default for SupervisorBuilder {
             children: Vec::new(),
             sinks: Vec::new(),
             observer: None,
+            clock: Clock::default(),
             on_start: None,
         }
     }
@@ -134,6 +137,15 @@ impl SupervisorBuilder {
     /// Adds several children, in order.
     pub fn children(mut self, specs: impl IntoIterator<Item = ChildSpec>) -> Self {
         self.children.extend(specs);
+        self
+    }
+
+    /// Runs this supervisor, and everything it starts, on a test's manual clock
+    /// (feature `testing`): see [`ManualClock`](crate::testing::ManualClock). A nested
+    /// supervisor without one runs on its parent's.
+    #[cfg(feature = "testing")]
+    pub fn clock(mut self, clock: &crate::testing::ManualClock) -> Self {
+        self.clock = Clock::manual(clock.clone());
         self
     }
 
@@ -238,6 +250,12 @@ impl SupervisorBuilder {
         Ok(())
     }
 
+    /// The manual clock it was given, if any (the test kit's tree advances it to stop).
+    #[cfg(feature = "testing")]
+    pub(crate) fn manual_clock(&self) -> Option<crate::testing::ManualClock> {
+        self.clock.as_manual().cloned()
+    }
+
     pub(crate) fn config(&self, label: &str) -> Arc<Config> {
         Arc::new(Config {
             label: Arc::from(self.name.as_deref().unwrap_or(label)),
@@ -250,6 +268,7 @@ impl SupervisorBuilder {
             observer: self.observer.clone(),
             on_start: self.on_start.clone(),
             named: |handle| Arc::new(SupervisorRef(handle)),
+            clock: self.clock.clone(),
         })
     }
 

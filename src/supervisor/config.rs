@@ -8,6 +8,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::child::spec::ChildSpec;
+use crate::clock::Clock;
 use crate::error::{StartError, SupervisorError};
 use crate::supervisor::address::Address;
 pub(crate) use crate::supervisor::answers::Observer;
@@ -41,6 +42,9 @@ pub(crate) struct Config {
     /// What the global registry holds for a named supervisor: its typed handle (a
     /// `SupervisorRef`, or a `DynamicSupervisorRef`, which this module does not name).
     pub(crate) named: fn(Address) -> crate::registry::AnyValue,
+    /// The clock its builder was given (the test kit's); else it runs on its parent's,
+    /// or real time.
+    pub(crate) clock: Clock,
 }
 
 impl Config {

@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::child::spec::ChildSpec;
 use crate::child::spec::{check_name, check_period};
+use crate::clock::Clock;
 use crate::error::{StartError, SupervisorError};
 use crate::pid::Pid;
 use crate::supervisor::address::Address;
@@ -34,6 +35,7 @@ pub struct DynamicSupervisorBuilder {
     sinks: Vec<Sender<Event>>,
     observer: Option<Observer>,
     on_start: Option<OnStart>,
+    clock: Clock,
 }
 
 impl fmt::Debug for DynamicSupervisorBuilder {
@@ -61,6 +63,7 @@ impl Default for DynamicSupervisorBuilder {
             auto_shutdown: AutoShutdown::Never,
             sinks: Vec::new(),
             observer: None,
+            clock: Clock::default(),
             on_start: None,
         }
     }
@@ -108,6 +111,15 @@ impl DynamicSupervisorBuilder {
         self.on_start = Some(Arc::new(move |sup: &SupervisorRef| {
             f(&DynamicSupervisorRef(sup.0.clone()))
         }));
+        self
+    }
+
+    /// Runs this supervisor, and everything it starts, on a test's manual clock
+    /// (feature `testing`): see [`ManualClock`](crate::testing::ManualClock). A nested
+    /// supervisor without one runs on its parent's.
+    #[cfg(feature = "testing")]
+    pub fn clock(mut self, clock: &crate::testing::ManualClock) -> Self {
+        self.clock = Clock::manual(clock.clone());
         self
     }
 
@@ -169,6 +181,7 @@ impl DynamicSupervisorBuilder {
             observer: self.observer.clone(),
             on_start: self.on_start.clone(),
             named: |handle| Arc::new(DynamicSupervisorRef(handle)),
+            clock: self.clock.clone(),
         }))
     }
 

@@ -14,6 +14,7 @@ use crate::child::launch::{Launch, RestartPermit, SpawnArgs};
 use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Readiness, Shutdown, StartHere};
 use crate::child::start_here;
+use crate::clock::{self, Clock};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -49,6 +50,8 @@ pub(crate) struct HandOver {
     pub(crate) inbox: Arc<Inbox>,
     /// The supervisor's leave for a child of a given restart type to restart itself.
     pub(crate) permit: PermitFor,
+    /// The supervisor's clock, installed on the caller's thread while it starts a child.
+    clock: Clock,
 }
 
 /// How often a closing hand-over looks again for callers still starting a child.
@@ -65,6 +68,7 @@ impl HandOver {
         auto_shutdown: AutoShutdown,
         inbox: Arc<Inbox>,
         permit: PermitFor,
+        clock: Clock,
     ) -> HandOver {
         HandOver {
             sup,
@@ -76,6 +80,7 @@ impl HandOver {
             pending: AtomicUsize::new(0),
             inbox,
             permit,
+            clock,
         }
     }
 
@@ -137,6 +142,7 @@ impl HandOver {
         if let Err(e) = valid.and_then(|()| check_significant(&spec, self.auto_shutdown)) {
             return CallerStart::Done(Err(SupervisorError::InvalidSpec(e)));
         }
+        let _clock = self.clock.install();
         let open = self.open.lock();
         if !*open {
             return CallerStart::Done(Err(SupervisorError::NoSupervisor));
@@ -167,7 +173,7 @@ impl HandOver {
         let ready = run.ready.take().expect("a readiness child has a channel");
         let outcome = match spec.readiness {
             // crossbeam treats a deadline past what an `Instant` holds as no deadline.
-            Readiness::Within(d) => ready.recv_timeout(d).map_err(|e| e.is_timeout()),
+            Readiness::Within(d) => clock::recv_timeout(&ready, d).map_err(|e| e.is_timeout()),
             _ => ready.recv().map_err(|_| false),
         };
         let failed = match outcome {
@@ -295,7 +301,7 @@ impl HandOver {
         let exited = pid::monitor(run.pid);
         run.stop.raise();
         let stopped = match spec.shutdown {
-            Shutdown::Timeout(d) => exited.recv_timeout(d).is_ok(),
+            Shutdown::Timeout(d) => clock::recv_timeout(&exited, d).is_ok(),
             Shutdown::Infinity => exited.recv().is_ok(),
             Shutdown::Immediate => exited.try_recv().is_ok(),
         };

@@ -137,6 +137,7 @@ fn start_supervisor(
     let (on_start, named) = (cfg.on_start.clone(), cfg.named);
     let label = cfg.label.clone();
     let mut engine = Engine::new(cfg, inbox.clone(), end);
+    let _clock = engine.clock.install();
     let handle = Address {
         pid,
         label,

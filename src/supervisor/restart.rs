@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use crate::child::launch::{RestartPermit, RestartWindow};
 use crate::child::spec::{ChildKind, ChildSpec, Readiness, Restart};
+use crate::clock;
 use crate::exit::ExitReason;
 use crate::supervisor::intensity::Intensity;
 use crate::supervisor::strategy::{should_restart, Strategy};
@@ -46,14 +47,14 @@ pub(super) fn resumable(strategy: Strategy, spec: &ChildSpec) -> bool {
 
 impl RestartWindow for Mutex<Intensity> {
     fn permits(&self, restart: Restart, reason: &ExitReason) -> bool {
-        should_restart(restart, reason) && self.lock().try_add_restart(Instant::now())
+        should_restart(restart, reason) && self.lock().try_add_restart(clock::now())
     }
 }
 
 /// When a restart `delay` from now is due; a delay too long to represent is as good as
 /// never (about a century: until a stop or a request).
 pub(super) fn due_after(delay: Duration) -> Instant {
-    let now = Instant::now();
+    let now = clock::now();
     let century = Duration::from_secs(100 * 365 * 24 * 3600);
     now.checked_add(delay)
         .or_else(|| now.checked_add(century))

@@ -3,7 +3,7 @@
 //! it declines or misses its deadline. And the errors a start that failed becomes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -11,6 +11,7 @@ use crate::child::context::{History, ReadyMsg};
 use crate::child::launch::{Launch, SpawnArgs};
 use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Readiness};
+use crate::clock;
 use crate::error::StartError;
 use crate::exit::ExitReason;
 use crate::pid::Pid;
@@ -55,7 +56,7 @@ pub(super) fn start_child(
         return Ok(Started::Running(run));
     };
     let until = match spec.readiness {
-        Readiness::Within(d) => Until::after(Instant::now(), d),
+        Readiness::Within(d) => Until::after(clock::now(), d),
         _ => Until::Forever,
     };
     let mut waiting = Waiting::new(spec.id.clone(), run, until);

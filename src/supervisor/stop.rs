@@ -16,6 +16,7 @@ use crossbeam_channel::{select, Receiver};
 use crate::child::context::ReadyMsg;
 use crate::child::runner::Spawned;
 use crate::child::spec::Shutdown;
+use crate::clock;
 use crate::exit::ExitReason;
 use crate::hash::BuildU64;
 use crate::pid::{self, Pid};
@@ -239,7 +240,7 @@ pub(super) fn relay(table: &ChildTable, seq: u64, next: Option<u64>) {
 /// a thread that waits to be reused is kept for that.
 pub(super) fn stop_one(at: &Around, mut w: Waiting, shutdown: Shutdown, keep: bool) -> Settled {
     lending(at.table, at.events, || w.run.stop.raise());
-    w.until = Until::stop(Instant::now(), shutdown);
+    w.until = Until::stop(clock::now(), shutdown);
     let mut all = [w];
     await_exits(at, &mut all);
     let [w] = all;
@@ -250,7 +251,7 @@ pub(super) fn stop_one(at: &Around, mut w: Waiting, shutdown: Shutdown, keep: bo
 /// then waits for all of them together, each within its own deadline counted from that
 /// moment.
 pub(super) fn stop_all_at_once(at: &Around, stopping: Vec<Stopping>) -> Vec<Settled> {
-    let start = Instant::now();
+    let start = clock::now();
     let mut waiting = Vec::with_capacity(stopping.len());
     for (run, id, shutdown) in stopping {
         lending(at.table, at.events, || run.stop.raise());
@@ -294,7 +295,7 @@ fn await_exits(at: &Around, waiting: &mut [Waiting]) {
     let mut open = open_index(waiting);
     loop {
         take_for_wait(at, waiting, &mut open, true);
-        let now = Instant::now();
+        let now = clock::now();
         let late: Vec<(Pid, usize)> = open
             .iter()
             .filter(|(_, &i)| waiting[i].until.passed(now))
@@ -321,10 +322,7 @@ fn await_exits(at: &Around, waiting: &mut [Waiting]) {
             .min();
         match next {
             Some(deadline) => {
-                let _ = at
-                    .inbox
-                    .bell()
-                    .recv_timeout(deadline.saturating_duration_since(now));
+                let _ = clock::recv_deadline(at.inbox.bell(), deadline);
             }
             None => {
                 let _ = at.inbox.bell().recv();
@@ -362,10 +360,14 @@ pub(super) fn await_ready(at: &Around, w: &mut Waiting, ready: &Receiver<ReadyMs
             }
             Until::Now => return ready.try_recv().map_or(Readied::TimedOut, Readied::Report),
         };
+        let alarm = clock::alarm(deadline);
         select! {
             recv(ready) -> r => return report(r),
             recv(bell) -> _ => continue,
-            default(deadline.saturating_duration_since(Instant::now())) => {
+            recv(alarm.rx) -> _ => {
+                return ready.try_recv().map_or(Readied::TimedOut, Readied::Report);
+            }
+            default(alarm.timeout) => {
                 return ready.try_recv().map_or(Readied::TimedOut, Readied::Report);
             }
         }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::child::context::History;
 use crate::child::runner::Spawned;
 use crate::child::spec::{ChildKind, ChildSpec, Restart, Shutdown};
+use crate::clock;
 use crate::exit::ExitReason;
 use crate::hash::BuildU64;
 use crate::pid::Pid;
@@ -284,7 +285,7 @@ impl ChildTable {
         child.status = ChildStatus::Running;
         child.started = child.started.saturating_add(1);
         child.due = None;
-        child.started_at = Some(Instant::now());
+        child.started_at = Some(clock::now());
     }
 
     /// Child `seq` failed to restart: `Restarting` (retried through the inbox), and the
@@ -343,10 +344,9 @@ impl ChildTable {
         let backoff = child.spec.backoff.as_ref()?;
         // Taken, so that only a start that ran can reset the count (a failed restart
         // leaves none behind).
-        let ran = child
-            .started_at
-            .take()
-            .map_or(Duration::ZERO, |t| t.elapsed());
+        let ran = child.started_at.take().map_or(Duration::ZERO, |t| {
+            clock::now().saturating_duration_since(t)
+        });
         if backoff.resets(ran) {
             child.attempts = 0;
         }

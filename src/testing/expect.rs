@@ -101,6 +101,26 @@ impl TestTree {
         }
     }
 
+    /// Waits for child `id`'s restart to be scheduled after a backoff; the delay. The
+    /// restart's deadline is set by then: on a [`ManualClock`](super::ManualClock),
+    /// advancing the clock by the delay runs it.
+    ///
+    /// # Panics
+    ///
+    /// As [`expect`](TestTree::expect).
+    #[track_caller]
+    pub fn expect_backoff(&self, id: &str) -> Duration {
+        let what = format!("child {id:?}'s restart to be scheduled");
+        let event = self.expect(
+            &what,
+            |e| matches!(e, Event::RestartScheduled { id: i, .. } if &**i == id),
+        );
+        match event {
+            Event::RestartScheduled { delay, .. } => delay,
+            _ => unreachable!("matched above"),
+        }
+    }
+
     /// Waits for the root to give up (its restart intensity exceeded); the intensity it
     /// had. Every exit before it counts as seen.
     ///
@@ -128,8 +148,12 @@ impl TestTree {
     #[track_caller]
     pub fn expect_quiet(&self, window: Duration) {
         self.receive_ready();
-        let deadline = Instant::now() + window;
-        match self.events.recv_deadline(deadline) {
+        // A window too long to represent is forever.
+        let next = match Instant::now().checked_add(window) {
+            Some(deadline) => self.events.recv_deadline(deadline),
+            None => self.events.recv().map_err(RecvTimeoutError::from),
+        };
+        match next {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {}
             Ok(event) => {

@@ -30,6 +30,7 @@
 //! taken yet, waiting for it if it has not come; a failure lists every event the tree
 //! sent. They cover the root's own children; the checks on drop cover the whole tree.
 
+mod clock;
 mod expect;
 pub(crate) mod faults;
 mod inject;
@@ -40,13 +41,15 @@ use std::fmt::Write;
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{unbounded, Receiver};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 
 use crate::child::spec::{ChildKind, ChildSpec};
 use crate::exit::ExitReason;
 use crate::registry::registry;
 use crate::supervisor::event::Event;
 use crate::supervisor::{AnySupervisorRef, Supervisor, SupervisorBuilder, SupervisorRef};
+
+pub use clock::ManualClock;
 
 /// How long an expectation waits by default: generous, for a loaded machine.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +68,8 @@ pub struct TestTree {
     timeout: Duration,
     /// Children the test made deaf (`deafen`): their abandonment is expected.
     deaf: RefCell<Vec<String>>,
+    /// The tree's manual clock, if it runs on one: advanced as the stop needs it.
+    clock: Option<ManualClock>,
 }
 
 #[derive(Default)]
@@ -95,6 +100,7 @@ impl TestTree {
     #[track_caller]
     pub fn start(builder: SupervisorBuilder) -> TestTree {
         let (tx, events) = unbounded();
+        let clock = builder.manual_clock();
         let sup = match builder.event_sink(tx).start() {
             Ok(sup) => sup,
             Err(e) => panic!("the test tree did not start: {e}"),
@@ -105,6 +111,7 @@ impl TestTree {
             log: RefCell::default(),
             timeout: DEFAULT_TIMEOUT,
             deaf: RefCell::default(),
+            clock,
         }
     }
 
@@ -166,7 +173,7 @@ impl Drop for TestTree {
             }
         }
         let root = sup.pid();
-        let _ = sup.shutdown();
+        shut_down(sup, self.clock.as_ref());
         // Faults end with the tree; a deaf child's abandoned thread is let go.
         let mut ours: Vec<_> = pids.iter().copied().collect();
         ours.push(root);
@@ -222,6 +229,29 @@ impl Drop for TestTree {
         }
     }
 }
+
+/// Stops the tree. On a manual clock, time runs meanwhile: whenever the stop has not
+/// ended for a moment, the clock is advanced to the next deadline anything waits for (a
+/// child slow to stop is waited for its shutdown timeout, as it would be in real time).
+fn shut_down(sup: Supervisor, clock: Option<&ManualClock>) {
+    let Some(clock) = clock else {
+        let _ = sup.shutdown();
+        return;
+    };
+    let (done, stopped) = bounded::<()>(1);
+    thread::scope(|s| {
+        s.spawn(move || {
+            let _ = sup.shutdown();
+            let _ = done.send(());
+        });
+        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(ADVANCE_AFTER) {
+            clock.advance_to_next();
+        }
+    });
+}
+
+/// How long a stop on a manual clock runs before the clock is advanced for it.
+const ADVANCE_AFTER: Duration = Duration::from_millis(20);
 
 impl Log {
     fn push(&mut self, event: Event) {

@@ -13,7 +13,7 @@
 //! - a group restart (one_for_all, rest_for_one): `group.rs`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::select;
 use parking_lot::Mutex;
@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use crate::child::context::{Context, History};
 use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Restart};
+use crate::clock::{self, Clock};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -72,6 +73,8 @@ pub(crate) struct Engine {
     handover: Option<Arc<HandOver>>,
     /// Threads whose last incarnation has exited, to join when idle.
     joins: Joins,
+    /// The clock its deadlines are read on (see `clock`): its builder's, or its parent's.
+    pub(crate) clock: Clock,
 }
 
 impl Drop for Engine {
@@ -86,6 +89,10 @@ impl Drop for Engine {
 
 impl Engine {
     pub(crate) fn new(cfg: Arc<Config>, inbox: Arc<Inbox>, end: Option<EndSlot>) -> Engine {
+        let clock = match cfg.clock.is_manual() {
+            true => cfg.clock.clone(),
+            false => Clock::current(),
+        };
         let intensity = Arc::new(Mutex::new(Intensity::new(cfg.intensity, cfg.period)));
         let handover = match cfg.mode {
             Mode::Dynamic { max_children } => {
@@ -97,6 +104,7 @@ impl Engine {
                     cfg.auto_shutdown,
                     inbox.clone(),
                     Arc::new(move |spec: &ChildSpec| permit(Strategy::OneForOne, spec, &window)),
+                    clock.clone(),
                 )))
             }
             Mode::Static(_) => None,
@@ -115,6 +123,7 @@ impl Engine {
             inbox,
             end,
             joins: Joins::default(),
+            clock,
         }
     }
 
@@ -175,6 +184,7 @@ impl Engine {
     /// until asked to stop, until intensity is exceeded, or until significant children
     /// end it; then stop every child.
     pub(crate) fn run(mut self, ctx: &Context) -> ExitReason {
+        let _clock = self.clock.install();
         let inbox = self.inbox.clone();
         while !ctx.is_stopping() {
             if let Flow::Exit = self.run_due_restarts() {
@@ -183,11 +193,15 @@ impl Engine {
             let Some(msg) = inbox.pop() else {
                 self.joins.join_all();
                 match self.table.next_due() {
-                    Some(at) => select! {
-                        recv(inbox.bell()) -> _ => continue,
-                        recv(ctx.stop_signal()) -> _ => break,
-                        default(at.saturating_duration_since(Instant::now())) => continue,
-                    },
+                    Some(at) => {
+                        let alarm = clock::alarm(at);
+                        select! {
+                            recv(inbox.bell()) -> _ => continue,
+                            recv(ctx.stop_signal()) -> _ => break,
+                            recv(alarm.rx) -> _ => continue,
+                            default(alarm.timeout) => continue,
+                        }
+                    }
                     None => select! {
                         recv(inbox.bell()) -> _ => continue,
                         recv(ctx.stop_signal()) -> _ => break,
@@ -446,7 +460,7 @@ impl Engine {
     /// Adds a restart to the intensity window; `false` (having given up, and said so)
     /// when that exceeds it.
     fn count_restart(&mut self) -> bool {
-        let within = self.intensity.lock().add_restart(Instant::now());
+        let within = self.intensity.lock().add_restart(clock::now());
         if !within {
             self.give_up();
         }
@@ -494,7 +508,7 @@ impl Engine {
         if self.table.next_due().is_none() {
             return Flow::Continue;
         }
-        let now = Instant::now();
+        let now = clock::now();
         while let Some((seq, due)) = self.table.pop_due(now) {
             if due.counts {
                 if let Flow::Exit = self.retry_restart(seq) {
