@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use steadfast::channel::{unbounded, Receiver};
+use steadfast::testing::{ManualClock, TestTree};
 use steadfast::{
     Backoff, ChildSpec, ChildStatus, DynamicSupervisor, Event, StartError, Strategy, Supervisor,
     SupervisorError,
@@ -110,37 +111,45 @@ fn a_shutdown_during_a_wait_is_immediate_even_for_huge_delays() {
 
 #[test]
 fn delays_double_up_to_the_cap() {
-    let (sink, events) = unbounded();
-    let sup = Supervisor::builder()
-        .intensity(100, Duration::from_secs(60))
-        .event_sink(sink)
-        .child(failing("w").backoff(Backoff::exponential(MS(1), MS(8)).reset_after(LONG)))
-        .start()
-        .unwrap();
-    let delays: Vec<Duration> = (0..6).map(|_| scheduled(&events)).collect();
+    let clock = ManualClock::new();
+    let tree = TestTree::start(
+        Supervisor::builder()
+            .clock(&clock)
+            .intensity(100, Duration::from_secs(60))
+            .child(failing("w").backoff(Backoff::exponential(MS(1), MS(8)).reset_after(LONG))),
+    );
+    let delays: Vec<Duration> = (0..6)
+        .map(|_| {
+            let delay = tree.expect_backoff("w");
+            clock.advance(delay);
+            delay
+        })
+        .collect();
     assert_eq!(delays, [MS(1), MS(2), MS(4), MS(8), MS(8), MS(8)]);
-    drop(sup);
 }
 
 #[test]
 fn a_child_that_ran_long_enough_starts_over() {
-    let (sink, events) = unbounded();
-    let spec = ChildSpec::worker("w", |ctx| {
-        // Runs past reset_after from the second incarnation on, then fails.
-        if ctx.incarnation() > 0 {
-            std::thread::sleep(MS(20));
-        }
-        Err("x".into())
-    });
-    let sup = Supervisor::builder()
-        .intensity(100, Duration::from_secs(60))
-        .event_sink(sink)
-        .child(spec.backoff(Backoff::exponential(MS(1), MS(100)).reset_after(MS(10))))
-        .start()
-        .unwrap();
-    let delays: Vec<Duration> = (0..3).map(|_| scheduled(&events)).collect();
-    assert_eq!(delays, [MS(1), MS(1), MS(1)]);
-    drop(sup);
+    // On the tree's clock, each incarnation runs as long as the test says.
+    let clock = ManualClock::new();
+    let (spec, tx) = controlled("w");
+    let tree = TestTree::start(
+        Supervisor::builder()
+            .clock(&clock)
+            .intensity(100, Duration::from_secs(60))
+            .child(spec.backoff(Backoff::exponential(MS(1), MS(100)).reset_after(MS(10)))),
+    );
+    let mut delays = Vec::new();
+    for ran in [MS(0), MS(9), MS(10), MS(0), MS(50)] {
+        clock.advance(ran);
+        tx.send(Cmd::Fail("x")).unwrap();
+        let delay = tree.expect_backoff("w");
+        clock.advance(delay);
+        tree.expect_restart("w");
+        delays.push(delay);
+    }
+    // Less than 10 ms: the delay doubles; 10 ms or more: it starts over.
+    assert_eq!(delays, [MS(1), MS(2), MS(1), MS(2), MS(1)]);
 }
 
 #[test]
