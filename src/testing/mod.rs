@@ -25,6 +25,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Time, too: a [`ManualClock`] given to the tree (`Supervisor::builder().clock(&clock)`)
+//! is the time of every deadline in it, and moves only when the test advances it — see
+//! its docs for an example with backoff.
+//!
 //! Expectations read the root supervisor's events, from its very first start, like
 //! ExUnit's `assert_receive`: each takes the first event that matches and has not been
 //! taken yet, waiting for it if it has not come; a failure lists every event the tree
