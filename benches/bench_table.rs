@@ -298,6 +298,30 @@ fn dynamic(rows: &mut Vec<Row>) {
     });
     drop(pool);
 
+    // The same with threads kept for reuse: each start runs on the thread the last
+    // child ended on.
+    let pool = DynamicSupervisor::builder().reuse_threads(4).start().unwrap();
+    let (mut f, mut o) = (Vec::new(), Vec::new());
+    for _ in 0..201 {
+        let t = Instant::now();
+        let (tx, h) = bare();
+        f.push(t.elapsed());
+        drop(tx);
+        h.join().unwrap();
+        let t = Instant::now();
+        let pid = pool.start_child(idle("job")).unwrap();
+        o.push(t.elapsed());
+        pool.terminate_child(pid).unwrap();
+    }
+    rows.push(Row {
+        name: "dynamic_start_reused",
+        floor_what: "thread::spawn",
+        ours: median(o),
+        floor: median(f),
+        target: 0.5,
+    });
+    drop(pool);
+
     // Shutdown of 1,000: the stop of all of them timed, the starts not.
     let (mut f, mut o) = (Vec::new(), Vec::new());
     for _ in 0..5 {

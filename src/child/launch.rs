@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::child::context::History;
+use crate::child::reuse::ThreadPool;
 use crate::child::spec::{Body, ChildSpec, Readiness, Restart};
 use crate::exit::ExitReason;
 use crate::pid::Pid;
@@ -61,6 +62,8 @@ pub(crate) struct SpawnArgs {
     /// runs ([`Spawned::begin`]) or told that its start failed ([`Spawned::cancel`]):
     /// meanwhile its start runs on the spawning thread, as its pid (`child::start_here`).
     pub(crate) deferred: bool,
+    /// A pool whose idle threads may run it (see `child::reuse`).
+    pub(crate) reuse: Option<Arc<ThreadPool>>,
 }
 
 impl SpawnArgs {
@@ -81,6 +84,7 @@ impl SpawnArgs {
             history,
             launch,
             deferred: false,
+            reuse: None,
         }
     }
 
@@ -96,7 +100,14 @@ impl SpawnArgs {
             history: History::default(),
             launch: Launch::TopLevel,
             deferred: true,
+            reuse: None,
         }
+    }
+
+    /// Run by one of `pool`'s idle threads if one is free (see `child::reuse`).
+    pub(crate) fn reusing(mut self, pool: Option<Arc<ThreadPool>>) -> SpawnArgs {
+        self.reuse = pool;
+        self
     }
 
     /// The same thread, waiting to be handed its first incarnation (see `deferred`);

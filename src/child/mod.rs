@@ -7,6 +7,7 @@ pub(crate) mod cap;
 pub(crate) mod context;
 pub(crate) mod launch;
 pub(crate) mod panic_hook;
+pub(crate) mod reuse;
 pub(crate) mod runner;
 pub(crate) mod spec;
 pub(crate) mod start_here;

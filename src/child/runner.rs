@@ -19,6 +19,7 @@ use crate::child::context::{
 };
 use crate::child::launch::{Launch, Notify, RestartPermit, SpawnArgs};
 use crate::child::panic_hook::{self, catch, SUPERVISED};
+use crate::child::reuse::{ThreadPool, Work};
 use crate::child::spec::{Body, Serve};
 use crate::clock::{self, Clock};
 use crate::error::SpawnError;
@@ -42,7 +43,7 @@ pub(crate) struct Spawned {
     /// for a process with no supervisor inbox to tell (a top-level supervisor). A
     /// supervised child's exit is the `Exit` notice in its supervisor's inbox.
     pub(crate) done: Option<Receiver<ExitReason>>,
-    join: Option<JoinHandle<()>>,
+    thread: Thread,
     /// Receives the start outcome, for a process that reports readiness.
     pub(crate) ready: Option<Receiver<ReadyMsg>>,
     /// Whether its thread, once an incarnation has exited, waits to be handed the next
@@ -165,8 +166,21 @@ impl Shared {
 }
 
 /// Spawns a process thread running `args.body` under `catch_unwind`.
-pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
-    let guard = LiveThread::acquire()?;
+pub(crate) fn spawn(mut args: SpawnArgs) -> Result<Spawned, SpawnError> {
+    // A thread of a reuse pool may run it: an idle one is counted toward the cap already.
+    // (Not a thread that waits to be handed its first or next incarnation.)
+    let regrouped = matches!(
+        args.launch,
+        Launch::BySupervisor {
+            resumable: true,
+            ..
+        }
+    );
+    let reuse = args.reuse.take().filter(|_| !args.deferred && !regrouped);
+    let guard = match reuse {
+        None => Some(LiveThread::acquire()?),
+        Some(_) => None,
+    };
     panic_hook::install();
     // The parent is the calling process (a supervisor's thread, or whoever starts a
     // top-level tree), unless a caller spawns it on a supervisor's behalf.
@@ -241,18 +255,43 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
     };
     // The thread runs on its spawner's clock (see `clock`).
     let clock = Clock::current();
-    let spawned = builder.spawn(move || {
+    let life = move |guard: LiveThread| {
         let _clock = clock.install();
         thread.run(first, ready_tx, done_tx, guard)
-    });
+    };
+    let (stack, mut thread) = (args.stack_size, Thread::Own(None));
+    let spawned = match (reuse, guard) {
+        (None, Some(guard)) => builder.spawn(move || life(guard)).map(|join| {
+            thread = Thread::Own(Some(join));
+        }),
+        (Some(pool), _) => {
+            let (over, life_over) = bounded(0);
+            thread = Thread::Pooled(life_over);
+            let work = Work {
+                run: Box::new(life),
+                done: over,
+            };
+            match pool.run_idle(stack, work) {
+                Ok(()) => Ok(()),
+                Err(work) => match LiveThread::acquire() {
+                    Ok(guard) => pool.spawn(builder, stack, work, guard),
+                    Err(limit) => {
+                        pid::exit(pid, &ExitReason::failed(&limit));
+                        return Err(limit);
+                    }
+                },
+            }
+        }
+        (None, None) => unreachable!("a guard is acquired unless a pool may run it"),
+    };
     match spawned {
-        Ok(join) => Ok(Spawned {
+        Ok(()) => Ok(Spawned {
             pid,
             started_at: clock::now(),
             shared,
             stop,
             done,
-            join: Some(join),
+            thread,
             resumable,
             deferred,
             ready,
@@ -262,6 +301,15 @@ pub(crate) fn spawn(args: SpawnArgs) -> Result<Spawned, SpawnError> {
             Err(SpawnError::Os(e))
         }
     }
+}
+
+/// The OS thread a process runs on, as its `Spawned` holds it.
+enum Thread {
+    /// Its own, joined at the end (`None` once joined, or until spawned).
+    Own(Option<JoinHandle<()>>),
+    /// A reuse pool's: the pool joins the thread; the process's life is over when this
+    /// disconnects.
+    Pooled(Receiver<()>),
 }
 
 /// What a process thread runs with: everything `spawn` hands it.
@@ -324,6 +372,11 @@ impl ProcessThread {
         // their teardown. This thread ends only after them, so joining it joins them too.
         for run in AFTER_EXIT.with(|a| std::mem::take(&mut *a.borrow_mut())) {
             run.finish();
+        }
+        // Then the reuse pools of the supervisors that ran here: every life on their
+        // threads is over or abandoned by now.
+        for pool in POOLS_AFTER_EXIT.with(|p| std::mem::take(&mut *p.borrow_mut())) {
+            pool.close();
         }
     }
 
@@ -474,11 +527,19 @@ impl Spawned {
         move || shared.handed_over.store(true, Ordering::Release)
     }
 
-    /// Ends the thread (a resumable one waits to be told) and joins it.
+    /// Ends the thread (a resumable one waits to be told) and joins it — or, on a reuse
+    /// pool's thread, waits until the process's life on it is over.
     pub(crate) fn finish(mut self) {
         self.end();
-        if let Some(join) = self.join.take() {
-            let _ = join.join();
+        match &mut self.thread {
+            Thread::Own(join) => {
+                if let Some(join) = join.take() {
+                    let _ = join.join();
+                }
+            }
+            Thread::Pooled(life_over) => {
+                let _ = life_over.recv();
+            }
         }
     }
 
@@ -559,6 +620,17 @@ fn run_body(id: &str, pid: Pid, body: impl FnOnce() -> ExitReason) -> ExitReason
     }
 }
 
+/// Closes `pool` (see `child::reuse`) once the calling process thread has reported its
+/// exit and finished the joins it holds for then (at once on any other thread).
+pub(crate) fn close_after_exit(pool: Arc<ThreadPool>) {
+    if SUPERVISED.with(|s| s.get()) {
+        POOLS_AFTER_EXIT.with(|p| p.borrow_mut().push(pool));
+    } else {
+        pool.close();
+    }
+}
+
 thread_local! {
     static AFTER_EXIT: RefCell<Vec<Spawned>> = const { RefCell::new(Vec::new()) };
+    static POOLS_AFTER_EXIT: RefCell<Vec<Arc<ThreadPool>>> = const { RefCell::new(Vec::new()) };
 }

@@ -269,6 +269,7 @@ impl SupervisorBuilder {
             on_start: self.on_start.clone(),
             named: |handle| Arc::new(SupervisorRef(handle)),
             clock: self.clock.clone(),
+            reuse: None,
         })
     }
 

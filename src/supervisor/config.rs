@@ -45,6 +45,9 @@ pub(crate) struct Config {
     /// The clock its builder was given (the test kit's); else it runs on its parent's,
     /// or real time.
     pub(crate) clock: Clock,
+    /// Dynamic supervisors: threads kept for reuse, at most this many idle, each for
+    /// at most this long (`DynamicSupervisorBuilder::reuse_threads`).
+    pub(crate) reuse: Option<(usize, Duration)>,
 }
 
 impl Config {

@@ -23,12 +23,16 @@ use crate::supervisor::launch::{start_top, Owned, SupervisorSpec};
 use crate::supervisor::strategy::AutoShutdown;
 use crate::supervisor::tracked::Tracked;
 
+/// How long a kept thread waits idle by default (see `reuse_threads`).
+const IDLE_THREAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings for a [`DynamicSupervisor`]; from [`DynamicSupervisor::builder`].
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct DynamicSupervisorBuilder {
     name: Option<String>,
     max_children: Option<usize>,
+    reuse: Option<(usize, Duration)>,
     intensity: u32,
     period: Duration,
     auto_shutdown: AutoShutdown,
@@ -43,6 +47,7 @@ impl fmt::Debug for DynamicSupervisorBuilder {
         f.debug_struct("DynamicSupervisorBuilder")
             .field("name", &self.name)
             .field("max_children", &self.max_children)
+            .field("reuse_threads", &self.reuse)
             .field("intensity", &self.intensity)
             .field("period", &self.period)
             .field("auto_shutdown", &self.auto_shutdown)
@@ -58,6 +63,7 @@ impl Default for DynamicSupervisorBuilder {
         DynamicSupervisorBuilder {
             name: None,
             max_children: None,
+            reuse: None,
             intensity: DEFAULT_INTENSITY,
             period: DEFAULT_PERIOD,
             auto_shutdown: AutoShutdown::Never,
@@ -74,6 +80,47 @@ impl DynamicSupervisorBuilder {
     /// [`registry`](crate::registry()) while it runs.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Keeps the threads of ended children for the next ones (default: off): a child's
+    /// thread, once the child has exited — its pid ended, its names released, its exit
+    /// reported — waits idle, and the next start (or restart) runs on it instead of
+    /// spawning a thread, which costs a fraction of a spawn. At most `max_idle` threads
+    /// wait; each ends after [`idle_thread_timeout`](Self::idle_thread_timeout) unused
+    /// (default 10 s). Idle threads count toward the [thread cap](crate::max_threads)
+    /// and are joined when the supervisor stops: none outlives it.
+    ///
+    /// What a reused thread keeps: the thread-locals its earlier children set (as a
+    /// same-thread restart does) and its OS name (that of the child it was spawned
+    /// for). A child with its own [`stack_size`](crate::ChildSpec::stack_size) runs only
+    /// on a thread spawned with the same. Nested supervisors always get their own
+    /// thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use steadfast::{ChildSpec, DynamicSupervisor};
+    ///
+    /// let jobs = DynamicSupervisor::builder().reuse_threads(16).start()?;
+    /// for n in 0..100 {
+    ///     // After the first few, each job runs on a thread an earlier one used.
+    ///     let pid = jobs.start_child(ChildSpec::task(format!("job-{n}"), |_| Ok(())))?;
+    ///     steadfast::monitor(pid).recv()?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reuse_threads(mut self, max_idle: usize) -> Self {
+        let idle_for = self.reuse.map_or(IDLE_THREAD_TIMEOUT, |(_, d)| d);
+        self.reuse = Some((max_idle, idle_for));
+        self
+    }
+
+    /// How long a kept thread waits idle before it ends (default 10 s); see
+    /// [`reuse_threads`](Self::reuse_threads).
+    pub fn idle_thread_timeout(mut self, timeout: Duration) -> Self {
+        let max_idle = self.reuse.map_or(0, |(n, _)| n);
+        self.reuse = Some((max_idle, timeout));
         self
     }
 
@@ -182,6 +229,7 @@ impl DynamicSupervisorBuilder {
             on_start: self.on_start.clone(),
             named: |handle| Arc::new(DynamicSupervisorRef(handle)),
             clock: self.clock.clone(),
+            reuse: self.reuse,
         }))
     }
 
@@ -351,6 +399,13 @@ impl DynamicSupervisorRef {
     /// [`SupervisorError::NoSupervisor`].
     pub fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
         self.0.count_children()
+    }
+
+    /// How many threads wait idle for the next child (see
+    /// [`reuse_threads`](DynamicSupervisorBuilder::reuse_threads); always 0 without it).
+    pub fn idle_threads(&self) -> usize {
+        let threads = self.0.handover.as_ref().and_then(|h| h.threads.as_ref());
+        threads.map_or(0, |t| t.idle())
     }
 
     /// A stream of everything the supervisor does from now on.

@@ -11,6 +11,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::child::context::{History, ReadyMsg};
 use crate::child::launch::{Launch, RestartPermit, SpawnArgs};
+use crate::child::reuse::ThreadPool;
 use crate::child::runner::{self, Spawned};
 use crate::child::spec::{ChildSpec, Readiness, Shutdown, StartHere};
 use crate::child::start_here;
@@ -18,6 +19,7 @@ use crate::clock::{self, Clock};
 use crate::error::{StartError, SupervisorError};
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
+use crate::supervisor::config::{Config, Mode};
 use crate::supervisor::inbox::{Inbox, Msg};
 use crate::supervisor::start::{not_ready, not_started};
 use crate::supervisor::stop::log_abandoned;
@@ -52,6 +54,8 @@ pub(crate) struct HandOver {
     pub(crate) permit: PermitFor,
     /// The supervisor's clock, installed on the caller's thread while it starts a child.
     clock: Clock,
+    /// Threads kept for reuse (`reuse_threads`), if any.
+    pub(crate) threads: Option<Arc<ThreadPool>>,
 }
 
 /// How often a closing hand-over looks again for callers still starting a child.
@@ -61,26 +65,34 @@ const CLOSE_POLL: Duration = Duration::from_millis(1);
 pub(crate) type PermitFor = Arc<dyn Fn(&ChildSpec) -> Option<RestartPermit> + Send + Sync>;
 
 impl HandOver {
+    /// The hand-over of dynamic supervisor `sup`, with its settings `cfg`, running on
+    /// `clock`.
     pub(crate) fn new(
         sup: Pid,
-        label: Arc<str>,
-        max: Option<usize>,
-        auto_shutdown: AutoShutdown,
+        cfg: &Config,
         inbox: Arc<Inbox>,
         permit: PermitFor,
         clock: Clock,
     ) -> HandOver {
+        let max = match cfg.mode {
+            Mode::Dynamic { max_children } => max_children,
+            Mode::Static(_) => None,
+        };
+        let threads = cfg
+            .reuse
+            .map(|(max_idle, idle_for)| ThreadPool::new(max_idle, idle_for));
         HandOver {
             sup,
-            label,
+            label: cfg.label.clone(),
             max,
-            auto_shutdown,
+            auto_shutdown: cfg.auto_shutdown,
             count: AtomicUsize::new(0),
             open: Mutex::new(true),
             pending: AtomicUsize::new(0),
             inbox,
             permit,
             clock,
+            threads,
         }
     }
 
@@ -204,7 +216,8 @@ impl HandOver {
             notify: self.inbox.clone(),
             permit: (self.permit)(spec),
         };
-        let args = SpawnArgs::for_child(spec, &self.label, History::default(), launch);
+        let args = SpawnArgs::for_child(spec, &self.label, History::default(), launch)
+            .reusing(self.threads.clone());
         runner::spawn(if deferred { args.deferred() } else { args }).map_err(|source| {
             self.release();
             SupervisorError::StartFailed(StartError::Spawn {

@@ -45,13 +45,13 @@ pub(super) fn start_child(
         permit: permit(strategy, spec, intensity),
         resumable: resumable(strategy, spec),
     };
-    let mut run =
-        runner::spawn(SpawnArgs::for_child(spec, at.label, history, launch)).map_err(|source| {
-            StartError::Spawn {
-                id: spec.id.to_string(),
-                source,
-            }
-        })?;
+    let mut run = runner::spawn(
+        SpawnArgs::for_child(spec, at.label, history, launch).reusing(at.threads.cloned()),
+    )
+    .map_err(|source| StartError::Spawn {
+        id: spec.id.to_string(),
+        source,
+    })?;
     let Some(ready) = run.ready.take() else {
         return Ok(Started::Running(run));
     };

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver};
 
 use crate::child::context::ReadyMsg;
+use crate::child::reuse::ThreadPool;
 use crate::child::runner::Spawned;
 use crate::child::spec::Shutdown;
 use crate::clock;
@@ -74,6 +75,8 @@ pub(super) struct Around<'a> {
     pub(super) table: &'a ChildTable,
     pub(super) events: &'a Events,
     pub(super) label: &'a str,
+    /// A dynamic supervisor's reuse pool, if it keeps threads.
+    pub(super) threads: Option<&'a Arc<ThreadPool>>,
 }
 
 impl Around<'_> {

@@ -56,6 +56,7 @@ macro_rules! around {
             table: &$engine.table,
             events: &$engine.events,
             label: &$engine.cfg.label,
+            threads: $engine.handover.as_ref().and_then(|h| h.threads.as_ref()),
         }
     };
 }
@@ -84,6 +85,9 @@ impl Drop for Engine {
     fn drop(&mut self) {
         drop(self.inbox.close());
         runner::join_after_exit(self.joins.take());
+        if let Some(threads) = self.handover.as_ref().and_then(|h| h.threads.clone()) {
+            runner::close_after_exit(threads);
+        }
     }
 }
 
@@ -95,13 +99,11 @@ impl Engine {
         };
         let intensity = Arc::new(Mutex::new(Intensity::new(cfg.intensity, cfg.period)));
         let handover = match cfg.mode {
-            Mode::Dynamic { max_children } => {
+            Mode::Dynamic { .. } => {
                 let window = intensity.clone();
                 Some(Arc::new(HandOver::new(
                     Pid::current(),
-                    cfg.label.clone(),
-                    max_children,
-                    cfg.auto_shutdown,
+                    &cfg,
                     inbox.clone(),
                     Arc::new(move |spec: &ChildSpec| permit(Strategy::OneForOne, spec, &window)),
                     clock.clone(),
