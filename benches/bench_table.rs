@@ -300,7 +300,10 @@ fn dynamic(rows: &mut Vec<Row>) {
 
     // The same with threads kept for reuse: each start runs on the thread the last
     // child ended on.
-    let pool = DynamicSupervisor::builder().reuse_threads(4).start().unwrap();
+    let pool = DynamicSupervisor::builder()
+        .reuse_threads(4)
+        .start()
+        .unwrap();
     let (mut f, mut o) = (Vec::new(), Vec::new());
     for _ in 0..201 {
         let t = Instant::now();
@@ -321,6 +324,43 @@ fn dynamic(rows: &mut Vec<Row>) {
         target: 0.5,
     });
     drop(pool);
+
+    // A parallel map of 1,000 items, two at a time, each item in a process of its own:
+    // supervised tasks (on the threads of those that ended) against a bare thread per
+    // item, two at a time, each joined for its result.
+    const ITEMS: u64 = 1_000;
+    let (f, o) = paired(
+        15,
+        1,
+        || {
+            let mut done = 0;
+            for pair in (0..ITEMS).collect::<Vec<_>>().chunks(2) {
+                let threads: Vec<_> = pair
+                    .iter()
+                    .map(|&i| thread::spawn(move || black_box(i)))
+                    .collect();
+                for t in threads {
+                    black_box(t.join().unwrap());
+                    done += 1;
+                }
+            }
+            assert_eq!(done, ITEMS as usize);
+        },
+        || {
+            let outcomes = steadfast::task::map(0..ITEMS, |i, _| Ok(black_box(i)))
+                .max_concurrency(2)
+                .run()
+                .unwrap();
+            assert_eq!(outcomes.count(), ITEMS as usize);
+        },
+    );
+    rows.push(Row {
+        name: "task_map_1000",
+        floor_what: "a thread per item, 2 at once",
+        ours: o,
+        floor: f,
+        target: 1.0,
+    });
 
     // Shutdown of 1,000: the stop of all of them timed, the starts not.
     let (mut f, mut o) = (Vec::new(), Vec::new());

@@ -326,7 +326,8 @@ where
     }
 
     /// Runs the tasks under `sup` (yours, in your tree) instead of a dynamic supervisor
-    /// of the map's own.
+    /// of the map's own (which keeps `max_concurrency` threads for reuse: give yours
+    /// [`reuse_threads`](crate::DynamicSupervisorBuilder::reuse_threads) to do the same).
     pub fn under(mut self, sup: &DynamicSupervisorRef) -> Self {
         self.under = Some(sup.clone());
         self
@@ -341,7 +342,10 @@ where
         let (own, sup) = match self.under {
             Some(sup) => (None, sup),
             None => {
+                // Its tasks run on the threads of those that ended: a map of many items
+                // spawns about `max_concurrency` threads, not one per item.
                 let own = DynamicSupervisor::builder()
+                    .reuse_threads(self.max_concurrency)
                     .start()
                     .map_err(SupervisorError::StartFailed)?;
                 let sup = own.handle();
