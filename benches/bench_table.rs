@@ -717,19 +717,34 @@ fn rss_kib() -> u64 {
 }
 
 /// In a subprocess: the RSS `IDLE` idle threads (bare or supervised) add, in KiB.
+/// Stacks of the small-stack memory rows.
+const SMALL_STACK: usize = 64 * 1024;
+
 fn memory_subprocess(mode: &str) {
     let warm: Vec<_> = (0..4).map(|_| thread::spawn(|| ())).collect();
     warm.into_iter().for_each(|t| t.join().unwrap());
+    let small = mode.ends_with("64k");
     let before = rss_kib();
     let (stop_tx, stop_rx) = unbounded::<()>();
-    let pool = DynamicSupervisor::builder().start().unwrap();
+    let mut builder = DynamicSupervisor::builder();
+    if small {
+        builder = builder.stack_size(SMALL_STACK);
+    }
+    let pool = builder.start().unwrap();
     let mut threads = Vec::new();
     for _ in 0..IDLE {
-        if mode == "bare" {
+        if mode.starts_with("bare") {
             let stop = stop_rx.clone();
-            threads.push(thread::spawn(move || {
-                let _ = stop.recv();
-            }));
+            let mut bare = thread::Builder::new();
+            if small {
+                bare = bare.stack_size(SMALL_STACK);
+            }
+            threads.push(
+                bare.spawn(move || {
+                    let _ = stop.recv();
+                })
+                .unwrap(),
+            );
         } else {
             pool.start_child(idle("idle")).unwrap();
         }
@@ -748,23 +763,28 @@ fn memory(rows: &mut Vec<Row>) {
         let out = Command::new(&me).env(MEMORY_MODE, mode).output().ok()?;
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     };
-    let (mut f, mut o) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        f.extend(run("bare"));
-        o.extend(run("steadfast"));
-    }
-    if f.is_empty() || o.is_empty() {
-        return;
-    }
     // Reported in nanoseconds' place: bytes per idle thread.
     let per = |kib: u64| Duration::from_nanos(kib * 1024 / IDLE as u64);
-    rows.push(Row {
-        name: "memory_per_idle_child_bytes",
-        floor_what: "bare parked thread",
-        ours: per(median(o)),
-        floor: per(median(f)),
-        target: 1.1,
-    });
+    for (name, bare, ours) in [
+        ("memory_per_idle_child_bytes", "bare", "steadfast"),
+        ("memory_per_idle_child_64k_stack", "bare-64k", "steadfast-64k"),
+    ] {
+        let (mut f, mut o) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            f.extend(run(bare));
+            o.extend(run(ours));
+        }
+        if f.is_empty() || o.is_empty() {
+            continue;
+        }
+        rows.push(Row {
+            name,
+            floor_what: "bare parked thread, same stack",
+            ours: per(median(o)),
+            floor: per(median(f)),
+            target: 1.15,
+        });
+    }
 }
 
 fn main() {

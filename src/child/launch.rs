@@ -104,6 +104,12 @@ impl SpawnArgs {
         }
     }
 
+    /// With the stack size `default` unless the spec sets its own.
+    pub(crate) fn default_stack(mut self, default: Option<usize>) -> SpawnArgs {
+        self.stack_size = self.stack_size.or(default);
+        self
+    }
+
     /// Run by one of `pool`'s idle threads if one is free (see `child::reuse`).
     pub(crate) fn reusing(mut self, pool: Option<Arc<ThreadPool>>) -> SpawnArgs {
         self.reuse = pool;

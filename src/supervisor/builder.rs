@@ -40,6 +40,7 @@ pub struct SupervisorBuilder {
     observer: Option<Observer>,
     on_start: Option<OnStart>,
     clock: Clock,
+    stack_size: Option<usize>,
 }
 
 impl fmt::Debug for SupervisorBuilder {
@@ -70,6 +71,7 @@ impl Default for SupervisorBuilder {
             sinks: Vec::new(),
             observer: None,
             clock: Clock::default(),
+            stack_size: None,
             on_start: None,
         }
     }
@@ -86,6 +88,19 @@ impl SupervisorBuilder {
     /// Sets the restart strategy (default [`Strategy::OneForOne`]).
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.strategy = strategy;
+        self
+    }
+
+    /// The stack size, in bytes, of the threads of its children that do not set their
+    /// own with [`ChildSpec::stack_size`](crate::ChildSpec::stack_size) (default: std's,
+    /// 2 MiB unless `RUST_MIN_STACK` says otherwise). A thread's stack is reserved, not
+    /// resident: what a smaller stack saves is address space (and the kernel's page
+    /// tables for it), so that many more threads fit under `ulimit -v`; the memory an
+    /// idle child uses is the few pages it touched either way. Leave room for what the
+    /// child's code needs — a panic that captures a backtrace needs tens of KiB. Zero
+    /// is an invalid spec.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -233,6 +248,11 @@ impl SupervisorBuilder {
 
     pub(crate) fn validate(&self) -> Result<(), StartError> {
         check_period(self.period).map_err(StartError::InvalidSpec)?;
+        if self.stack_size == Some(0) {
+            return Err(StartError::InvalidSpec(
+                "stack size must not be zero".into(),
+            ));
+        }
         if let Some(name) = &self.name {
             check_name("supervisor name", name).map_err(StartError::InvalidSpec)?;
         }
@@ -269,6 +289,7 @@ impl SupervisorBuilder {
             on_start: self.on_start.clone(),
             named: |handle| Arc::new(SupervisorRef(handle)),
             clock: self.clock.clone(),
+            stack_size: self.stack_size,
             reuse: None,
         })
     }

@@ -48,6 +48,8 @@ pub(crate) struct Config {
     /// Dynamic supervisors: threads kept for reuse, at most this many idle, each for
     /// at most this long (`DynamicSupervisorBuilder::reuse_threads`).
     pub(crate) reuse: Option<(usize, Duration)>,
+    /// The stack size of its children's threads, unless a child sets its own.
+    pub(crate) stack_size: Option<usize>,
 }
 
 impl Config {

@@ -56,6 +56,8 @@ pub(crate) struct HandOver {
     clock: Clock,
     /// Threads kept for reuse (`reuse_threads`), if any.
     pub(crate) threads: Option<Arc<ThreadPool>>,
+    /// The stack size of children that do not set their own.
+    stack_size: Option<usize>,
 }
 
 /// How often a closing hand-over looks again for callers still starting a child.
@@ -93,6 +95,7 @@ impl HandOver {
             permit,
             clock,
             threads,
+            stack_size: cfg.stack_size,
         }
     }
 
@@ -217,6 +220,7 @@ impl HandOver {
             permit: (self.permit)(spec),
         };
         let args = SpawnArgs::for_child(spec, &self.label, History::default(), launch)
+            .default_stack(self.stack_size)
             .reusing(self.threads.clone());
         runner::spawn(if deferred { args.deferred() } else { args }).map_err(|source| {
             self.release();

@@ -46,7 +46,9 @@ pub(super) fn start_child(
         resumable: resumable(strategy, spec),
     };
     let mut run = runner::spawn(
-        SpawnArgs::for_child(spec, at.label, history, launch).reusing(at.threads.cloned()),
+        SpawnArgs::for_child(spec, at.label, history, launch)
+            .default_stack(at.stack_size)
+            .reusing(at.threads.cloned()),
     )
     .map_err(|source| StartError::Spawn {
         id: spec.id.to_string(),

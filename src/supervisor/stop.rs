@@ -77,6 +77,8 @@ pub(super) struct Around<'a> {
     pub(super) label: &'a str,
     /// A dynamic supervisor's reuse pool, if it keeps threads.
     pub(super) threads: Option<&'a Arc<ThreadPool>>,
+    /// The stack size of children that do not set their own.
+    pub(super) stack_size: Option<usize>,
 }
 
 impl Around<'_> {

@@ -57,6 +57,7 @@ macro_rules! around {
             events: &$engine.events,
             label: &$engine.cfg.label,
             threads: $engine.handover.as_ref().and_then(|h| h.threads.as_ref()),
+            stack_size: $engine.cfg.stack_size,
         }
     };
 }
