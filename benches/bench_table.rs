@@ -717,6 +717,95 @@ fn rss_kib() -> u64 {
 }
 
 /// In a subprocess: the RSS `IDLE` idle threads (bare or supervised) add, in KiB.
+/// What the hand-written floor of `which_children` lists per thread: what a
+/// `ChildInfo` holds. (Only cloned: what counts is what a listing copies.)
+#[derive(Clone)]
+#[allow(dead_code)]
+struct Record {
+    id: Arc<str>,
+    pid: Option<u64>,
+    state: (u8, u8, u8),
+    restart_at: Option<Instant>,
+    restarts: u64,
+    last_exit: Option<Arc<str>>,
+    started_at: Option<Instant>,
+}
+
+/// Children of the ten-thousand rows.
+const TEN_K: usize = 10_000;
+
+/// A dynamic supervisor with ten thousand idle children: starting them all, listing
+/// them, shutting them all down — against as many bare threads doing the same.
+fn ten_thousand(rows: &mut Vec<Row>) {
+    let cap = steadfast::max_threads();
+    steadfast::set_max_threads(cap.max(3 * TEN_K));
+    let (mut f, mut o) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let threads: Vec<_> = (0..TEN_K).map(|i| (format!("job-{i}"), bare())).collect();
+        f[0].push(t.elapsed());
+        // The same listing by hand: a record per thread with what `ChildInfo` holds,
+        // cloned out from under a lock.
+        let table = parking_lot::Mutex::new(
+            threads
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| Record {
+                    id: Arc::from(id.as_str()),
+                    pid: Some(i as u64),
+                    state: (0, 0, 0),
+                    restart_at: None,
+                    restarts: 0,
+                    last_exit: None,
+                    started_at: Some(Instant::now()),
+                })
+                .collect::<Vec<_>>(),
+        );
+        let t = Instant::now();
+        let listed = table.lock().clone();
+        f[1].push(t.elapsed());
+        black_box(listed);
+        let t = Instant::now();
+        let (stops, joins): (Vec<_>, Vec<_>) = threads.into_iter().map(|(_, t)| t).unzip();
+        drop(stops);
+        joins.into_iter().for_each(|h| h.join().unwrap());
+        f[2].push(t.elapsed());
+
+        let sup = DynamicSupervisor::builder().start().unwrap();
+        let t = Instant::now();
+        for i in 0..TEN_K {
+            sup.start_child(idle(&format!("job-{i}"))).unwrap();
+        }
+        // Started includes taken in: a hand-over is queued quietly, and the supervisor
+        // has read them all once it answers.
+        assert_eq!(sup.count_children().unwrap().active, TEN_K);
+        o[0].push(t.elapsed());
+        let t = Instant::now();
+        let listed = sup.which_children().unwrap();
+        o[1].push(t.elapsed());
+        assert_eq!(listed.len(), TEN_K);
+        let t = Instant::now();
+        sup.shutdown().unwrap();
+        o[2].push(t.elapsed());
+    }
+    steadfast::set_max_threads(cap);
+    let [fs, fl, fd] = f;
+    let [os, ol, od] = o;
+    for (name, floor_what, ours, floor) in [
+        ("ten_thousand_start", "10,000 thread::spawn", os, fs),
+        ("ten_thousand_which_children", "the same records by hand", ol, fl),
+        ("ten_thousand_shutdown", "signal all, join all", od, fd),
+    ] {
+        rows.push(Row {
+            name,
+            floor_what,
+            ours: median(ours),
+            floor: median(floor),
+            target: 1.15,
+        });
+    }
+}
+
 /// Stacks of the small-stack memory rows.
 const SMALL_STACK: usize = 64 * 1024;
 
@@ -724,6 +813,8 @@ fn memory_subprocess(mode: &str) {
     let warm: Vec<_> = (0..4).map(|_| thread::spawn(|| ())).collect();
     warm.into_iter().for_each(|t| t.join().unwrap());
     let small = mode.ends_with("64k");
+    let count = if mode.ends_with("10k") { TEN_K } else { IDLE };
+    steadfast::set_max_threads(steadfast::max_threads().max(3 * count));
     let before = rss_kib();
     let (stop_tx, stop_rx) = unbounded::<()>();
     let mut builder = DynamicSupervisor::builder();
@@ -732,7 +823,7 @@ fn memory_subprocess(mode: &str) {
     }
     let pool = builder.start().unwrap();
     let mut threads = Vec::new();
-    for _ in 0..IDLE {
+    for _ in 0..count {
         if mode.starts_with("bare") {
             let stop = stop_rx.clone();
             let mut bare = thread::Builder::new();
@@ -764,10 +855,11 @@ fn memory(rows: &mut Vec<Row>) {
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     };
     // Reported in nanoseconds' place: bytes per idle thread.
-    let per = |kib: u64| Duration::from_nanos(kib * 1024 / IDLE as u64);
-    for (name, bare, ours) in [
-        ("memory_per_idle_child_bytes", "bare", "steadfast"),
-        ("memory_per_idle_child_64k_stack", "bare-64k", "steadfast-64k"),
+    let per = |kib: u64, count: usize| Duration::from_nanos(kib * 1024 / count as u64);
+    for (name, bare, ours, count) in [
+        ("memory_per_idle_child_bytes", "bare", "steadfast", IDLE),
+        ("memory_per_idle_child_64k_stack", "bare-64k", "steadfast-64k", IDLE),
+        ("memory_per_child_of_10k", "bare-10k", "steadfast-10k", TEN_K),
     ] {
         let (mut f, mut o) = (Vec::new(), Vec::new());
         for _ in 0..3 {
@@ -780,8 +872,8 @@ fn memory(rows: &mut Vec<Row>) {
         rows.push(Row {
             name,
             floor_what: "bare parked thread, same stack",
-            ours: per(median(o)),
-            floor: per(median(f)),
+            ours: per(median(o), count),
+            floor: per(median(f), count),
             target: 1.15,
         });
     }
@@ -801,13 +893,14 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--check")
         .collect();
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         ("restarts", restarts),
         ("one_for_all", one_for_all),
         ("dynamic", dynamic),
         ("sessions", sessions),
         ("registry", registry),
         ("servers", servers),
+        ("ten_thousand", ten_thousand),
         ("memory", memory),
     ];
     for (name, section) in sections {
