@@ -1,5 +1,6 @@
-//! Dynamic supervisors: start+stop of 1, 100 and 1,000 children, start alone, and
-//! shutdown of 1,000, each next to bare threads doing the same in the same run.
+//! Dynamic supervisors: start+stop of 1, 100 and 1,000 children, start alone (also on a
+//! kept thread), and shutdown of 1,000, each next to bare threads doing the same in the
+//! same run.
 //!
 //! `cargo bench --bench dynamic`
 
@@ -82,6 +83,21 @@ fn start_stop(c: &mut Criterion) {
         })
     });
     drop(sup);
+    // The same with threads kept for reuse: each start runs on the last child's thread.
+    let reusing = DynamicSupervisor::builder().reuse_threads(4).start().unwrap();
+    g.bench_function("start_only/steadfast_reused", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let pid = reusing.start_child(idle()).unwrap();
+                total += t.elapsed();
+                reusing.terminate_child(pid).unwrap();
+            }
+            total
+        })
+    });
+    drop(reusing);
 
     // Shutdown of 1,000: only the stop is timed.
     g.bench_function("shutdown_1000/floor_signal_all_join_all", |b| {
