@@ -852,7 +852,12 @@ fn ten_thousand(rows: &mut Vec<Row>) {
     let [os, ol, od] = o;
     for (name, floor_what, ours, floor) in [
         ("ten_thousand_start", "10,000 thread::spawn", os, fs),
-        ("ten_thousand_which_children", "the same records by hand", ol, fl),
+        (
+            "ten_thousand_which_children",
+            "the same records by hand",
+            ol,
+            fl,
+        ),
         ("ten_thousand_shutdown", "signal all, join all", od, fd),
     ] {
         rows.push(Row {
@@ -917,8 +922,18 @@ fn memory(rows: &mut Vec<Row>) {
     let per = |kib: u64, count: usize| Duration::from_nanos(kib * 1024 / count as u64);
     for (name, bare, ours, count) in [
         ("memory_per_idle_child_bytes", "bare", "steadfast", IDLE),
-        ("memory_per_idle_child_64k_stack", "bare-64k", "steadfast-64k", IDLE),
-        ("memory_per_child_of_10k", "bare-10k", "steadfast-10k", TEN_K),
+        (
+            "memory_per_idle_child_64k_stack",
+            "bare-64k",
+            "steadfast-64k",
+            IDLE,
+        ),
+        (
+            "memory_per_child_of_10k",
+            "bare-10k",
+            "steadfast-10k",
+            TEN_K,
+        ),
     ] {
         let (mut f, mut o) = (Vec::new(), Vec::new());
         for _ in 0..3 {

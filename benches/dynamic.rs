@@ -84,7 +84,10 @@ fn start_stop(c: &mut Criterion) {
     });
     drop(sup);
     // The same with threads kept for reuse: each start runs on the last child's thread.
-    let reusing = DynamicSupervisor::builder().reuse_threads(4).start().unwrap();
+    let reusing = DynamicSupervisor::builder()
+        .reuse_threads(4)
+        .start()
+        .unwrap();
     g.bench_function("start_only/steadfast_reused", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -9,5 +9,6 @@ pub(crate) mod launch;
 pub(crate) mod panic_hook;
 pub(crate) mod reuse;
 pub(crate) mod runner;
+pub(crate) mod spawned;
 pub(crate) mod spec;
 pub(crate) mod start_here;

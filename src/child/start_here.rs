@@ -12,7 +12,7 @@
 
 use crate::child::context::ReadyMsg;
 use crate::child::panic_hook::{self, catch, SUPERVISED};
-use crate::child::runner;
+use crate::child::spawned;
 use crate::child::spec::Serve;
 use crate::exit::ExitReason;
 use crate::pid::{self, Pid};
@@ -31,7 +31,7 @@ pub(crate) fn start_here(
     let caller = Pid::current_if_any();
     // As the process's thread: the current process, and joins held until its exit.
     let supervised = SUPERVISED.with(|s| s.replace(true));
-    let held = runner::held_joins();
+    let held = spawned::held_joins();
     Pid::set_current(Some(pid));
     let started = catch(id, pid, start).unwrap_or_else(|e| Err(ReadyMsg::Exited(e)));
     Pid::set_current(caller);
@@ -46,7 +46,7 @@ pub(crate) fn start_here(
     }
     // Joined now, whatever the caller is: its own thread would have joined them before
     // ending, and the caller would have joined that thread.
-    for run in runner::take_joins_since(held) {
+    for run in spawned::take_joins_since(held) {
         run.finish();
     }
     started
@@ -57,7 +57,8 @@ mod tests {
     use super::*;
     use crate::child::context::Context;
     use crate::child::launch::SpawnArgs;
-    use crate::child::runner::{spawn, Spawned};
+    use crate::child::runner::spawn;
+    use crate::child::spawned::Spawned;
     use crossbeam_channel::bounded;
     use std::sync::Arc;
     use std::thread;

@@ -31,7 +31,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::child::launch::Notify;
-use crate::child::runner::Spawned;
+use crate::child::spawned::Spawned;
 use crate::child::spec::ChildSpec;
 use crate::error::SupervisorError;
 use crate::exit::ExitReason;

@@ -9,7 +9,8 @@ use parking_lot::Mutex;
 
 use crate::child::context::{Context, ReadyMsg};
 use crate::child::launch::SpawnArgs;
-use crate::child::runner::{self, Spawned};
+use crate::child::runner;
+use crate::child::spawned::Spawned;
 use crate::child::spec::{Body, ChildSpec, Serve, StartHere};
 use crate::child::start_here;
 use crate::error::{RegistryError, StartError, SupervisorError};

@@ -9,7 +9,8 @@ use parking_lot::Mutex;
 
 use crate::child::context::{History, ReadyMsg};
 use crate::child::launch::{Launch, SpawnArgs};
-use crate::child::runner::{self, Spawned};
+use crate::child::runner;
+use crate::child::spawned::Spawned;
 use crate::child::spec::{ChildSpec, Readiness};
 use crate::clock;
 use crate::error::StartError;

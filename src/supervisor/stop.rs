@@ -15,7 +15,7 @@ use crossbeam_channel::{select, Receiver};
 
 use crate::child::context::ReadyMsg;
 use crate::child::reuse::ThreadPool;
-use crate::child::runner::Spawned;
+use crate::child::spawned::Spawned;
 use crate::child::spec::Shutdown;
 use crate::clock;
 use crate::exit::ExitReason;

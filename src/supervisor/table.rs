@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::child::context::History;
-use crate::child::runner::Spawned;
+use crate::child::spawned::Spawned;
 use crate::child::spec::{ChildKind, ChildSpec, Restart, Shutdown};
 use crate::clock;
 use crate::exit::ExitReason;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::child::runner::Spawned;
+use crate::child::spawned::Spawned;
 use crate::child::spec::Restart;
 use crate::supervisor::event::Event;
 use crate::supervisor::inbox::Msg;

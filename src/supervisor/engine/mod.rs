@@ -19,7 +19,7 @@ use crossbeam_channel::select;
 use parking_lot::Mutex;
 
 use crate::child::context::{Context, History};
-use crate::child::runner::{self, Spawned};
+use crate::child::spawned::{self, Spawned};
 use crate::child::spec::{ChildSpec, Restart};
 use crate::clock::{self, Clock};
 use crate::error::{StartError, SupervisorError};
@@ -85,9 +85,9 @@ impl Drop for Engine {
     /// thread right after it reports its own exit, before it ends.
     fn drop(&mut self) {
         drop(self.inbox.close());
-        runner::join_after_exit(self.joins.take());
+        spawned::join_after_exit(self.joins.take());
         if let Some(threads) = self.handover.as_ref().and_then(|h| h.threads.clone()) {
-            runner::close_after_exit(threads);
+            spawned::close_after_exit(threads);
         }
     }
 }
