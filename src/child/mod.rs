@@ -3,6 +3,7 @@
 //! ([`cap`]) and where panics are printed ([`panic_hook`]).
 
 pub(crate) mod backoff;
+pub(crate) mod briefly;
 pub(crate) mod cap;
 pub(crate) mod context;
 pub(crate) mod launch;

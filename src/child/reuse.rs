@@ -24,8 +24,8 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use crate::child::briefly::look_briefly;
 use crate::child::cap::LiveThread;
-use crate::child::context::look_briefly;
 
 /// One process's life on a pooled thread, and who waits for its end.
 pub(crate) struct Work {

@@ -13,7 +13,8 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 use parking_lot::{Condvar, Mutex};
 
-use crate::child::context::{look_briefly, History, NextStop, ReadyMsg, StopHandle, StopSignal};
+use crate::child::briefly::look_briefly;
+use crate::child::context::{History, NextStop, ReadyMsg, StopHandle, StopSignal};
 use crate::child::panic_hook::SUPERVISED;
 use crate::child::reuse::ThreadPool;
 use crate::child::spec::Serve;
