@@ -82,6 +82,9 @@ impl ThreadPool {
     /// Hands `work` to an idle thread spawned with `stack` (one about to be idle is
     /// waited for a moment); gives the work back if there is none.
     pub(crate) fn run_idle(&self, stack: Option<usize>, work: Work) -> Result<(), Work> {
+        if self.max_idle == 0 {
+            return Err(work); // nothing ever waits
+        }
         let taken = || {
             let mut state = self.state.lock();
             let i = state.idle.iter().rposition(|t| t.stack == stack)?;
