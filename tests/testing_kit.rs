@@ -85,6 +85,18 @@ fn quiet_fails_when_something_happens() {
 }
 
 #[test]
+fn a_quiet_window_too_long_for_an_instant_is_forever_not_a_panic() {
+    let (spec, crash) = crashing("db");
+    let tree = TestTree::of(spec);
+    tree.expect_started("db");
+    crash.send(false).unwrap();
+    // It used to add the window to `Instant::now()` and overflow.
+    let message = failure(|| tree.expect_quiet(Duration::MAX));
+    assert!(message.contains("expected nothing for"), "{message}");
+    tree.expect_restart("db");
+}
+
+#[test]
 fn a_give_up_is_expected_like_any_event() {
     let (spec, crash) = crashing("db");
     let tree = TestTree::start(
