@@ -305,3 +305,53 @@ fn starts_exits_and_shutdowns_raced_leave_no_thread_and_lose_no_exit() {
         assert_eq!(started, exited, "round {round}");
     }
 }
+
+struct Counter(u64);
+
+impl steadfast::server::Serve for Counter {}
+
+impl steadfast::server::Handle<u64> for Counter {
+    type Reply = (u64, ThreadId);
+    fn handle(
+        &mut self,
+        n: u64,
+        _: &mut steadfast::server::ServerContext<'_, Self>,
+    ) -> (u64, ThreadId) {
+        self.0 += n;
+        (self.0, thread::current().id())
+    }
+}
+
+#[test]
+fn servers_one_after_another_on_a_kept_thread_each_serve_only_their_own_calls() {
+    let sup = DynamicSupervisor::builder()
+        .reuse_threads(1)
+        .start()
+        .unwrap();
+    let mut threads = HashSet::new();
+    let mut last: Option<steadfast::server::ServerRef<Counter>> = None;
+    for round in 0..10 {
+        let (spec, server) =
+            steadfast::server::ServerSpec::new(format!("counter-{round}"), |_| Ok(Counter(0)))
+                .build();
+        let pid = sup.start_child(spec.restart(Restart::Temporary)).unwrap();
+        assert_eq!(server.call(1).unwrap().0, 1, "a fresh state each time");
+        let (count, thread) = server.call(2).unwrap();
+        assert_eq!(count, 3);
+        threads.insert(thread);
+        // The server before this one is gone for good: its handle says so, at once.
+        if let Some(old) = last.take() {
+            assert!(old.call(1).is_err());
+        }
+        let down = steadfast::monitor(pid);
+        sup.terminate_child(pid).unwrap();
+        down.recv_timeout(DEADLINE).unwrap();
+        last = Some(server);
+    }
+    assert!(
+        threads.len() < 10,
+        "{} threads for 10 servers",
+        threads.len()
+    );
+    sup.shutdown().unwrap();
+}
