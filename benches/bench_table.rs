@@ -327,9 +327,9 @@ fn one_for_all(rows: &mut Vec<Row>) {
     sup.shutdown().unwrap();
 }
 
-fn dynamic(rows: &mut Vec<Row>) {
-    let pool = DynamicSupervisor::builder().start().unwrap();
-    // Start alone: each start timed, its stop not.
+/// Start alone, by `sup`, each start timed and its stop not, sampled in turn with a
+/// bare spawn: (floor, ours).
+fn start_alone(sup: &DynamicSupervisor) -> (Duration, Duration) {
     let (mut f, mut o) = (Vec::new(), Vec::new());
     for _ in 0..201 {
         let t = Instant::now();
@@ -338,45 +338,34 @@ fn dynamic(rows: &mut Vec<Row>) {
         drop(tx);
         h.join().unwrap();
         let t = Instant::now();
-        let pid = pool.start_child(idle("job")).unwrap();
+        let pid = sup.start_child(idle("job")).unwrap();
         o.push(t.elapsed());
-        pool.terminate_child(pid).unwrap();
+        sup.terminate_child(pid).unwrap();
     }
-    rows.push(Row {
-        name: "dynamic_start",
-        floor_what: "thread::spawn",
-        ours: median(o),
-        floor: median(f),
-        target: 1.1,
-    });
-    drop(pool);
+    (median(f), median(o))
+}
 
-    // The same with threads kept for reuse: each start runs on the thread the last
-    // child ended on.
-    let pool = DynamicSupervisor::builder()
-        .reuse_threads(4)
-        .start()
-        .unwrap();
-    let (mut f, mut o) = (Vec::new(), Vec::new());
-    for _ in 0..201 {
-        let t = Instant::now();
-        let (tx, h) = bare();
-        f.push(t.elapsed());
-        drop(tx);
-        h.join().unwrap();
-        let t = Instant::now();
-        let pid = pool.start_child(idle("job")).unwrap();
-        o.push(t.elapsed());
-        pool.terminate_child(pid).unwrap();
+fn dynamic(rows: &mut Vec<Row>) {
+    // The plain start, and the same with threads kept for reuse (each start runs on the
+    // thread the last child ended on).
+    for (name, reuse, target) in [
+        ("dynamic_start", None, 1.1),
+        ("dynamic_start_reused", Some(4), 0.5),
+    ] {
+        let mut builder = DynamicSupervisor::builder();
+        if let Some(max_idle) = reuse {
+            builder = builder.reuse_threads(max_idle);
+        }
+        let sup = builder.start().unwrap();
+        let (floor, ours) = start_alone(&sup);
+        rows.push(Row {
+            name,
+            floor_what: "thread::spawn",
+            ours,
+            floor,
+            target,
+        });
     }
-    rows.push(Row {
-        name: "dynamic_start_reused",
-        floor_what: "thread::spawn",
-        ours: median(o),
-        floor: median(f),
-        target: 0.5,
-    });
-    drop(pool);
 
     // A parallel map of 1,000 items, two at a time, each item in a process of its own:
     // supervised tasks (on the threads of those that ended) against a bare thread per

@@ -70,37 +70,31 @@ fn start_stop(c: &mut Criterion) {
             total
         })
     });
-    g.bench_function("start_only/steadfast", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let pid = sup.start_child(idle()).unwrap();
-                total += t.elapsed();
-                sup.terminate_child(pid).unwrap();
-            }
-            total
-        })
-    });
+    // Ours, and the same with threads kept for reuse (each start runs on the last
+    // child's thread).
     drop(sup);
-    // The same with threads kept for reuse: each start runs on the last child's thread.
-    let reusing = DynamicSupervisor::builder()
-        .reuse_threads(4)
-        .start()
-        .unwrap();
-    g.bench_function("start_only/steadfast_reused", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let pid = reusing.start_child(idle()).unwrap();
-                total += t.elapsed();
-                reusing.terminate_child(pid).unwrap();
-            }
-            total
-        })
-    });
-    drop(reusing);
+    for (name, reuse) in [
+        ("start_only/steadfast", false),
+        ("start_only/steadfast_reused", true),
+    ] {
+        let mut builder = DynamicSupervisor::builder();
+        if reuse {
+            builder = builder.reuse_threads(4);
+        }
+        let sup = builder.start().unwrap();
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let pid = sup.start_child(idle()).unwrap();
+                    total += t.elapsed();
+                    sup.terminate_child(pid).unwrap();
+                }
+                total
+            })
+        });
+    }
 
     // Shutdown of 1,000: only the stop is timed.
     g.bench_function("shutdown_1000/floor_signal_all_join_all", |b| {
