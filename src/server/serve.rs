@@ -164,11 +164,19 @@ fn serve_until_stopped<S: Serve>(
         }
         turn = turn.wrapping_add(1);
         match next(run, ctx, mailbox, turn) {
+            // A shut door is a stop decided whose signal has not arrived yet: its
+            // supervisor shuts the door first, then fails what is queued, then raises
+            // the stop. A letter this loop takes in between is refused as the drain
+            // would have refused it, not served behind the stop.
+            Next::Letter(letter) if !mailbox.is_open(Ordering::Relaxed) => {
+                letter.refuse(CallError::Stopped);
+            }
             Next::Letter(letter) => {
                 open(state, letter, run, ctx);
                 #[cfg(feature = "metrics")]
                 run.depth.set(mailbox.rx.len() as f64);
             }
+            Next::Idle if !mailbox.is_open(Ordering::Relaxed) => run.idle_armed = false,
             Next::Idle => {
                 run.idle_armed = false;
                 state.handle_idle(&mut ServerContext { ctx, run });
@@ -325,5 +333,81 @@ fn wait<S: Serve>(run: &Run<S>, ctx: &Context, mailbox: &Mailbox<S>, deadline: O
         None => {
             select.ready();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crossbeam_channel::{bounded, Receiver, Sender};
+    use parking_lot::Mutex;
+
+    use crate::server::mailbox::Door;
+    use crate::server::{Handle, HandleCast, Serve, ServerContext, ServerSpec};
+    use crate::Supervisor;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    struct Gated {
+        log: Arc<Mutex<Vec<String>>>,
+    }
+    struct Block(Sender<()>, Receiver<()>);
+    struct Note(u32);
+
+    impl Serve for Gated {
+        fn terminate(&mut self, _: &crate::ExitReason, _: &mut ServerContext<'_, Self>) {
+            self.log.lock().push("terminate".into());
+        }
+    }
+    impl Handle<Block> for Gated {
+        type Reply = ();
+        fn handle(&mut self, Block(inside, gate): Block, _: &mut ServerContext<'_, Self>) {
+            let _ = inside.send(());
+            let _ = gate.recv_timeout(DEADLINE);
+        }
+    }
+    impl HandleCast<Note> for Gated {
+        fn handle_cast(&mut self, Note(n): Note, _: &mut ServerContext<'_, Self>) {
+            self.log.lock().push(format!("cast {n}"));
+        }
+    }
+
+    /// The window between a supervisor shutting a server's door and failing what is
+    /// queued, held open by hand: the loop, finishing the call it was handling, takes
+    /// the queued cast first. It must drop it, not serve it behind the stop.
+    #[test]
+    fn a_letter_taken_after_the_door_shut_is_refused_not_served() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let for_init = log.clone();
+        let (spec, server) = ServerSpec::new("gated", move |_| {
+            Ok(Gated {
+                log: for_init.clone(),
+            })
+        })
+        .build();
+        let sup = Supervisor::builder().start().unwrap();
+        sup.start_child(spec).unwrap();
+        let (inside_tx, inside) = bounded(1);
+        let (gate_tx, gate) = bounded(1);
+        let caller = {
+            let server = server.clone();
+            std::thread::spawn(move || server.call(Block(inside_tx, gate)))
+        };
+        inside.recv_timeout(DEADLINE).unwrap();
+        server.cast(Note(1)).unwrap();
+        // The supervisor's first step of a stop, and no further yet.
+        let door: &AtomicU8 = &server.mailbox.door;
+        door.store(Door::Stopped as u8, Ordering::SeqCst);
+        gate_tx.send(()).unwrap();
+        caller.join().unwrap().unwrap();
+        sup.terminate_child("gated").unwrap();
+        assert_eq!(
+            *log.lock(),
+            ["terminate"],
+            "the cast was served behind the stop"
+        );
     }
 }
