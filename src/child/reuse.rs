@@ -111,10 +111,15 @@ impl ThreadPool {
     ) -> io::Result<()> {
         let doing = Arc::new(AtomicU8::new(RUNNING));
         let pool = self.clone();
-        let (id, member) = (self.state.lock().next_id, doing.clone());
+        let id = {
+            // Taken and counted under one lock: spawns race (callers' threads spawn too).
+            let mut state = self.state.lock();
+            state.next_id += 1;
+            state.next_id
+        };
+        let member = doing.clone();
         let join = builder.spawn(move || pool.serve(id, stack, member, work, guard))?;
         let mut state = self.state.lock();
-        state.next_id += 1;
         // Threads that ended on their idle timeout are joined as new ones come.
         let (ended, members): (Vec<Member>, Vec<Member>) = std::mem::take(&mut state.members)
             .into_iter()
@@ -211,5 +216,41 @@ impl ThreadPool {
     /// How many threads wait idle (for tests and snapshots).
     pub(crate) fn idle(&self) -> usize {
         self.state.lock().idle.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spawns a pooled thread whose first life ends at once.
+    fn spawn_one(pool: &Arc<ThreadPool>) {
+        let (done, _) = bounded(0);
+        let work = Work {
+            run: Box::new(|_| {}),
+            done,
+        };
+        let guard = LiveThread::acquire().unwrap();
+        pool.spawn(thread::Builder::new(), None, work, guard)
+            .unwrap();
+    }
+
+    /// Spawns race (a dynamic supervisor spawns from callers' threads as well as its
+    /// own): each thread must get an id of its own, or one idle thread's timeout takes
+    /// another's place out of the idle set and leaves its own stale entry behind.
+    #[test]
+    fn threads_spawned_at_once_all_leave_the_idle_set_on_their_timeout() {
+        for _ in 0..20 {
+            let pool = ThreadPool::new(64, Duration::from_millis(5));
+            thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| (0..4).for_each(|_| spawn_one(&pool)));
+                }
+            });
+            let left = || pool.idle() + pool.state.lock().returning;
+            let gone = crate::wait::until(Duration::from_secs(10), || left() == 0);
+            assert!(gone.is_ok(), "{} idle left after their timeout", left());
+            pool.close();
+        }
     }
 }
