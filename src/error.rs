@@ -131,6 +131,21 @@ pub enum SpawnError {
         /// The cap in force.
         limit: usize,
     },
+    /// Under an address-space limit (`ulimit -v`), this thread's stack would take the
+    /// stacks of the live threads past their budget, half of that limit (see
+    /// [`set_max_threads`](crate::set_max_threads)).
+    #[error(
+        "a {stack}-byte stack does not fit: live threads' stacks reserve {reserved} of \
+         the {budget} bytes allowed (half the address-space limit); smaller stacks fit more"
+    )]
+    AddressSpace {
+        /// The bytes this thread's stack would reserve.
+        stack: usize,
+        /// The bytes the live threads' stacks reserve already.
+        reserved: usize,
+        /// Half of the process's address-space limit.
+        budget: usize,
+    },
     /// The operating system refused the thread.
     #[error("the operating system refused a thread: {0}")]
     Os(std::io::Error),

@@ -141,3 +141,78 @@ fn the_cap_is_what_keeps_a_full_process_alive() {
     );
     assert!(!out.contains("ThreadLimit"), "{out}");
 }
+
+// ---- under an address-space limit, stacks count by their size ---------------------------
+
+const STACKS: &str = "STEADFAST_TEST_STACK_BUDGET";
+
+/// Runs only as a subprocess of the test below, under `ulimit -v`: fills a supervisor
+/// of large-stack children until a start fails, then starts more small-stack children
+/// than a count assuming 2 MiB stacks would allow.
+#[test]
+#[ignore = "run by stacks_count_by_their_size_under_an_address_space_limit, in a subprocess"]
+fn stack_budget_scenario() {
+    if std::env::var_os(STACKS).is_none() {
+        return;
+    }
+    let big = DynamicSupervisor::builder()
+        .stack_size(64 << 20)
+        .start()
+        .unwrap();
+    let mut started = 0;
+    let err = loop {
+        match big.start_child(idle("big")) {
+            Ok(_) => started += 1,
+            Err(e) => break e,
+        }
+        if started == 10_000 {
+            panic!("10,000 children of 64 MiB stacks started under the limit");
+        }
+    };
+    println!("big: {started}, then {err}");
+    if let SupervisorError::StartFailed(StartError::Spawn {
+        source: SpawnError::AddressSpace { .. },
+        ..
+    }) = err
+    {
+        println!("big stopped by the stack budget");
+    }
+    big.shutdown().unwrap();
+    let small = DynamicSupervisor::builder()
+        .stack_size(64 << 10)
+        .start()
+        .unwrap();
+    for n in 0..3_000 {
+        if let Err(e) = small.start_child(idle("small")) {
+            println!("small: failed after {n}: {e}");
+            std::process::exit(0);
+        }
+    }
+    println!("small: 3000 started");
+    std::process::exit(0);
+}
+
+#[test]
+fn stacks_count_by_their_size_under_an_address_space_limit() {
+    let _serial = serial();
+    // 8 GiB of address space: a 4 GiB stack budget. Counted as 2 MiB stacks that would
+    // be 2,048 threads whatever their size.
+    let test = scenario("stack_budget_scenario", STACKS, "1");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"ulimit -v 8388608 && exec "$0" "$@""#)
+        .arg(test.get_program())
+        .args(test.get_args())
+        .envs(test.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("RUST_BACKTRACE");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("big stopped by the stack budget"), "{text}");
+    assert!(text.contains("small: 3000 started"), "{text}");
+}

@@ -170,7 +170,7 @@ impl ThreadPool {
             if state.closed || state.idle.len() >= self.max_idle {
                 return None;
             }
-            let guard = LiveThread::acquire().ok()?;
+            let guard = LiveThread::acquire(stack).ok()?;
             let (give, rx) = bounded(1);
             state.idle.push(Idle { id, stack, give });
             (rx, guard)
@@ -230,7 +230,7 @@ mod tests {
             run: Box::new(|_| {}),
             done,
         };
-        let guard = LiveThread::acquire().unwrap();
+        let guard = LiveThread::acquire(None).unwrap();
         pool.spawn(thread::Builder::new(), None, work, guard)
             .unwrap();
     }

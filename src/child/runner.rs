@@ -37,7 +37,7 @@ pub(crate) fn spawn(mut args: SpawnArgs) -> Result<Spawned, SpawnError> {
     );
     let reuse = args.reuse.take().filter(|_| !args.deferred && !regrouped);
     let guard = match reuse {
-        None => Some(LiveThread::acquire()?),
+        None => Some(LiveThread::acquire(args.stack_size)?),
         Some(_) => None,
     };
     panic_hook::install();
@@ -132,7 +132,7 @@ pub(crate) fn spawn(mut args: SpawnArgs) -> Result<Spawned, SpawnError> {
             };
             match pool.run_idle(stack, work) {
                 Ok(()) => Ok(()),
-                Err(work) => match LiveThread::acquire() {
+                Err(work) => match LiveThread::acquire(stack) {
                     Ok(guard) => pool.spawn(builder, stack, work, guard),
                     Err(limit) => {
                         pid::exit(pid, &ExitReason::failed(&limit));
