@@ -60,7 +60,9 @@ impl LiveThread {
 
 impl Drop for LiveThread {
     fn drop(&mut self) {
-        STACKS.fetch_sub(self.stack, Ordering::AcqRel);
+        if self.stack > 0 {
+            STACKS.fetch_sub(self.stack, Ordering::AcqRel);
+        }
         LIVE.fetch_sub(1, Ordering::AcqRel);
     }
 }
