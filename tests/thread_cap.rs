@@ -200,12 +200,16 @@ fn stacks_count_by_their_size_under_an_address_space_limit() {
     let test = scenario("stack_budget_scenario", STACKS, "1");
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
-        .arg(r#"ulimit -v 8388608 && exec "$0" "$@""#)
+        .arg(r#"ulimit -v 8388608 2>/dev/null || exit 77; exec "$0" "$@""#)
         .arg(test.get_program())
         .args(test.get_args())
         .envs(test.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .env_remove("RUST_BACKTRACE");
     let out = cmd.output().unwrap();
+    if out.status.code() == Some(77) {
+        eprintln!("skipped: this process may not set an 8 GiB address-space limit");
+        return;
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
