@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use steadfast::channel;
-use steadfast::{ChildSpec, DynamicSupervisor, StartError, Supervisor};
+use steadfast::{ChildSpec, DynamicSupervisor, StartError, Supervisor, SupervisorError};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -101,4 +101,27 @@ fn a_zero_stack_size_is_an_invalid_spec() {
         matches!(err, StartError::InvalidSpec(ref why) if why.contains("stack")),
         "{err}"
     );
+}
+
+/// Extreme input: the operating system refuses the thread, and the start says so.
+#[test]
+fn a_stack_no_machine_can_give_is_an_error_not_a_panic() {
+    for bytes in [usize::MAX, usize::MAX / 2, 1 << 60] {
+        let sup = DynamicSupervisor::builder().start().unwrap();
+        let result = sup.start_child(
+            ChildSpec::worker("huge", |ctx| {
+                let _ = ctx.stop_signal().recv();
+                Ok(())
+            })
+            .stack_size(bytes),
+        );
+        assert!(
+            matches!(
+                result,
+                Err(SupervisorError::StartFailed(StartError::Spawn { .. }))
+            ),
+            "{bytes}: {result:?}"
+        );
+        sup.shutdown().unwrap();
+    }
 }
