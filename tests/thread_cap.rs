@@ -159,6 +159,14 @@ fn stack_budget_scenario() {
         .stack_size(64 << 20)
         .start()
         .unwrap();
+    // A stack larger than the whole budget is refused by the budget, never counted.
+    if let Err(SupervisorError::StartFailed(StartError::Spawn {
+        source: SpawnError::AddressSpace { .. },
+        ..
+    })) = big.start_child(idle("huge").stack_size(usize::MAX))
+    {
+        println!("huge refused by the stack budget");
+    }
     let mut started = 0;
     let err = loop {
         match big.start_child(idle("big")) {
@@ -217,6 +225,7 @@ fn stacks_count_by_their_size_under_an_address_space_limit() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(text.contains("huge refused by the stack budget"), "{text}");
     assert!(text.contains("big stopped by the stack budget"), "{text}");
     assert!(text.contains("small: 3000 started"), "{text}");
 }

@@ -44,17 +44,19 @@ impl LiveThread {
             return Ok(LiveThread { stack: 0 });
         };
         let stack = stack.unwrap_or(*DEFAULT_STACK);
-        let reserved = STACKS.fetch_add(stack, Ordering::AcqRel);
-        if reserved.saturating_add(stack) > budget {
-            STACKS.fetch_sub(stack, Ordering::AcqRel);
-            LIVE.fetch_sub(1, Ordering::AcqRel);
-            return Err(SpawnError::AddressSpace {
-                stack,
-                reserved,
-                budget,
-            });
+        // Added only if it fits, so that no other start ever sees a sum that overflowed.
+        let fits = |reserved: usize| reserved.checked_add(stack).filter(|&sum| sum <= budget);
+        match STACKS.fetch_update(Ordering::AcqRel, Ordering::Acquire, fits) {
+            Ok(_) => Ok(LiveThread { stack }),
+            Err(reserved) => {
+                LIVE.fetch_sub(1, Ordering::AcqRel);
+                Err(SpawnError::AddressSpace {
+                    stack,
+                    reserved,
+                    budget,
+                })
+            }
         }
-        Ok(LiveThread { stack })
     }
 }
 
