@@ -301,7 +301,12 @@ impl ChildSpec {
         self
     }
 
-    /// Sets the stack size of the child's thread, in bytes (default: std's).
+    /// Sets the stack size of the child's thread, in bytes (default: its supervisor's
+    /// [`stack_size`](crate::SupervisorBuilder::stack_size), else std's).
+    ///
+    /// Zero is an invalid spec; a size the operating system cannot give fails the start
+    /// with [`SpawnError::Os`](crate::SpawnError::Os); under an address-space limit the
+    /// thread cap counts the stack at this size ([`set_max_threads`](crate::set_max_threads)).
     pub fn stack_size(mut self, bytes: usize) -> ChildSpec {
         self.stack_size = Some(bytes);
         self
