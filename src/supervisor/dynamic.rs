@@ -139,9 +139,9 @@ impl DynamicSupervisorBuilder {
     /// resident: what a smaller stack saves is address space (and the kernel's page
     /// tables for it), so that many more threads fit under `ulimit -v` (where the
     /// thread cap counts each stack at its size: [`set_max_threads`](crate::set_max_threads));
-    /// the memory an idle child uses is the few pages it touched either way. Leave room for what the
-    /// child's code needs — a panic that captures a backtrace needs tens of KiB. Zero
-    /// is an invalid spec.
+    /// the memory an idle child uses is the few pages it touched either way. Leave room
+    /// for what the child's code needs — a panic that captures a backtrace needs tens of
+    /// KiB. Zero is an invalid spec.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
