@@ -896,6 +896,44 @@ fn on_a_stop_the_call_being_handled_finishes_and_the_rest_fail_stopped_or_are_dr
     assert_eq!(logged(&s.log), ["0: terminate shutdown"]);
 }
 
+/// The same stop raced for real, round after round: casts keep coming from another
+/// thread while the supervisor stops the server blocked in a call, and the gate opens as
+/// soon as a cast is refused. Whatever the interleaving of the stop's steps with the
+/// loop and the posters, no cast is served behind the stop.
+#[test]
+fn stops_raced_against_casts_never_serve_a_cast_behind_the_stop() {
+    for round in 0..30 {
+        let s = start_probe(Restart::Permanent, 3);
+        let (gate_tx, gate) = bounded(1);
+        let (inside_tx, inside) = bounded(1);
+        let probe = s.probe.clone();
+        let blocked = thread::spawn(move || probe.call(Block(gate, inside_tx)));
+        inside.recv_timeout(DEADLINE).unwrap();
+        let probe = s.probe.clone();
+        let caster = thread::spawn(move || {
+            let mut n = 1;
+            while probe.cast(Note(n)).is_ok() {
+                n += 1;
+            }
+        });
+        let sup = Arc::new(s.sup);
+        let stopper = {
+            let sup = sup.clone();
+            thread::spawn(move || sup.terminate_child("probe"))
+        };
+        wait::until(DEADLINE, || s.probe.cast(Note(0)).is_err()).unwrap();
+        gate_tx.send(Gate::Return).unwrap();
+        assert_eq!(blocked.join().unwrap(), Ok("unblocked"));
+        caster.join().unwrap();
+        stopper.join().unwrap().unwrap();
+        assert_eq!(
+            logged(&s.log),
+            ["0: terminate shutdown"],
+            "round {round}: served behind the stop"
+        );
+    }
+}
+
 #[test]
 fn on_a_give_up_everything_still_waiting_fails_and_the_mailbox_shuts_for_good() {
     // An intensity of 0: the first crash gives up.
