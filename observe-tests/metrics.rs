@@ -182,3 +182,33 @@ fn pool_jobs_by_outcome_and_levels() {
     .unwrap();
     drop(pool);
 }
+
+/// Workers settling jobs at once each set the levels: whichever sets them last must not
+/// leave a level read before another's settle (a queue of one, say, at rest).
+#[test]
+fn pool_levels_at_rest_are_zero_however_settles_race() {
+    LazyLock::force(&SNAPSHOTTER);
+    for round in 0..40 {
+        let name = format!("levels-{round}");
+        let pool = Pool::builder(4, |_: &u32, _| Ok(()))
+            .name(&name)
+            .start()
+            .unwrap();
+        for job in 0..16 {
+            pool.submit(job).unwrap();
+        }
+        pool.drain(DEADLINE).unwrap();
+        let pool_label = [("pool", name.as_str())];
+        let at_rest = steadfast::wait::until(DEADLINE, || {
+            gauge("steadfast_pool_queued", &pool_label) == Some(0.0)
+                && gauge("steadfast_pool_in_flight", &pool_label) == Some(0.0)
+        });
+        assert!(
+            at_rest.is_ok(),
+            "round {round}: queued {:?}, in flight {:?} at rest",
+            gauge("steadfast_pool_queued", &pool_label),
+            gauge("steadfast_pool_in_flight", &pool_label)
+        );
+        drop(pool);
+    }
+}

@@ -217,6 +217,8 @@ impl<J: Send + 'static> PoolBuilder<J> {
             handed_back: AtomicU64::new(0),
             #[cfg(feature = "metrics")]
             label: self.name.clone().unwrap_or_else(|| "pool".to_owned()),
+            #[cfg(feature = "metrics")]
+            levels: Mutex::new(()),
         })
     }
 

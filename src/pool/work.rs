@@ -118,6 +118,9 @@ pub(super) struct Shared<J> {
     /// Its name, or "pool": telemetry's label.
     #[cfg(feature = "metrics")]
     pub(super) label: String,
+    /// Held to read and set the levels, so that the last to set them read them last.
+    #[cfg(feature = "metrics")]
+    pub(super) levels: Mutex<()>,
 }
 
 impl<J> Shared<J> {
@@ -132,9 +135,12 @@ impl<J> Shared<J> {
         self.down.lock().clone()
     }
 
-    /// A job settled: the queue and in-flight levels set.
+    /// A job settled: the queue and in-flight levels set. Workers settling at once
+    /// each set them; read and set under one lock, the last set is never of a reading
+    /// older than another's (which would leave a stale level at rest).
     #[cfg(feature = "metrics")]
     fn report_levels(&self) {
+        let _levels = self.levels.lock();
         let settled = self.done.load(Ordering::Relaxed) + self.dead.load(Ordering::Relaxed);
         let queued = self.queue_rx.len();
         let submitted = self.submitted.load(Ordering::Relaxed);
