@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::Value;
 use steadfast::pool::Pool;
 use steadfast::server::{Handle, Serve, ServerContext, ServerSpec};
@@ -11,12 +11,14 @@ use steadfast::{ChildSpec, Supervisor};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A server that blocks in its first call until told, so that what follows queues.
-struct Slow(Receiver<()>);
+/// A server that blocks in each call until told (saying when it is inside one), so
+/// that what follows queues.
+struct Slow(Receiver<()>, Sender<()>);
 impl Serve for Slow {}
 impl Handle<u32> for Slow {
     type Reply = ();
     fn handle(&mut self, _: u32, _: &mut ServerContext<'_, Self>) {
+        let _ = self.1.try_send(());
         let _ = self.0.recv_timeout(DEADLINE);
     }
 }
@@ -33,7 +35,9 @@ fn child<'a>(node: &'a Value, id: &str) -> &'a Value {
 #[test]
 fn a_snapshot_serializes_with_mailbox_depth_and_pool_counts() {
     let (go_tx, go) = bounded(0);
-    let (spec, slow) = ServerSpec::new("slow", move |_| Ok(Slow(go.clone()))).build();
+    let (inside_tx, inside) = bounded(1);
+    let (spec, slow) =
+        ServerSpec::new("slow", move |_| Ok(Slow(go.clone(), inside_tx.clone()))).build();
     let pool = Pool::builder(1, |_: &u32, _| Ok(()));
     let (pool_spec, pool) = pool.child_spec("jobs").unwrap();
     let app = Supervisor::builder()
@@ -57,6 +61,8 @@ fn a_snapshot_serializes_with_mailbox_depth_and_pool_counts() {
             std::thread::spawn(move || slow.call(i))
         })
         .collect();
+    // Inside the first call first: three queued before it took one would be two after.
+    inside.recv_timeout(DEADLINE).unwrap();
     steadfast::wait::until(DEADLINE, || slow.queued() == 3).unwrap();
 
     let json = serde_json::to_value(app.snapshot().unwrap()).unwrap();
